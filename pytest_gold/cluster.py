@@ -1,0 +1,151 @@
+"""Getting a cluster: start a private embedded one, or attach to a running one.
+
+Either way the caller gets a :class:`ClusterHandle` with a connected ipyparallel client;
+``close()`` stops the cluster only when this run started it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ipyparallel as ipp
+
+#: Heartbeat period of an embedded controller, in ms: short, so engines register fast.
+EMBEDDED_HEARTBEAT_MS = 300
+#: Loopback only: an embedded cluster is never reachable from another machine.
+EMBEDDED_IP = "127.0.0.1"
+
+
+class ClusterError(Exception):
+    """The cluster could not be started or reached; the message says what to do."""
+
+
+@dataclass
+class ClusterHandle:
+    client: ipp.Client
+    description: str
+    cluster: Any = None  # the ipp.Cluster this run started, if any
+    owned: bool = False
+    profile_dir: str | None = None
+    started_seconds: float = 0.0
+    _closed: bool = field(default=False, repr=False)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.client.close()
+        finally:
+            if self.owned and self.cluster is not None:
+                try:
+                    self.cluster.stop_cluster_sync()
+                finally:
+                    if self.profile_dir:
+                        shutil.rmtree(self.profile_dir, ignore_errors=True)
+
+
+def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
+    """Start a private cluster on loopback, ignoring the user's ipython profiles."""
+    started = time.monotonic()
+    profile_dir = tempfile.mkdtemp(prefix="pytest-gold-cluster-")
+    cluster = ipp.Cluster(
+        n=engines,
+        profile_dir=profile_dir,
+        load_profile=False,
+        controller_ip=EMBEDDED_IP,
+        delay=0,
+        log_level=logging.WARNING,
+        engine_timeout=int(wait_seconds),
+        controller_args=[f"--HeartMonitor.period={EMBEDDED_HEARTBEAT_MS}"],
+    )
+    # Engines start together rather than 0.1 s apart.
+    cluster.config.LocalEngineSetLauncher.delay = 0
+    handle = ClusterHandle(
+        client=None,  # type: ignore[arg-type]  # set below, once connected
+        description="",
+        cluster=cluster,
+        owned=True,
+        profile_dir=profile_dir,
+    )
+    try:
+        cluster.start_cluster_sync()
+        client = cluster.connect_client_sync()
+        handle.client = client
+        client.wait_for_engines(engines, timeout=wait_seconds)
+    except BaseException as error:
+        _stop_quietly(handle)
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ClusterError(
+            f"pytest-gold could not start an embedded cluster of {engines} engines within "
+            f"{wait_seconds:.0f} s ({type(error).__name__}: {error}). The cluster's logs were "
+            f"in {profile_dir}/log. Try fewer engines with --gold-engines, a longer wait "
+            "with --gold-wait, or check that 'python -m ipyparallel.engine' works here."
+        ) from None
+    handle.started_seconds = time.monotonic() - started
+    handle.description = f"embedded cluster on {EMBEDDED_IP}"
+    return handle
+
+
+def _stop_quietly(handle: ClusterHandle) -> None:
+    try:
+        if handle.client is not None:
+            handle.close()
+        else:
+            handle.cluster.stop_cluster_sync()
+            shutil.rmtree(handle.profile_dir or "", ignore_errors=True)
+    except Exception:
+        logging.getLogger(__name__).debug("stopping a half-started cluster failed", exc_info=True)
+
+
+def attach(
+    *,
+    connection_file: str | None,
+    profile: str | None,
+    cluster_id: str | None,
+    wait_seconds: float,
+) -> ClusterHandle:
+    """Connect to a running cluster through a connection file or a profile."""
+    if connection_file:
+        path = Path(connection_file).expanduser()
+        if not path.is_file():
+            raise ClusterError(
+                f"--gold-connection-file {connection_file}: no such file. Pass the "
+                "ipcontroller-client.json of a running cluster (it is in the profile's "
+                "security/ directory, e.g. ~/.ipython/profile_gold/security/)."
+            )
+        what = f"connection file {path}"
+        kwargs: dict[str, Any] = {}
+        args: tuple[Any, ...] = (str(path),)
+    else:
+        assert profile
+        what = f"profile {profile!r}" + (f", cluster id {cluster_id!r}" if cluster_id else "")
+        args = ()
+        kwargs = {"profile": profile}
+        if cluster_id:
+            kwargs["cluster_id"] = cluster_id
+    try:
+        client = ipp.Client(*args, timeout=wait_seconds, **kwargs)
+    except (OSError, TimeoutError, ValueError, KeyError) as error:
+        raise ClusterError(
+            f"pytest-gold could not attach to the cluster of {what} "
+            f"({type(error).__name__}: {error}). Check that the cluster is running "
+            "('ipcluster start --profile=NAME') and that its connection file is current; "
+            "a connection file left from a stopped cluster cannot be used."
+        ) from None
+    return ClusterHandle(client=client, description=f"attached to the cluster of {what}")
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,338 @@
+"""The supervisor: lives in each ipyparallel engine and owns that engine's worker process.
+
+The controller calls the ``remote_*`` functions through ipyparallel. The engine process
+itself never imports or runs a case: it starts a worker (:mod:`pytest_gold.worker`) per
+run, relays batches to it and the worker's events back, and turns the death of a worker
+into a failed report for the case it was running, then starts a new worker for the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .messages import (
+    Batch,
+    BatchResult,
+    EngineInfo,
+    Event,
+    LogFinish,
+    LogStart,
+    NotRun,
+    ReportEvent,
+    RunSpec,
+    WorkerCrashed,
+    batch_from_wire,
+    event_from_wire,
+    spec_from_wire,
+    to_wire,
+)
+from .worker import BATCH_DONE, FINISH, INTERRUPTED, READY, RUN, Channel
+
+#: Lines of a dead worker's stderr quoted in the failure report.
+STDERR_TAIL_LINES = 40
+#: How long a worker gets to finish its teardown when a run ends, or to start up.
+WORKER_FINISH_SECONDS = 300.0
+#: How often the supervisor looks at its worker while waiting for events.
+POLL_SECONDS = 0.5
+#: Environment variable that overrides the host name shown in reports (SSH host aliases).
+HOST_ENV = "PYTEST_GOLD_HOST"
+
+_engine_id: int | None = None
+_workers: dict[str, WorkerProcess] = {}
+
+
+def engine_info() -> EngineInfo:
+    import pytest
+
+    from . import __version__
+
+    host = os.environ.get(HOST_ENV) or socket.gethostname().split(".")[0]
+    return EngineInfo(
+        engine_id=-1 if _engine_id is None else _engine_id,
+        host=host,
+        pid=os.getpid(),
+        python=platform.python_version(),
+        executable=sys.executable,
+        platform=sys.platform,
+        pytest_gold=__version__,
+        pytest=pytest.__version__,
+    )
+
+
+class WorkerStartFailed(RuntimeError):
+    pass
+
+
+class WorkerProcess:
+    """One worker process and the socket to it."""
+
+    def __init__(self, spec: RunSpec, engine: EngineInfo) -> None:
+        self.spec = spec
+        self.engine = engine
+        ours, theirs = socket.socketpair()
+        self.log = tempfile.NamedTemporaryFile(
+            prefix=f"pytest-gold-worker-e{engine.engine_id}-", suffix=".log", delete=False
+        )
+        env = {**os.environ, **spec.env}
+        # The rootdir importable whatever the engine's own cwd, as the controller sees it.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (spec.rootdir, env.get("PYTHONPATH", "")) if p
+        )
+        env["PYTHONFAULTHANDLER"] = "1"
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pytest_gold.worker", str(theirs.fileno()), engine.tag],
+            cwd=spec.invocation_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(theirs.fileno(),),
+            # Its own process group: signals from the engine's terminal do not reach it and
+            # killing the group also ends whatever a case started.
+            start_new_session=True,
+        )
+        theirs.close()
+        self.channel = Channel(Connection(ours.detach()))
+        self.channel.send(to_wire(spec))
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, ``None`` if none came in time; raises EOFError when it died."""
+        if self.channel.connection.poll(timeout):
+            return self.channel.recv()
+        if self.process.poll() is not None and not self.channel.connection.poll(0):
+            raise EOFError
+        return None
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + WORKER_FINISH_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                message = self.receive(POLL_SECONDS)
+            except EOFError:
+                raise WorkerStartFailed(self.death_cause()) from None
+            if message is not None and message["kind"] == READY:
+                return
+        self.kill()
+        raise WorkerStartFailed(f"the worker did not start within {WORKER_FINISH_SECONDS:.0f} s")
+
+    def death_cause(self) -> str:
+        code = self.process.wait()
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            what = f"the worker process was killed by {name}"
+        else:
+            what = f"the worker process exited with code {code}"
+        return f"{what}; the last lines it wrote:\n{self.stderr_tail()}"
+
+    def stderr_tail(self) -> str:
+        self.log.flush()
+        try:
+            with open(self.log.name, encoding="utf-8", errors="replace") as log:
+                lines = deque(log, maxlen=STDERR_TAIL_LINES)
+        except OSError:
+            return "(the worker's output could not be read)"
+        return "".join(lines).rstrip() or "(nothing)"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+
+    def close(self) -> None:
+        self.kill()
+        self.channel.connection.close()
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+
+def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
+    worker = _workers.get(spec.run_id)
+    if worker is not None and worker.process.poll() is None:
+        return worker
+    for run_id in list(_workers):  # a previous run that never said finish, or a dead worker
+        _workers.pop(run_id).close()
+    worker = WorkerProcess(spec, engine)
+    _workers[spec.run_id] = worker
+    worker.wait_ready()
+    return worker
+
+
+def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
+    engine = engine_info()
+    events: list[Event] = []
+    pending = deque(batch.nodeids)
+    while pending:
+        try:
+            worker = _worker_for(spec, engine)
+        except WorkerStartFailed as error:
+            for nodeid in pending:
+                events.extend(
+                    _failed_case_events(
+                        nodeid,
+                        None,
+                        {},
+                        "setup",
+                        f"pytest-gold could not start a worker on {engine.tag}: {error}",
+                    )
+                )
+            break
+        worker.channel.send({"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))})
+        try:
+            pending = _relay_batch(worker, engine, pending, events)
+        except KeyboardInterrupt:
+            # The controller interrupts (Ctrl-C, -x): pass it on to the case, then collect
+            # what the worker says about the rest of the batch.
+            interrupt_run(spec.run_id)
+            pending = _relay_batch(worker, engine, pending, events)
+    return BatchResult(engine=engine, events=events)
+
+
+def _relay_batch(
+    worker: WorkerProcess, engine: EngineInfo, pending: deque[str], events: list[Event]
+) -> deque[str]:
+    """Relay the worker's events until the batch is done; return what must be rerun."""
+    current: str | None = None
+    current_start = 0
+    location: tuple[str, int | None, str] | None = None
+    phases: dict[str, str] = {}
+    while True:
+        try:
+            message = worker.receive(POLL_SECONDS)
+        except EOFError:
+            cause = worker.death_cause()
+            _workers.pop(worker.spec.run_id, None)
+            worker.close()
+            if current is None:
+                events.append(WorkerCrashed(nodeid=None, cause=cause))
+                return deque()
+            events.extend(
+                _failed_case_events(
+                    current,
+                    location,
+                    phases,
+                    None,
+                    f"pytest-gold: {current} crashed its worker on {engine.tag} "
+                    f"(pid {worker.process.pid}): {cause}",
+                )
+            )
+            events.append(WorkerCrashed(nodeid=current, cause=cause))
+            return pending
+        if message is None:
+            continue
+        kind = message["kind"]
+        if kind == BATCH_DONE:
+            return deque()
+        event = event_from_wire(message)
+        if isinstance(event, NotRun) and current is not None and event.reason == INTERRUPTED:
+            # A case cut short reports nothing: it counts among those that did not run.
+            del events[current_start:]
+            event = NotRun(nodeids=[current, *event.nodeids], reason=event.reason)
+            current = None
+        events.append(event)
+        if isinstance(event, LogStart):
+            current, location, phases = event.nodeid, event.location, {}
+            current_start = len(events) - 1
+            if pending and pending[0] == current:
+                pending.popleft()
+            elif current in pending:
+                pending.remove(current)
+        elif isinstance(event, ReportEvent) and event.data.get("nodeid") == current:
+            phases[event.data["when"]] = event.data["outcome"]
+        elif isinstance(event, LogFinish):
+            current = None
+        elif isinstance(event, NotRun):
+            for nodeid in event.nodeids:
+                if nodeid in pending:
+                    pending.remove(nodeid)
+
+
+def _failed_case_events(
+    nodeid: str,
+    location: tuple[str, int | None, str] | None,
+    phases: dict[str, str],
+    when: str | None,
+    message: str,
+) -> list[Event]:
+    """Events that close a case that could not finish: a failure, then a teardown."""
+    from .worker import _plain_report
+
+    location = location or (nodeid.split("::", 1)[0], None, nodeid)
+    if when is None:
+        when = "setup" if "setup" not in phases else "call" if "call" not in phases else "teardown"
+    events: list[Event] = []
+    if not phases:
+        events.append(LogStart(nodeid=nodeid, location=location))
+    events.append(ReportEvent(data=_plain_report(nodeid, location, when, "failed", message)))
+    if when != "teardown":
+        events.append(ReportEvent(data=_plain_report(nodeid, location, "teardown", "passed", None)))
+    events.append(LogFinish(nodeid=nodeid, location=location))
+    return events
+
+
+def finish_run(run_id: str) -> BatchResult:
+    """End the run's worker: final teardown (reported), session finish, process exit."""
+    engine = engine_info()
+    events: list[Event] = []
+    worker = _workers.pop(run_id, None)
+    if worker is None:
+        return BatchResult(engine=engine, events=events)
+    try:
+        worker.channel.send({"kind": FINISH})
+        deadline = time.monotonic() + WORKER_FINISH_SECONDS
+        while time.monotonic() < deadline:
+            message = worker.receive(POLL_SECONDS)
+            if message is None:
+                continue
+            if message["kind"] == "exited":
+                break
+            events.append(event_from_wire(message))
+        worker.process.wait(timeout=WORKER_FINISH_SECONDS)
+    except (EOFError, OSError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        worker.close()
+    return BatchResult(engine=engine, events=events)
+
+
+def interrupt_run(run_id: str) -> None:
+    """Interrupt the case the run's worker is running (SIGINT, like Ctrl-C)."""
+    worker = _workers.get(run_id)
+    if worker is not None and worker.process.poll() is None:
+        os.killpg(worker.process.pid, signal.SIGINT)
+
+
+# -- entry points called through ipyparallel (plain data in, plain data out) ------------
+
+
+def remote_engine_info(engine_id: int) -> dict[str, Any]:
+    global _engine_id
+    _engine_id = engine_id
+    return to_wire(engine_info())
+
+
+def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    return to_wire(run_batch(spec_from_wire(spec), batch_from_wire(batch)))
+
+
+def remote_finish_run(run_id: str) -> dict[str, Any]:
+    return to_wire(finish_run(run_id))

@@ -1,0 +1,186 @@
+"""Typed messages between the controller, the engine supervisors and the workers.
+
+Everything that crosses a process boundary is one of these dataclasses, turned into a
+plain JSON-compatible ``dict`` with :func:`to_wire` and back with :func:`from_wire`.
+Plain dicts travel well through ipyparallel (no pickled classes, small hub database)
+and through the pipe between an engine and its worker process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+#: The ``kind`` of every event a worker produces, mapped to its class (filled below).
+_EVENT_KINDS: dict[str, type[Event]] = {}
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Where a case runs: one ipyparallel engine and the machine it lives on."""
+
+    engine_id: int
+    host: str
+    pid: int
+    python: str
+    executable: str
+    platform: str
+    pytest_gold: str = ""
+    pytest: str = ""
+
+    @property
+    def tag(self) -> str:
+        """Short label shown in front of results, e.g. ``gold3:e7``."""
+        return f"{self.host}:e{self.engine_id}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a worker needs to recreate the controller's pytest session on an engine."""
+
+    run_id: str
+    invocation_dir: str
+    rootdir: str
+    #: The controller's command-line arguments, so conftest options and ini overrides apply.
+    args: list[str]
+    #: Absolute paths of the files holding the selected cases: the worker collects only these.
+    collect_paths: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    engine_count: int = 1
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Cases sent to one engine as one ipyparallel task."""
+
+    nodeids: list[str]
+    #: The case the controller expects to dispatch next anywhere; lets the worker tear down
+    #: fixtures exactly as a plain run would after the batch's last case. ``None`` at the end.
+    lookahead: str | None
+
+
+class Event:
+    """Something a worker tells the controller; replayed there through pytest's hooks."""
+
+    kind: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _EVENT_KINDS[cls.kind] = cls
+
+
+@dataclass(frozen=True)
+class LogStart(Event):
+    kind: ClassVar[str] = "logstart"
+    nodeid: str
+    location: tuple[str, int | None, str]
+
+
+@dataclass(frozen=True)
+class ReportEvent(Event):
+    """One serialized ``TestReport`` (pytest's own serializable form)."""
+
+    kind: ClassVar[str] = "report"
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LogFinish(Event):
+    kind: ClassVar[str] = "logfinish"
+    nodeid: str
+    location: tuple[str, int | None, str]
+
+
+@dataclass(frozen=True)
+class WarningEvent(Event):
+    kind: ClassVar[str] = "warning"
+    nodeid: str
+    when: str
+    message: str
+    category_module: str
+    category_name: str
+    filename: str
+    lineno: int
+
+
+@dataclass(frozen=True)
+class SuitePropertyEvent(Event):
+    """A ``record_testsuite_property`` call made by a case."""
+
+    kind: ClassVar[str] = "suite_property"
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ExitRequested(Event):
+    """A case called ``pytest.exit()``: the whole run stops, as in a plain run."""
+
+    kind: ClassVar[str] = "exit"
+    nodeid: str
+    reason: str
+    returncode: int | None
+
+
+@dataclass(frozen=True)
+class NotRun(Event):
+    """Cases of a batch that the worker did not start (interrupted or stopped)."""
+
+    kind: ClassVar[str] = "not_run"
+    nodeids: list[str]
+    reason: str
+
+
+@dataclass(frozen=True)
+class WorkerCrashed(Event):
+    """The worker process died; the supervisor already reported the case it was running."""
+
+    kind: ClassVar[str] = "crashed"
+    nodeid: str | None
+    cause: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What an engine returns for a :class:`Batch` (or for the end-of-run teardown)."""
+
+    engine: EngineInfo
+    events: list[Event]
+
+
+def to_wire(message: Any) -> dict[str, Any]:
+    """Return a JSON-compatible dict for any message dataclass (events carry their kind)."""
+    data = dataclasses.asdict(message)
+    if isinstance(message, Event):
+        data["kind"] = message.kind
+    elif isinstance(message, BatchResult):
+        data["events"] = [to_wire(event) for event in message.events]
+    return data
+
+
+def event_from_wire(data: dict[str, Any]) -> Event:
+    fields = dict(data)
+    cls = _EVENT_KINDS[fields.pop("kind")]
+    if "location" in fields:
+        fields["location"] = tuple(fields["location"])
+    return cls(**fields)
+
+
+def engine_from_wire(data: dict[str, Any]) -> EngineInfo:
+    return EngineInfo(**data)
+
+
+def result_from_wire(data: dict[str, Any]) -> BatchResult:
+    return BatchResult(
+        engine=engine_from_wire(data["engine"]),
+        events=[event_from_wire(event) for event in data["events"]],
+    )
+
+
+def spec_from_wire(data: dict[str, Any]) -> RunSpec:
+    return RunSpec(**data)
+
+
+def batch_from_wire(data: dict[str, Any]) -> Batch:
+    return Batch(**data)

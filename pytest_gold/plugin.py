@@ -1,0 +1,30 @@
+"""The pytest entry point (``pytest11: gold``): options, hooks, and switching a run to --gold."""
+
+from __future__ import annotations
+
+import pytest
+
+from . import settings as settings_module
+
+#: Name under which the controller plugin is registered while a --gold run is on.
+CONTROLLER_PLUGIN_NAME = "gold-controller"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings_module.addoption(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A worker (ours or pytest-xdist's) never distributes again.
+    if not config.getoption("gold") or hasattr(config, "workerinput"):
+        return
+    settings = settings_module.from_config(config)
+    from .session import GoldController
+
+    config.pluginmanager.register(GoldController(config, settings), CONTROLLER_PLUGIN_NAME)

@@ -1,0 +1,113 @@
+"""Which cases go to an idle engine next: ordering and adaptive batching (pure, no I/O).
+
+A :class:`DispatchQueue` hands out batches. Short cases are grouped so that one
+ipyparallel task carries about ``target_batch_seconds`` of work (a task round trip costs a
+few milliseconds, which would dominate millisecond cases); long cases go one per task, so
+that no case waits behind another on a busy engine while an engine elsewhere is idle.
+Towards the end of a run batches shrink (guided self-scheduling), so that engines finish
+together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .messages import Batch
+
+#: Work one task should carry, in seconds, when cases are short.
+DEFAULT_TARGET_BATCH_SECONDS = 0.5
+#: A batch never takes more than 1/(this × engines) of the remaining cases, so that the
+#: last batches are small and engines finish at about the same time.
+TAIL_SHARE_FACTOR = 2
+
+
+@dataclass
+class DurationEstimate:
+    """Running mean of observed per-case durations in this run."""
+
+    total_seconds: float = 0.0
+    cases: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.total_seconds += max(seconds, 0.0)
+        self.cases += 1
+
+    @property
+    def mean(self) -> float | None:
+        return self.total_seconds / self.cases if self.cases else None
+
+
+class DispatchQueue:
+    """The cases not yet dispatched, in dispatch order, handed out as batches."""
+
+    def __init__(
+        self,
+        nodeids: Sequence[str],
+        *,
+        engine_count: int,
+        target_batch_seconds: float = DEFAULT_TARGET_BATCH_SECONDS,
+        known_seconds: Mapping[str, float] | None = None,
+    ) -> None:
+        if engine_count < 1:
+            raise ValueError("engine_count must be at least 1")
+        if len(set(nodeids)) != len(nodeids):
+            raise ValueError("node ids must be unique")
+        self._queue: deque[str] = deque(nodeids)
+        self.engine_count = engine_count
+        self.target_batch_seconds = target_batch_seconds
+        self.known_seconds = dict(known_seconds or {})
+        self.observed = DurationEstimate()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __bool__(self) -> bool:
+        return bool(self._queue)
+
+    @property
+    def head(self) -> str | None:
+        return self._queue[0] if self._queue else None
+
+    def expected_seconds(self, nodeid: str) -> float | None:
+        """A case's expected duration: its own last duration, else this run's mean."""
+        known = self.known_seconds.get(nodeid)
+        return known if known is not None else self.observed.mean
+
+    def record(self, durations: Iterable[float]) -> None:
+        """Learn from the durations of finished cases."""
+        for seconds in durations:
+            self.observed.add(seconds)
+
+    def next_batch(self) -> Batch | None:
+        """The next batch for an idle engine, or ``None`` when nothing is left."""
+        if not self._queue:
+            return None
+        cap = max(1, math.ceil(len(self._queue) / (TAIL_SHARE_FACTOR * self.engine_count)))
+        nodeids: list[str] = []
+        work = 0.0
+        while self._queue and len(nodeids) < cap:
+            expected = self.expected_seconds(self._queue[0])
+            if expected is None:
+                # Nothing known yet: probe with one case, learn from it.
+                if nodeids:
+                    break
+                nodeids.append(self._queue.popleft())
+                break
+            if nodeids and work + expected > self.target_batch_seconds:
+                break
+            nodeids.append(self._queue.popleft())
+            work += expected
+        return Batch(nodeids=nodeids, lookahead=self.head)
+
+    def requeue(self, nodeids: Sequence[str]) -> None:
+        """Put cases back at the front (their engine was lost before they ran)."""
+        self._queue.extendleft(reversed(nodeids))
+
+    def drain(self) -> list[str]:
+        """Remove and return every case not yet dispatched (the run stops early)."""
+        rest = list(self._queue)
+        self._queue.clear()
+        return rest

@@ -1,0 +1,151 @@
+"""Command-line options and ini keys of pytest-gold, parsed and checked in one place."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+
+from .cluster import usable_cpus
+from .scheduling import DEFAULT_TARGET_BATCH_SECONDS
+
+#: Default time to wait for a cluster's engines, in seconds.
+DEFAULT_WAIT_SECONDS = 60.0
+
+# (option, ini key, help). Every option has an ini key so a project can pin it.
+_VALUE_OPTIONS = [
+    (
+        "--gold-engines",
+        "gold_engines",
+        "number of engines of the embedded cluster (default: the number of usable CPUs).",
+    ),
+    (
+        "--gold-profile",
+        "gold_profile",
+        "attach to the running cluster of this ipyparallel profile instead of starting an "
+        "embedded one.",
+    ),
+    (
+        "--gold-cluster-id",
+        "gold_cluster_id",
+        "with --gold-profile: which of the profile's clusters to attach to.",
+    ),
+    (
+        "--gold-connection-file",
+        "gold_connection_file",
+        "attach through this ipcontroller-client.json file of a running cluster.",
+    ),
+    (
+        "--gold-wait",
+        "gold_wait",
+        f"seconds to wait for a cluster to start or answer (default {DEFAULT_WAIT_SECONDS:.0f}).",
+    ),
+    (
+        "--gold-batch-seconds",
+        "gold_batch_seconds",
+        "work, in seconds, that one task carries when cases are short "
+        f"(default {DEFAULT_TARGET_BATCH_SECONDS}).",
+    ),
+]
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gold", "run cases on an ipyparallel cluster (pytest-gold)")
+    group.addoption(
+        "--gold",
+        action="store_true",
+        default=False,
+        help="run every selected case on the engines of an ipyparallel cluster.",
+    )
+    for option, ini, text in _VALUE_OPTIONS:
+        dest = ini
+        group.addoption(option, dest=dest, default=None, metavar="VALUE", help=text)
+        parser.addini(ini, f"default for {option}: {text}", default=None)
+
+
+@dataclass(frozen=True)
+class GoldSettings:
+    engines: int
+    profile: str | None
+    cluster_id: str | None
+    connection_file: str | None
+    wait_seconds: float
+    batch_seconds: float
+
+    def describe(self) -> str:
+        if self.connection_file:
+            return f"attach through {self.connection_file}"
+        if self.profile:
+            cluster = f", cluster id {self.cluster_id!r}" if self.cluster_id else ""
+            return f"attach to the cluster of profile {self.profile!r}{cluster}"
+        return f"embedded cluster, {self.engines} engines on 127.0.0.1"
+
+
+def _raw(config: pytest.Config, ini: str) -> str | None:
+    value = config.getoption(ini)
+    if value is None:
+        value = config.getini(ini)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value).strip()
+
+
+def _positive_number(config: pytest.Config, ini: str, option: str, default: float) -> float:
+    raw = _raw(config, ini)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise pytest.UsageError(
+            f"{option} (ini {ini}) must be a positive number of seconds, not {raw!r}."
+        )
+    return value
+
+
+def from_config(config: pytest.Config) -> GoldSettings:
+    """Read and check every pytest-gold option; bad values are a UsageError saying why."""
+    raw_engines = _raw(config, "gold_engines")
+    engines = usable_cpus()
+    if raw_engines is not None:
+        try:
+            engines = int(raw_engines)
+        except ValueError:
+            engines = 0
+        if engines < 1 or str(engines) != raw_engines.lstrip("+"):
+            raise pytest.UsageError(
+                f"--gold-engines (ini gold_engines) must be a whole number of engines, at "
+                f"least 1, not {raw_engines!r}. Leave it out to use one engine per usable CPU "
+                f"({usable_cpus()} here)."
+            )
+    profile = _raw(config, "gold_profile")
+    cluster_id = _raw(config, "gold_cluster_id")
+    connection_file = _raw(config, "gold_connection_file")
+    if connection_file and profile:
+        raise pytest.UsageError(
+            "--gold-connection-file and --gold-profile both name a cluster to attach to; "
+            "give only one of them."
+        )
+    if cluster_id and not profile:
+        raise pytest.UsageError(
+            "--gold-cluster-id picks one of a profile's clusters: give --gold-profile too."
+        )
+    if raw_engines is not None and (profile or connection_file):
+        raise pytest.UsageError(
+            "--gold-engines sets the size of the embedded cluster; it cannot change a "
+            "cluster the run attaches to (--gold-profile / --gold-connection-file). "
+            "Leave it out, or start the profile's cluster with the engine count you want."
+        )
+    return GoldSettings(
+        engines=engines,
+        profile=profile,
+        cluster_id=cluster_id,
+        connection_file=connection_file,
+        wait_seconds=_positive_number(config, "gold_wait", "--gold-wait", DEFAULT_WAIT_SECONDS),
+        batch_seconds=_positive_number(
+            config, "gold_batch_seconds", "--gold-batch-seconds", DEFAULT_TARGET_BATCH_SECONDS
+        ),
+    )

@@ -1,0 +1,329 @@
+"""The worker: a pytest session in its own process, owned by an engine's supervisor.
+
+Started as ``python -m pytest_gold.worker FD`` by :mod:`pytest_gold.engine`, once per run
+and engine. It receives a :class:`~pytest_gold.messages.RunSpec` over the socket ``FD``,
+runs ``pytest.main`` with the controller's arguments (so conftest files, options and ini
+settings apply), collects only the files holding selected cases, then runs the batches of
+node ids it is sent and streams every log event back. Being a fresh process per run is
+what makes edited simulation code take effect and keeps module state from leaking.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import warnings
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pytest
+
+from .messages import (
+    Event,
+    ExitRequested,
+    LogFinish,
+    LogStart,
+    NotRun,
+    ReportEvent,
+    RunSpec,
+    SuitePropertyEvent,
+    batch_from_wire,
+    spec_from_wire,
+    to_wire,
+)
+from .serialization import UnserializableValue, report_data_to_wire, warning_to_event
+
+#: Worker to supervisor: the session is collected and waits for batches.
+READY = "ready"
+#: Worker to supervisor: every case of the current batch has been handled.
+BATCH_DONE = "batch_done"
+#: Supervisor to worker commands.
+RUN = "run"
+FINISH = "finish"
+#: Why cases of a batch did not run.
+INTERRUPTED = "interrupted"
+EXIT_REQUESTED = "pytest.exit()"
+
+
+class Channel:
+    """JSON messages over the socket shared with the engine supervisor."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.connection.send_bytes(json.dumps(message).encode())
+
+    def recv(self) -> dict[str, Any]:
+        return json.loads(self.connection.recv_bytes())
+
+
+class WorkerPlugin:
+    """Runs inside the worker's pytest session; replaces the normal run loop."""
+
+    def __init__(self, spec: RunSpec, channel: Channel, engine_tag: str) -> None:
+        self.spec = spec
+        self.channel = channel
+        self.engine_tag = engine_tag
+        self.config: pytest.Config | None = None
+        self.items: dict[str, pytest.Item] = {}
+        self.collect_errors: dict[str, str] = {}
+        #: The last case run; the fixtures of its parents may still be set up.
+        self.previous: pytest.Item | None = None
+        self.kept_chain: list[pytest.Item | pytest.Collector] = []
+
+    def send_event(self, event: Event) -> None:
+        self.channel.send(to_wire(event))
+
+    # -- configuration -----------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        self.config = config
+        # The xdist convention: plugins (junitxml, cacheprovider, stepwise, pytest-cov, ...)
+        # check for ``workerinput`` and leave files and summaries to the controller.
+        config.workerinput = {  # type: ignore[attr-defined]
+            "workerid": self.engine_tag,
+            "workercount": self.spec.engine_count,
+            "testrunuid": self.spec.run_id,
+        }
+        option = config.option
+        # The controller selects, orders and stops; the worker runs exactly what it is sent.
+        option.maxfail = 0
+        option.lf = option.failedfirst = option.newfirst = False
+        option.stepwise = option.stepwise_skip = False
+        option.keyword = option.markexpr = ""
+        option.deselect = []
+        option.continue_on_collection_errors = True
+        option.gold = False
+        config.args = list(self.spec.collect_paths)
+
+    @pytest.fixture
+    def record_testsuite_property(self) -> Callable[[str, object], None]:
+        """Worker version of pytest's fixture: the controller writes the JUnit XML."""
+
+        def record(name: str, value: object) -> None:
+            if not isinstance(name, str):
+                raise TypeError(
+                    f"name parameter needs to be a string, but {type(name).__name__} given"
+                )
+            self.send_event(SuitePropertyEvent(name=name, value=str(value)))
+
+        return record
+
+    @pytest.fixture
+    def record_xml_attribute(self, request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+        """Worker version of pytest's fixture: attributes travel on the case's reports."""
+        from _pytest.warning_types import PytestExperimentalApiWarning
+
+        request.node.warn(
+            PytestExperimentalApiWarning("record_xml_attribute is an experimental feature")
+        )
+        attributes: dict[str, str] = request.node.stash.setdefault(_xml_attributes_key, {})
+
+        def record(name: str, value: object) -> None:
+            attributes[name] = str(value)
+
+        return record
+
+    # -- events ------------------------------------------------------------------------
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collect_errors[report.nodeid] = str(report.longrepr)
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self.send_event(LogStart(nodeid=nodeid, location=location))
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self.send_event(LogFinish(nodeid=nodeid, location=location))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
+        report: pytest.TestReport = yield
+        attributes = item.stash.get(_xml_attributes_key, None)
+        if attributes and report.when == "teardown":
+            report.gold_xml_attributes = dict(attributes)  # type: ignore[attr-defined]
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        assert self.config is not None
+        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+        try:
+            wire = report_data_to_wire(data)
+        except (UnserializableValue, TypeError, ValueError) as error:
+            wire = _unsendable_report(data, error)
+        self.send_event(ReportEvent(data=wire))
+
+    def pytest_warning_recorded(
+        self, warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
+    ) -> None:
+        # Collection and configuration warnings are the controller's own; only what the
+        # cases raise is new information.
+        if when == "runtest":
+            self.send_event(warning_to_event(warning_message, when, nodeid))
+
+    # -- the run loop --------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        self.items = {item.nodeid: item for item in session.items}
+        self.channel.send({"kind": READY, "collected": len(self.items)})
+        while True:
+            command = self.channel.recv()
+            if command["kind"] == FINISH:
+                self.teardown_kept(None)
+                return True
+            batch = batch_from_wire(command["batch"])
+            self.run_batch(batch.nodeids, batch.lookahead)
+            self.channel.send({"kind": BATCH_DONE})
+
+    def run_batch(self, nodeids: list[str], lookahead: str | None) -> None:
+        for index, nodeid in enumerate(nodeids):
+            item = self.items.get(nodeid)
+            if item is None:
+                self.report_not_collected(nodeid)
+                continue
+            if self.previous is not None and not _is_prefix(self.kept_chain, item.listchain()):
+                self.teardown_kept(item)
+            nextitem = self.next_item(nodeids[index + 1 :], lookahead)
+            try:
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            except pytest.exit.Exception as exit_:
+                self.previous, self.kept_chain = item, item.listchain()
+                self.send_event(
+                    ExitRequested(nodeid=nodeid, reason=exit_.msg, returncode=exit_.returncode)
+                )
+                self.send_event(NotRun(nodeids=nodeids[index + 1 :], reason=EXIT_REQUESTED))
+                return
+            except KeyboardInterrupt:
+                self.previous, self.kept_chain = item, item.listchain()
+                self.send_event(NotRun(nodeids=nodeids[index + 1 :], reason=INTERRUPTED))
+                return
+            self.previous = item
+            self.kept_chain = _kept_after(item, nextitem)
+
+    def next_item(self, rest_of_batch: list[str], lookahead: str | None) -> pytest.Item | None:
+        for nodeid in rest_of_batch:
+            if nodeid in self.items:
+                return self.items[nodeid]
+        if lookahead is None:
+            return None
+        # The next case of the whole run: tear down exactly what a plain run would. If it
+        # ends up on another engine, the next case here tears down the rest (teardown_kept).
+        return self.items.get(lookahead)
+
+    def teardown_kept(self, nextitem: pytest.Item | None) -> None:
+        """Tear down fixtures kept for a lookahead case that went to another engine.
+
+        Errors are reported on the case that set the fixtures up, as a plain run would.
+        """
+        previous = self.previous
+        if previous is None or not self.kept_chain:
+            return
+        self.kept_chain = _kept_after(previous, nextitem)
+        if nextitem is None:
+            self.previous = None
+        # The case's own teardown hooks already ran (they clear per-case state), so only the
+        # fixture stack is unwound here. pytest has no public API for that step.
+        setup_state = previous.session._setupstate
+        call = pytest.CallInfo.from_call(
+            lambda: setup_state.teardown_exact(nextitem),
+            when="teardown",
+            reraise=(pytest.exit.Exception, KeyboardInterrupt),
+        )
+        report = previous.ihook.pytest_runtest_makereport(item=previous, call=call)
+        if report.failed:
+            self.send_event(LogStart(nodeid=previous.nodeid, location=previous.location))
+            previous.ihook.pytest_runtest_logreport(report=report)
+            self.send_event(LogFinish(nodeid=previous.nodeid, location=previous.location))
+
+    def report_not_collected(self, nodeid: str) -> None:
+        path = nodeid.split("::", 1)[0]
+        errors = [
+            text
+            for collector, text in self.collect_errors.items()
+            if path.startswith(collector) or collector.startswith(path)
+        ]
+        detail = "\n".join(errors) or "(no collection error was reported for its file)"
+        message = (
+            f"pytest-gold: {nodeid} was collected by the controller but not on engine "
+            f"{self.engine_tag}. Collection there may depend on something the engine lacks "
+            "(an environment variable, a file outside the shared filesystem, a package). "
+            f"What the engine's collection said:\n{detail}"
+        )
+        location = (path, None, nodeid)
+        self.send_event(LogStart(nodeid=nodeid, location=location))
+        for when, outcome, longrepr in (("setup", "failed", message), ("teardown", "passed", None)):
+            data = _plain_report(nodeid, location, when, outcome, longrepr)
+            self.send_event(ReportEvent(data=data))
+        self.send_event(LogFinish(nodeid=nodeid, location=location))
+
+
+_xml_attributes_key = pytest.StashKey[dict[str, str]]()
+
+
+def _is_prefix(prefix: list[Any], chain: list[Any]) -> bool:
+    return chain[: len(prefix)] == prefix
+
+
+def _kept_after(item: pytest.Item, nextitem: pytest.Item | None) -> list[Any]:
+    """The collectors whose fixtures stay set up after ``item`` ran with ``nextitem``."""
+    if nextitem is None:
+        return []
+    kept = []
+    for mine, theirs in zip(item.listchain(), nextitem.listchain(), strict=False):
+        if mine is not theirs:
+            break
+        kept.append(mine)
+    return kept
+
+
+def _plain_report(
+    nodeid: str, location: tuple[str, int | None, str], when: str, outcome: str, longrepr: Any
+) -> dict[str, Any]:
+    """A serialized TestReport built by hand, for a case the worker could not run."""
+    return {
+        "$report_type": "TestReport",
+        "nodeid": nodeid,
+        "location": list(location),
+        "keywords": {},
+        "outcome": outcome,
+        "longrepr": longrepr,
+        "when": when,
+        "user_properties": [],
+        "sections": [],
+        "duration": 0.0,
+        "start": 0.0,
+        "stop": 0.0,
+    }
+
+
+def _unsendable_report(data: dict[str, Any], error: Exception) -> dict[str, Any]:
+    """Replace a report that cannot be sent by a failure that says why."""
+    location = tuple(data.get("location") or (data["nodeid"], None, data["nodeid"]))
+    message = (
+        f"pytest-gold could not send the {data.get('when')} report of this case "
+        f"(outcome: {data.get('outcome')}) from the engine to the controller: {error}. "
+        "Record numbers, strings, lists, dicts or numpy values, or convert the value "
+        "before recording it."
+    )
+    report = _plain_report(data["nodeid"], location, data.get("when", "call"), "failed", message)
+    report["duration"] = data.get("duration", 0.0)
+    return report
+
+
+def main() -> int:
+    fd, engine_tag = int(sys.argv[1]), sys.argv[2]
+    channel = Channel(Connection(socket.socket(fileno=fd).detach()))
+    spec = spec_from_wire(channel.recv())
+    plugin = WorkerPlugin(spec, channel, engine_tag)
+    status = pytest.main(spec.args, plugins=[plugin])
+    channel.send({"kind": "exited", "status": int(status)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
