@@ -37,6 +37,14 @@ class ClusterHandle:
     started_seconds: float = 0.0
     _closed: bool = field(default=False, repr=False)
 
+    @property
+    def connection_file(self) -> Path | None:
+        """The client connection file of a cluster this run started."""
+        if self.cluster is None or self.profile_dir is None:
+            return None
+        suffix = f"-{self.cluster.cluster_id}" if self.cluster.cluster_id else ""
+        return Path(self.profile_dir, "security", f"ipcontroller{suffix}-client.json")
+
     def close(self) -> None:
         if self._closed:
             return

@@ -47,6 +47,18 @@ POLL_SECONDS = 0.5
 #: Environment variable that overrides the host name shown in reports (SSH host aliases).
 HOST_ENV = "PYTEST_GOLD_HOST"
 
+#: What ipykernel puts in every engine's environment for notebook display (colour
+#: forced on, no pager). A worker writes to files, not a notebook: colour codes would end up
+#: in tracebacks and JUnit XML, so these are taken out again.
+KERNEL_DISPLAY_ENV = {
+    "TERM": "xterm-color",
+    "CLICOLOR": "1",
+    "FORCE_COLOR": "1",
+    "CLICOLOR_FORCE": "1",
+    "PAGER": "cat",
+    "GIT_PAGER": "cat",
+}
+
 _engine_id: int | None = None
 _workers: dict[str, WorkerProcess] = {}
 
@@ -83,7 +95,12 @@ class WorkerProcess:
         self.log = tempfile.NamedTemporaryFile(
             prefix=f"pytest-gold-worker-e{engine.engine_id}-", suffix=".log", delete=False
         )
-        env = {**os.environ, **spec.env}
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if KERNEL_DISPLAY_ENV.get(key) != value
+        }
+        env.update(spec.env)
         # The rootdir importable whatever the engine's own cwd, as the controller sees it.
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (spec.rootdir, env.get("PYTHONPATH", "")) if p

@@ -88,6 +88,8 @@ def report_data_from_wire(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     if out.get("location") is not None:
         out["location"] = tuple(out["location"])
+    if isinstance(out.get("longrepr"), list):  # a skip's (path, lineno, reason)
+        out["longrepr"] = tuple(out["longrepr"])
     if "sections" in out:
         out["sections"] = [tuple(section) for section in out["sections"]]
     if "user_properties" in out:

@@ -1,0 +1,113 @@
+"""Fixtures for pytest-gold's own tests.
+
+One real cluster is started per test session (``gold_cluster``); end-to-end tests run an
+inner ``pytest --gold`` against it through its connection file, which is how the
+expensive part (engine start-up) is paid once. Tests of the embedded default start and
+stop their own cluster and check that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_gold.cluster import ClusterHandle, start_embedded
+
+#: Engines of the session cluster: enough to see cases spread over engines.
+SESSION_ENGINES = 2
+#: Environment variable marking every process an inner run starts (see ``leak_check``).
+TOKEN_ENV = "PYTEST_GOLD_TEST_TOKEN"
+#: How long stopped cluster processes get to exit before they count as left behind.
+EXIT_GRACE_SECONDS = 15.0
+
+
+@pytest.fixture(scope="session")
+def gold_cluster() -> Iterator[ClusterHandle]:
+    handle = start_embedded(SESSION_ENGINES, wait_seconds=60)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+@pytest.fixture(scope="session")
+def connection_file(gold_cluster: ClusterHandle) -> Path:
+    path = gold_cluster.connection_file
+    assert path is not None and path.is_file()
+    return path
+
+
+@pytest.fixture
+def gold_args(connection_file: Path, gold_cluster: ClusterHandle) -> Iterator[list[str]]:
+    """Arguments that make an inner run use the session cluster; checks workers are ended."""
+    yield ["--gold", f"--gold-connection-file={connection_file}"]
+    engine_pids = gold_cluster.client[:].apply_sync(os.getpid)
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    while True:
+        workers = [
+            child
+            for pid in engine_pids
+            for child in _children(pid)
+            if "pytest_gold.worker" in " ".join(_cmdline(child))
+        ]
+        if not workers or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for worker in workers:
+        worker.kill()
+    assert not workers, f"worker processes left running after the run: {workers}"
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def processes_with_token(token: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(TOKEN_ENV) == token:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return [p for p in found if p.pid != os.getpid()]
+
+
+@pytest.fixture
+def leak_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Mark every process started from here on; fail if any outlives the test.
+
+    The mark is an environment variable, inherited by the inner pytest, the cluster's
+    controller, engines, nannies and workers, even when they are re-parented to init.
+    """
+    token = uuid.uuid4().hex
+    monkeypatch.setenv(TOKEN_ENV, token)
+    yield token
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    left = processes_with_token(token)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = processes_with_token(token)
+    described = [f"{p.pid} {' '.join(_cmdline(p))}" for p in left]
+    for process in left:  # ours: stop them so one failure does not leak into later tests
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not left, "processes left running after the run:\n" + "\n".join(described)
