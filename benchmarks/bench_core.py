@@ -330,13 +330,21 @@ def report(plan: Plan, trivial: list[Result], sleep: list[Result]) -> None:
         print(f"WARNING: {note}")
 
 
+def load_average() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
     print(
         f"python {sys.executable}; trivial suite {plan.trivial_cases} cases on "
         f"N={plan.trivial_workers}; sleep suite {plan.sleep_cases} x {SLEEP_SECONDS} s on "
-        f"N={plan.sleep_workers} (ideal {plan.sleep_ideal:.2f} s); repeat {plan.repeat}",
+        f"N={plan.sleep_workers} (ideal {plan.sleep_ideal:.2f} s); repeat {plan.repeat}; "
+        f"{os.cpu_count()} CPUs, {load_average()}",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
@@ -362,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\ninterrupted", file=sys.stderr)
             return 130
     report(plan, trivial, sleep)
+    print(f"({load_average()} at the end; other load on the machine skews the times)")
     return 0
 
 

@@ -36,7 +36,7 @@ from .messages import (
     spec_from_wire,
     to_wire,
 )
-from .worker import BATCH_DONE, FINISH, INTERRUPTED, READY, RUN, Channel
+from .worker import BATCH_DONE, CAPTURE_FD, FINISH, INTERRUPTED, READY, RUN, Channel
 
 #: Lines of a dead worker's stderr quoted in the failure report.
 STDERR_TAIL_LINES = 40
@@ -120,6 +120,8 @@ class WorkerProcess:
             start_new_session=True,
         )
         theirs.close()
+        self.capture: Any = None
+        self.case_log_offset = 0
         self.channel = Channel(Connection(ours.detach()))
         self.channel.send(to_wire(spec))
 
@@ -143,6 +145,15 @@ class WorkerProcess:
         self.kill()
         raise WorkerStartFailed(f"the worker did not start within {WORKER_FINISH_SECONDS:.0f} s")
 
+    def mark_case_start(self) -> None:
+        """Remember where the worker's log stands, to quote only what the next case wrote.
+
+        Called when a batch is sent and when a case finishes, never on a case's start
+        event, which may be read only after the case has already crashed.
+        """
+        self.log.flush()
+        self.case_log_offset = os.path.getsize(self.log.name)
+
     def death_cause(self) -> str:
         code = self.process.wait()
         if code < 0:
@@ -153,16 +164,13 @@ class WorkerProcess:
             what = f"the worker process was killed by {name}"
         else:
             what = f"the worker process exited with code {code}"
-        return f"{what}; the last lines it wrote:\n{self.stderr_tail()}"
-
-    def stderr_tail(self) -> str:
-        self.log.flush()
-        try:
-            with open(self.log.name, encoding="utf-8", errors="replace") as log:
-                lines = deque(log, maxlen=STDERR_TAIL_LINES)
-        except OSError:
-            return "(the worker's output could not be read)"
-        return "".join(lines).rstrip() or "(nothing)"
+        parts = [what]
+        captured = _tail_of(self.capture, 0)
+        if captured:
+            parts.append(f"what the case wrote to stdout/stderr (captured):\n{captured}")
+        logged = _tail_of(self.log.name, self.case_log_offset)
+        parts.append(f"the worker's own output (fatal errors land here):\n{logged or '(nothing)'}")
+        return "; ".join(parts[:1]) + "\n" + "\n".join(parts[1:])
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -176,10 +184,42 @@ class WorkerProcess:
         self.kill()
         self.channel.connection.close()
         self.log.close()
+        if self.capture is not None:
+            self.capture.close()
         try:
             os.unlink(self.log.name)
         except OSError:
             pass
+
+
+def _open_worker_fd(pid: int, fd: int) -> Any:
+    """Open what descriptor ``fd`` of the worker refers to (pytest's capture file).
+
+    pytest captures into an unlinked temporary file; after a crash it is the only place
+    holding what the case wrote. Linux's /proc lets us reopen it while the worker lives.
+    """
+    try:
+        return open(f"/proc/{pid}/fd/{fd}", "rb")  # noqa: SIM115 - closed with the worker
+    except OSError:
+        return None
+
+
+def _tail_of(source: Any, offset: int) -> str:
+    """The last lines of a file (path or open binary file) from ``offset`` on."""
+    if source is None:
+        return ""
+    try:
+        if isinstance(source, str):
+            with open(source, "rb") as file:
+                file.seek(offset)
+                data = file.read()
+        else:
+            source.seek(offset)
+            data = source.read()
+    except OSError:
+        return ""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return "\n".join(lines[-STDERR_TAIL_LINES:]).strip()
 
 
 def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
@@ -209,7 +249,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
                         None,
                         {},
                         "setup",
-                        f"pytest-gold could not start a worker on {engine.tag}: {error}",
+                                    f"pytest-gold could not start a worker on {engine.tag}: {error}",
                     )
                 )
             break
@@ -228,6 +268,7 @@ def _relay_batch(
     worker: WorkerProcess, engine: EngineInfo, pending: deque[str], events: list[Event]
 ) -> deque[str]:
     """Relay the worker's events until the batch is done; return what must be rerun."""
+    worker.mark_case_start()
     current: str | None = None
     current_start = 0
     location: tuple[str, int | None, str] | None = None
@@ -259,6 +300,9 @@ def _relay_batch(
         kind = message["kind"]
         if kind == BATCH_DONE:
             return deque()
+        if kind == CAPTURE_FD:
+            worker.capture = worker.capture or _open_worker_fd(worker.process.pid, message["fd"])
+            continue
         event = event_from_wire(message)
         if isinstance(event, NotRun) and current is not None and event.reason == INTERRUPTED:
             # A case cut short reports nothing: it counts among those that did not run.
@@ -277,6 +321,7 @@ def _relay_batch(
             phases[event.data["when"]] = event.data["outcome"]
         elif isinstance(event, LogFinish):
             current = None
+            worker.mark_case_start()
         elif isinstance(event, NotRun):
             for nodeid in event.nodeids:
                 if nodeid in pending:

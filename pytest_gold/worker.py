@@ -11,6 +11,7 @@ what makes edited simulation code take effect and keeps module state from leakin
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import warnings
@@ -39,6 +40,8 @@ from .serialization import UnserializableValue, report_data_to_wire, warning_to_
 READY = "ready"
 #: Worker to supervisor: every case of the current batch has been handled.
 BATCH_DONE = "batch_done"
+#: Worker to supervisor: a descriptor of the worker that reaches pytest's capture file.
+CAPTURE_FD = "capture_fd"
 #: Supervisor to worker commands.
 RUN = "run"
 FINISH = "finish"
@@ -73,6 +76,7 @@ class WorkerPlugin:
         #: The last case run; the fixtures of its parents may still be set up.
         self.previous: pytest.Item | None = None
         self.kept_chain: list[pytest.Item | pytest.Collector] = []
+        self.capture_fd_sent = False
 
     def send_event(self, event: Event) -> None:
         self.channel.send(to_wire(event))
@@ -129,6 +133,14 @@ class WorkerPlugin:
         return record
 
     # -- events ------------------------------------------------------------------------
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # Inside a case's setup, fd 2 is the file pytest captures stderr into (one per
+        # session). A duplicate lets the supervisor read what a case wrote before it
+        # crashed, which would otherwise die with the process.
+        if not self.capture_fd_sent:
+            self.capture_fd_sent = True
+            self.channel.send({"kind": CAPTURE_FD, "fd": os.dup(2)})
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
