@@ -34,7 +34,12 @@ from .messages import (
     spec_from_wire,
     to_wire,
 )
-from .serialization import UnserializableValue, report_data_to_wire, warning_to_event
+from .serialization import (
+    UnserializableValue,
+    report_data_to_wire,
+    to_jsonable,
+    warning_to_event,
+)
 
 #: Worker to supervisor: the session is collected and waits for batches.
 READY = "ready"
@@ -77,6 +82,8 @@ class WorkerPlugin:
         self.previous: pytest.Item | None = None
         self.kept_chain: list[pytest.Item | pytest.Collector] = []
         self.capture_fd_sent = False
+        #: Cases whose report could not be sent (reported once, as a failure).
+        self.unsendable: set[str] = set()
 
     def send_event(self, event: Event) -> None:
         self.channel.send(to_wire(event))
@@ -166,7 +173,12 @@ class WorkerPlugin:
         try:
             wire = report_data_to_wire(data)
         except (UnserializableValue, TypeError, ValueError) as error:
-            wire = _unsendable_report(data, error)
+            if report.nodeid in self.unsendable:
+                # Already failed for this: later phases go with the values as text.
+                wire = report_data_to_wire(_with_values_as_text(data))
+            else:
+                self.unsendable.add(report.nodeid)
+                wire = _unsendable_report(data, error)
         self.send_event(ReportEvent(data=wire))
 
     def pytest_warning_recorded(
@@ -325,6 +337,25 @@ def _unsendable_report(data: dict[str, Any], error: Exception) -> dict[str, Any]
     report = _plain_report(data["nodeid"], location, data.get("when", "call"), "failed", message)
     report["duration"] = data.get("duration", 0.0)
     return report
+
+
+def _with_values_as_text(data: dict[str, Any]) -> dict[str, Any]:
+    """The report with recorded values as their repr and unknown attributes dropped."""
+    out = {}
+    for key, value in data.items():
+        if key == "user_properties":
+            out[key] = [(name, _sendable_or_repr(prop)) for name, prop in value]
+        elif _sendable_or_repr(value) is value:
+            out[key] = value
+    return out
+
+
+def _sendable_or_repr(value: Any) -> Any:
+    try:
+        to_jsonable(value)
+    except (UnserializableValue, TypeError, ValueError):
+        return repr(value)
+    return value
 
 
 def main() -> int:
