@@ -226,37 +226,48 @@ def stop_leftovers(run_id: str, label: str) -> list[int]:
     return pids
 
 
+def kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def tail(output: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(output.rstrip().splitlines()[-lines:])
 
 
 def run_once(cmd: list[str], cwd: Path, expected: str, timeout: float, label: str) -> float:
     run_id = uuid.uuid4().hex
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=child_environment(run_id),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, so a timeout can stop all of it
-    )
-    timed_out = False
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-    except BaseException:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        stop_leftovers(run_id, label)
-        raise
-    elapsed = time.perf_counter() - started
-    leftovers = stop_leftovers(run_id, label)
+    # Output goes to a file, not a pipe: a descendant that outlives the run (and keeps the
+    # pipe open) must not hold up the timing; the run ends when pytest's process exits.
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=child_environment(run_id),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a timeout can stop all of it
+        )
+        timed_out = False
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_group(process.pid)
+            process.wait()
+        except BaseException:
+            kill_group(process.pid)
+            process.wait()
+            stop_leftovers(run_id, label)
+            raise
+        elapsed = time.perf_counter() - started
+        leftovers = stop_leftovers(run_id, label)
+        log.seek(0)
+        output = log.read()
     shown = " ".join(cmd[1:])
     if timed_out:
         raise BenchError(f"{label}: `{shown}` timed out after {timeout:.0f} s:\n{tail(output)}")

@@ -36,6 +36,7 @@ from .messages import (
     spec_from_wire,
     to_wire,
 )
+from .synthetic import failed_case_events
 from .worker import BATCH_DONE, CAPTURE_FD, FINISH, INTERRUPTED, READY, RUN, Channel
 
 #: Lines of a dead worker's stderr quoted in the failure report.
@@ -96,9 +97,7 @@ class WorkerProcess:
             prefix=f"pytest-gold-worker-e{engine.engine_id}-", suffix=".log", delete=False
         )
         env = {
-            key: value
-            for key, value in os.environ.items()
-            if KERNEL_DISPLAY_ENV.get(key) != value
+            key: value for key, value in os.environ.items() if KERNEL_DISPLAY_ENV.get(key) != value
         }
         env.update(spec.env)
         # The rootdir importable whatever the engine's own cwd, as the controller sees it.
@@ -199,7 +198,7 @@ def _open_worker_fd(pid: int, fd: int) -> Any:
     holding what the case wrote. Linux's /proc lets us reopen it while the worker lives.
     """
     try:
-        return open(f"/proc/{pid}/fd/{fd}", "rb")  # noqa: SIM115 - closed with the worker
+        return open(f"/proc/{pid}/fd/{fd}", "rb")
     except OSError:
         return None
 
@@ -244,111 +243,108 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
         except WorkerStartFailed as error:
             for nodeid in pending:
                 events.extend(
-                    _failed_case_events(
+                    failed_case_events(
                         nodeid,
                         None,
                         {},
                         "setup",
-                                    f"pytest-gold could not start a worker on {engine.tag}: {error}",
+                        f"pytest-gold could not start a worker on {engine.tag}: {error}",
                     )
                 )
             break
         worker.channel.send({"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))})
+        relay = BatchRelay(worker, engine, pending)
         try:
-            pending = _relay_batch(worker, engine, pending, events)
+            pending = relay.run()
         except KeyboardInterrupt:
             # The controller interrupts (Ctrl-C, -x): pass it on to the case, then collect
             # what the worker says about the rest of the batch.
             interrupt_run(spec.run_id)
-            pending = _relay_batch(worker, engine, pending, events)
+            pending = relay.run()
+        events.extend(relay.events)
     return BatchResult(engine=engine, events=events)
 
 
-def _relay_batch(
-    worker: WorkerProcess, engine: EngineInfo, pending: deque[str], events: list[Event]
-) -> deque[str]:
-    """Relay the worker's events until the batch is done; return what must be rerun."""
-    worker.mark_case_start()
-    current: str | None = None
-    current_start = 0
-    location: tuple[str, int | None, str] | None = None
-    phases: dict[str, str] = {}
-    while True:
-        try:
-            message = worker.receive(POLL_SECONDS)
-        except EOFError:
-            cause = worker.death_cause()
-            _workers.pop(worker.spec.run_id, None)
-            worker.close()
-            if current is None:
-                events.append(WorkerCrashed(nodeid=None, cause=cause))
+class BatchRelay:
+    """Relays one batch's events from the worker, tracking the case it is running.
+
+    An object rather than a loop's locals, because an interruption (the controller's
+    SIGINT arrives as KeyboardInterrupt) restarts the loop and must keep what it knew.
+    """
+
+    def __init__(self, worker: WorkerProcess, engine: EngineInfo, pending: deque[str]) -> None:
+        self.worker = worker
+        self.engine = engine
+        self.pending = pending
+        self.events: list[Event] = []
+        self.current: str | None = None
+        self.current_start = 0
+        self.location: tuple[str, int | None, str] | None = None
+        self.phases: dict[str, str] = {}
+        worker.mark_case_start()
+
+    def run(self) -> deque[str]:
+        """Relay until the batch is done; return the cases that must be rerun."""
+        worker = self.worker
+        while True:
+            try:
+                message = worker.receive(POLL_SECONDS)
+            except EOFError:
+                return self.worker_died()
+            if message is None:
+                continue
+            kind = message["kind"]
+            if kind == BATCH_DONE:
                 return deque()
-            events.extend(
-                _failed_case_events(
-                    current,
-                    location,
-                    phases,
-                    None,
-                    f"pytest-gold: {current} crashed its worker on {engine.tag} "
-                    f"(pid {worker.process.pid}): {cause}",
+            if kind == CAPTURE_FD:
+                worker.capture = worker.capture or _open_worker_fd(
+                    worker.process.pid, message["fd"]
                 )
-            )
-            events.append(WorkerCrashed(nodeid=current, cause=cause))
-            return pending
-        if message is None:
-            continue
-        kind = message["kind"]
-        if kind == BATCH_DONE:
-            return deque()
-        if kind == CAPTURE_FD:
-            worker.capture = worker.capture or _open_worker_fd(worker.process.pid, message["fd"])
-            continue
-        event = event_from_wire(message)
-        if isinstance(event, NotRun) and current is not None and event.reason == INTERRUPTED:
+                continue
+            self.handle(event_from_wire(message))
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, NotRun) and self.current is not None and event.reason == INTERRUPTED:
             # A case cut short reports nothing: it counts among those that did not run.
-            del events[current_start:]
-            event = NotRun(nodeids=[current, *event.nodeids], reason=event.reason)
-            current = None
-        events.append(event)
+            del self.events[self.current_start :]
+            event = NotRun(nodeids=[self.current, *event.nodeids], reason=event.reason)
+            self.current = None
+        self.events.append(event)
         if isinstance(event, LogStart):
-            current, location, phases = event.nodeid, event.location, {}
-            current_start = len(events) - 1
-            if pending and pending[0] == current:
-                pending.popleft()
-            elif current in pending:
-                pending.remove(current)
-        elif isinstance(event, ReportEvent) and event.data.get("nodeid") == current:
-            phases[event.data["when"]] = event.data["outcome"]
+            self.current, self.location, self.phases = event.nodeid, event.location, {}
+            self.current_start = len(self.events) - 1
+            if event.nodeid in self.pending:
+                self.pending.remove(event.nodeid)
+        elif isinstance(event, ReportEvent) and event.data.get("nodeid") == self.current:
+            self.phases[event.data["when"]] = event.data["outcome"]
         elif isinstance(event, LogFinish):
-            current = None
-            worker.mark_case_start()
+            self.current = None
+            self.worker.mark_case_start()
         elif isinstance(event, NotRun):
             for nodeid in event.nodeids:
-                if nodeid in pending:
-                    pending.remove(nodeid)
+                if nodeid in self.pending:
+                    self.pending.remove(nodeid)
 
-
-def _failed_case_events(
-    nodeid: str,
-    location: tuple[str, int | None, str] | None,
-    phases: dict[str, str],
-    when: str | None,
-    message: str,
-) -> list[Event]:
-    """Events that close a case that could not finish: a failure, then a teardown."""
-    from .worker import _plain_report
-
-    location = location or (nodeid.split("::", 1)[0], None, nodeid)
-    if when is None:
-        when = "setup" if "setup" not in phases else "call" if "call" not in phases else "teardown"
-    events: list[Event] = []
-    if not phases:
-        events.append(LogStart(nodeid=nodeid, location=location))
-    events.append(ReportEvent(data=_plain_report(nodeid, location, when, "failed", message)))
-    if when != "teardown":
-        events.append(ReportEvent(data=_plain_report(nodeid, location, "teardown", "passed", None)))
-    events.append(LogFinish(nodeid=nodeid, location=location))
-    return events
+    def worker_died(self) -> deque[str]:
+        worker, current = self.worker, self.current
+        cause = worker.death_cause()
+        _workers.pop(worker.spec.run_id, None)
+        worker.close()
+        if current is None:
+            self.events.append(WorkerCrashed(nodeid=None, cause=cause))
+            return deque()
+        self.events.extend(
+            failed_case_events(
+                current,
+                self.location,
+                self.phases,
+                None,
+                f"pytest-gold: {current} crashed its worker on {self.engine.tag} "
+                f"(pid {worker.process.pid}): {cause}",
+            )
+        )
+        self.events.append(WorkerCrashed(nodeid=current, cause=cause))
+        return self.pending
 
 
 def finish_run(run_id: str) -> BatchResult:

@@ -19,7 +19,7 @@ from .messages import Batch
 
 #: Work one task should carry, in seconds, when cases are short.
 DEFAULT_TARGET_BATCH_SECONDS = 0.5
-#: A batch never takes more than 1/(this × engines) of the remaining cases, so that the
+#: A batch never takes more than 1/(this * engines) of the remaining cases, so that the
 #: last batches are small and engines finish at about the same time.
 TAIL_SHARE_FACTOR = 2
 

@@ -8,16 +8,19 @@ cluster.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import ipyparallel as ipp
 import pytest
 
 from . import engine as engine_module
 from .cluster import ClusterError, ClusterHandle, attach, start_embedded
 from .messages import (
     Batch,
+    BatchResult,
     EngineInfo,
     RunSpec,
     engine_from_wire,
@@ -27,9 +30,12 @@ from .messages import (
 from .reporting import Replayer
 from .scheduling import DispatchQueue
 from .settings import GoldSettings
+from .synthetic import failed_case_events
 
 #: How often the loop wakes up to look for new engines and stop requests.
 POLL_SECONDS = 0.2
+#: After Ctrl-C, how long interrupted cases get to report back.
+INTERRUPT_GRACE_SECONDS = 10.0
 #: How long the end-of-run teardown on the engines may take.
 FINISH_TIMEOUT_SECONDS = engine_module.WORKER_FINISH_SECONDS + 30
 
@@ -43,8 +49,18 @@ class RunState:
     inflight: dict[Any, tuple[int, Batch]] = field(default_factory=dict)
     used_engines: set[int] = field(default_factory=set)
     not_run: list[str] = field(default_factory=list)
+    lost_engines: set[int] = field(default_factory=set)
+    #: How often each case was lost with its engine (resubmitted up to --gold-retries).
+    losses: dict[str, int] = field(default_factory=dict)
     stop_reason: str | None = None
     exit_request: Any = None
+
+
+def _is_engine_lost(error: Exception) -> bool:
+    """ipyparallel reports a task whose engine died as an EngineError (maybe wrapped)."""
+    if isinstance(error, ipp.error.EngineError):
+        return True
+    return getattr(error, "ename", None) == "EngineError"
 
 
 class GoldController:
@@ -150,25 +166,54 @@ class GoldController:
             engine_count=len(self.state.engines),
             target_batch_seconds=self.settings.batch_seconds,
         )
-        state = self.state
         try:
-            while queue or state.inflight:
-                self.dispatch(client, queue, wire_spec)
-                done, _ = concurrent.futures.wait(
-                    list(state.inflight),
-                    timeout=POLL_SECONDS,
-                    return_when=concurrent.futures.FIRST_COMPLETED,
-                )
-                for future in done:
-                    self.collect(future, queue, replayer, client)
-                if state.stop_reason is None:
-                    self.check_stop(session, queue, client)
-                self.discover_engines(client)
+            try:
+                self.loop(session, client, queue, wire_spec, replayer)
+            except KeyboardInterrupt:
+                self.interrupted(client, queue, replayer)
+                raise
         finally:
             self.finish(client, replayer)
 
+    def loop(
+        self,
+        session: pytest.Session,
+        client: Any,
+        queue: DispatchQueue,
+        wire_spec: dict[str, Any],
+        replayer: Replayer,
+    ) -> None:
+        state = self.state
+        while queue or state.inflight:
+            self.dispatch(client, queue, wire_spec)
+            done, _ = concurrent.futures.wait(
+                list(state.inflight),
+                timeout=POLL_SECONDS,
+                return_when=concurrent.futures.FIRST_COMPLETED,
+            )
+            for future in done:
+                self.collect(future, queue, replayer, client)
+            if state.stop_reason is None:
+                self.check_stop(session, queue, client)
+            self.discover_engines(client)
+
+    def interrupted(self, client: Any, queue: DispatchQueue, replayer: Replayer) -> None:
+        """Ctrl-C: interrupt the running cases and report what finished; a second Ctrl-C
+        ends this at once (the cluster this run started is still stopped)."""
+        self.stop("interrupted", queue, client)
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        while self.state.inflight and time.monotonic() < deadline:
+            done, _ = concurrent.futures.wait(
+                list(self.state.inflight),
+                timeout=POLL_SECONDS,
+                return_when=concurrent.futures.FIRST_COMPLETED,
+            )
+            for future in done:
+                self.collect(future, queue, replayer, client)
+
     def discover_engines(self, client: Any) -> None:
-        new = [eid for eid in client.ids if eid not in self.state.engines]
+        known = self.state.engines.keys() | self.state.lost_engines
+        new = [eid for eid in client.ids if eid not in known]
         if not new:
             return
         results = {
@@ -216,8 +261,13 @@ class GoldController:
 
     def collect(self, future: Any, queue: DispatchQueue, replayer: Replayer, client: Any) -> None:
         state = self.state
-        eid, _batch = state.inflight.pop(future)
-        result = result_from_wire(future.get())
+        eid, batch = state.inflight.pop(future)
+        try:
+            data = future.get()
+        except Exception as error:
+            self.batch_failed(eid, batch, error, queue, replayer)
+            return
+        result = result_from_wire(data)
         state.idle.append(eid)
         outcome = replayer.replay(result)
         queue.record(outcome.finished.values())
@@ -226,6 +276,53 @@ class GoldController:
         if outcome.exit_request is not None and state.exit_request is None:
             state.exit_request = outcome.exit_request
             self.stop(f"pytest.exit() in {outcome.exit_request.nodeid}", queue, client)
+
+    def batch_failed(
+        self, eid: int, batch: Batch, error: Exception, queue: DispatchQueue, replayer: Replayer
+    ) -> None:
+        """A task raised instead of returning: its engine died, or the supervisor failed."""
+        state = self.state
+        engine = state.engines[eid]
+        if _is_engine_lost(error):
+            del state.engines[eid]
+            state.lost_engines.add(eid)
+            retry = []
+            for nodeid in batch.nodeids:
+                state.losses[nodeid] = state.losses.get(nodeid, 0) + 1
+                if state.losses[nodeid] <= self.settings.retries and state.stop_reason is None:
+                    retry.append(nodeid)
+                else:
+                    self.report_failed(
+                        nodeid,
+                        engine,
+                        f"pytest-gold: engine lost: {engine.tag} (pid {engine.pid}) died while "
+                        f"running this case ({state.losses[nodeid]} time(s)); {error}",
+                        replayer,
+                    )
+            queue.requeue(retry)
+            self.write_line(
+                f"gold: lost engine {engine.tag}; "
+                f"{len(retry)} case{'s' if len(retry) != 1 else ''} sent again elsewhere"
+            )
+            if not state.engines and queue:
+                state.not_run.extend(queue.drain())
+                state.stop_reason = "every engine was lost"
+            return
+        state.idle.append(eid)
+        for nodeid in batch.nodeids:
+            self.report_failed(
+                nodeid,
+                engine,
+                f"pytest-gold: the supervisor on {engine.tag} failed while running this "
+                f"case's batch (this is a bug in pytest-gold, please report it): {error}",
+                replayer,
+            )
+
+    def report_failed(
+        self, nodeid: str, engine: EngineInfo, message: str, replayer: Replayer
+    ) -> None:
+        events = failed_case_events(nodeid, None, {}, "call", message)
+        replayer.replay(BatchResult(engine=engine, events=events))
 
     def check_stop(self, session: pytest.Session, queue: DispatchQueue, client: Any) -> None:
         reason = session.shouldfail or session.shouldstop
@@ -243,7 +340,7 @@ class GoldController:
 
     def finish(self, client: Any, replayer: Replayer) -> None:
         """End the workers: last teardowns (reported), then their pytest sessions."""
-        used = sorted(self.state.used_engines)
+        used = sorted(self.state.used_engines - self.state.lost_engines)
         if not used:
             return
         result = client[used].apply_async(engine_module.remote_finish_run, self.run_id)

@@ -10,6 +10,8 @@ import pytest
 from .cluster import usable_cpus
 from .scheduling import DEFAULT_TARGET_BATCH_SECONDS
 
+#: Default number of resubmissions of a case whose engine died.
+DEFAULT_RETRIES = 1
 #: Default time to wait for a cluster's engines, in seconds.
 DEFAULT_WAIT_SECONDS = 60.0
 
@@ -42,6 +44,12 @@ _VALUE_OPTIONS = [
         f"seconds to wait for a cluster to start or answer (default {DEFAULT_WAIT_SECONDS:.0f}).",
     ),
     (
+        "--gold-retries",
+        "gold_retries",
+        "how often a case lost with its engine (the engine died) is sent to another "
+        f"engine before it is reported as failed (default {DEFAULT_RETRIES}).",
+    ),
+    (
         "--gold-batch-seconds",
         "gold_batch_seconds",
         "work, in seconds, that one task carries when cases are short "
@@ -72,6 +80,7 @@ class GoldSettings:
     connection_file: str | None
     wait_seconds: float
     batch_seconds: float
+    retries: int = DEFAULT_RETRIES
 
     def describe(self) -> str:
         if self.connection_file:
@@ -79,7 +88,8 @@ class GoldSettings:
         if self.profile:
             cluster = f", cluster id {self.cluster_id!r}" if self.cluster_id else ""
             return f"attach to the cluster of profile {self.profile!r}{cluster}"
-        return f"embedded cluster, {self.engines} engines on 127.0.0.1"
+        plural = "s" if self.engines != 1 else ""
+        return f"embedded cluster, {self.engines} engine{plural} on 127.0.0.1"
 
 
 def _raw(config: pytest.Config, ini: str) -> str | None:
@@ -121,6 +131,15 @@ def from_config(config: pytest.Config) -> GoldSettings:
                 f"least 1, not {raw_engines!r}. Leave it out to use one engine per usable CPU "
                 f"({usable_cpus()} here)."
             )
+    raw_retries = _raw(config, "gold_retries")
+    retries = DEFAULT_RETRIES
+    if raw_retries is not None:
+        if not raw_retries.isdigit():
+            raise pytest.UsageError(
+                f"--gold-retries (ini gold_retries) must be a whole number, 0 or more, not "
+                f"{raw_retries!r}."
+            )
+        retries = int(raw_retries)
     profile = _raw(config, "gold_profile")
     cluster_id = _raw(config, "gold_cluster_id")
     connection_file = _raw(config, "gold_connection_file")
@@ -148,4 +167,5 @@ def from_config(config: pytest.Config) -> GoldSettings:
         batch_seconds=_positive_number(
             config, "gold_batch_seconds", "--gold-batch-seconds", DEFAULT_TARGET_BATCH_SECONDS
         ),
+        retries=retries,
     )

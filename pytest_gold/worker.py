@@ -40,6 +40,7 @@ from .serialization import (
     to_jsonable,
     warning_to_event,
 )
+from .synthetic import plain_report
 
 #: Worker to supervisor: the session is collected and waits for batches.
 READY = "ready"
@@ -109,6 +110,10 @@ class WorkerPlugin:
         option.deselect = []
         option.continue_on_collection_errors = True
         option.gold = False
+        if option.basetemp:
+            # Like pytest-xdist: one directory per worker below the given one, since each
+            # session empties its basetemp when it starts.
+            option.basetemp = os.path.join(option.basetemp, self.engine_tag.replace(":", "-"))
         config.args = list(self.spec.collect_paths)
 
     @pytest.fixture
@@ -281,7 +286,7 @@ class WorkerPlugin:
         location = (path, None, nodeid)
         self.send_event(LogStart(nodeid=nodeid, location=location))
         for when, outcome, longrepr in (("setup", "failed", message), ("teardown", "passed", None)):
-            data = _plain_report(nodeid, location, when, outcome, longrepr)
+            data = plain_report(nodeid, location, when, outcome, longrepr)
             self.send_event(ReportEvent(data=data))
         self.send_event(LogFinish(nodeid=nodeid, location=location))
 
@@ -305,26 +310,6 @@ def _kept_after(item: pytest.Item, nextitem: pytest.Item | None) -> list[Any]:
     return kept
 
 
-def _plain_report(
-    nodeid: str, location: tuple[str, int | None, str], when: str, outcome: str, longrepr: Any
-) -> dict[str, Any]:
-    """A serialized TestReport built by hand, for a case the worker could not run."""
-    return {
-        "$report_type": "TestReport",
-        "nodeid": nodeid,
-        "location": list(location),
-        "keywords": {},
-        "outcome": outcome,
-        "longrepr": longrepr,
-        "when": when,
-        "user_properties": [],
-        "sections": [],
-        "duration": 0.0,
-        "start": 0.0,
-        "stop": 0.0,
-    }
-
-
 def _unsendable_report(data: dict[str, Any], error: Exception) -> dict[str, Any]:
     """Replace a report that cannot be sent by a failure that says why."""
     location = tuple(data.get("location") or (data["nodeid"], None, data["nodeid"]))
@@ -334,7 +319,7 @@ def _unsendable_report(data: dict[str, Any], error: Exception) -> dict[str, Any]
         "Record numbers, strings, lists, dicts or numpy values, or convert the value "
         "before recording it."
     )
-    report = _plain_report(data["nodeid"], location, data.get("when", "call"), "failed", message)
+    report = plain_report(data["nodeid"], location, data.get("when", "call"), "failed", message)
     report["duration"] = data.get("duration", 0.0)
     return report
 

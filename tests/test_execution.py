@@ -76,9 +76,9 @@ def test_scoped_fixtures_once_per_worker_and_torn_down(pytester: pytest.Pytester
     # Once per worker process, never once per case; every setup has its teardown.
     assert 1 <= len(session_setups) <= 2
     assert len(worker_pids) == len(session_setups)
-    assert sorted(line.split()[1] for line in lines if line.startswith("session-teardown")) == sorted(
-        worker_pids
-    )
+    assert sorted(
+        line.split()[1] for line in lines if line.startswith("session-teardown")
+    ) == sorted(worker_pids)
     module_setups = [line for line in lines if line.startswith("module-setup")]
     assert len(module_setups) <= 2
     assert len([line for line in lines if line.startswith("module-teardown")]) == len(module_setups)

@@ -167,16 +167,15 @@ def test_outcomes_and_junit_match_a_plain_run(pytester: pytest.Pytester, gold_ar
     assert _outcomes(gold) == plain_outcomes
     assert gold.ret == plain.ret
 
-    plain_cases, gold_cases = _testcases(pytester.path / "plain.xml"), _testcases(
-        pytester.path / "gold.xml"
+    plain_cases, gold_cases = (
+        _testcases(pytester.path / "plain.xml"),
+        _testcases(pytester.path / "gold.xml"),
     )
     assert gold_cases == plain_cases
     gold_root = ET.parse(pytester.path / "gold.xml").getroot()
     suite_props = {p.get("name"): p.get("value") for p in gold_root.iter("property")}
     assert suite_props["campaign"] == "gold-test"
-    hosts = {
-        p.get("value") for p in gold_root.iter("property") if p.get("name") == "gold_engine"
-    }
+    hosts = {p.get("value") for p in gold_root.iter("property") if p.get("name") == "gold_engine"}
     assert hosts, "every case names its engine in the JUnit XML"
 
 

@@ -1,0 +1,107 @@
+"""End-to-end: pytest's selection and reporting options behave as in a plain run."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+SWEEP = """
+    import pytest
+
+    @pytest.mark.parametrize("i", range(8))
+    def test_sweep(i):
+        assert i not in (2, 5)
+
+    @pytest.mark.slow
+    def test_marked():
+        pass
+"""
+
+
+@pytest.fixture
+def sweep(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini("[pytest]\nmarkers =\n    slow: a slow case\n")
+    pytester.makepyfile(test_sweep=SWEEP)
+    return pytester
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["-k", "sweep and not 3"],
+        ["-m", "slow"],
+        ["-m", "not slow", "-q"],
+        ["--deselect", "test_sweep.py::test_sweep[0]"],
+        ["test_sweep.py::test_sweep[5]", "test_sweep.py::test_marked"],
+    ],
+)
+def test_selection_matches_plain(sweep: pytest.Pytester, gold_args, options):
+    plain = sweep.runpytest("-p", "no:cacheprovider", *options)
+    gold = sweep.runpytest("-p", "no:cacheprovider", *gold_args, *options)
+    assert gold.parseoutcomes() == plain.parseoutcomes()
+    assert gold.ret == plain.ret
+
+
+def test_last_failed_and_failed_first(sweep: pytest.Pytester, gold_args):
+    sweep.runpytest(*gold_args).assert_outcomes(passed=7, failed=2)
+    rerun = sweep.runpytest(*gold_args, "--lf")
+    rerun.assert_outcomes(failed=2, passed=0)
+    rerun.stdout.fnmatch_lines(["*run-last-failure: rerun previous 2 failures*"])
+    ordered = sweep.runpytest(*gold_args, "--ff", "-v")
+    ordered.assert_outcomes(passed=7, failed=2)
+    ordered.stdout.fnmatch_lines(["*run-last-failure: rerun previous 2 failures first*"])
+
+
+def test_durations(sweep: pytest.Pytester, gold_args):
+    result = sweep.runpytest("-p", "no:cacheprovider", *gold_args, "--durations=3", "-vv")
+    result.stdout.fnmatch_lines(["*slowest 3 durations*", "*s call *test_sweep*"])
+
+
+def test_exitfirst_stops_dispatch_and_interrupts(pytester: pytest.Pytester, gold_args):
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        def test_fails_first():
+            time.sleep(0.5)
+            assert False
+
+        def test_long_running():
+            time.sleep(30)
+
+        @pytest.mark.parametrize("i", range(20))
+        def test_queued(i):
+            time.sleep(0.2)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", *gold_args, "-x", "-v")
+    assert result.ret == 1
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 1
+    assert outcomes.get("passed", 0) < 20
+    text = result.stdout.str()
+    assert "PASSED test_exitfirst_stops_dispatch_and_interrupts.py::test_long_running" not in text
+    result.stdout.fnmatch_lines(
+        ["*stopping after 1 failures*", "gold: * selected cases did not run*"]
+    )
+
+
+def test_maxfail(pytester: pytest.Pytester, gold_args):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(40))
+        def test_fail(i):
+            assert False
+        """
+    )
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", *gold_args, "--maxfail=3", "--gold-batch-seconds=0.001"
+    )
+    outcomes = result.parseoutcomes()
+    # Cases already running on the other engine may still finish, never many more.
+    assert 3 <= outcomes["failed"] <= 4
+    result.stdout.fnmatch_lines(["*stopping after 3 failures*"])

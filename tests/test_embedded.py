@@ -1,0 +1,148 @@
+"""End-to-end: the embedded default cluster, its start, stop and clean-up, and bad input."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import pytest_gold.cluster
+
+pytestmark = pytest.mark.cluster
+
+#: Time for a worker to start and begin a case once the cluster is up.
+CASE_START_SECONDS = 3.0
+
+SWEEP = """
+    import pytest
+
+    @pytest.mark.parametrize("i", range(6))
+    def test_sweep(i):
+        assert i >= 0
+"""
+
+
+def test_embedded_cluster_runs_and_leaves_nothing_behind(
+    pytester: pytest.Pytester, leak_check: str
+):
+    pytester.makepyfile(test_sweep=SWEEP)
+    result = pytester.runpytest_subprocess("--gold", "--gold-engines=2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(
+        [
+            "gold: embedded cluster, 2 engines on 127.0.0.1",
+            "gold: embedded cluster on 127.0.0.1, started in *: 2 engines on 1 host*",
+        ]
+    )
+    # leak_check fails the test if a controller, engine, nanny or worker survives.
+
+
+def test_embedded_cluster_is_stopped_after_ctrl_c(pytester: pytest.Pytester, leak_check: str):
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_quick():
+            pass
+
+        def test_forever():
+            time.sleep(600)
+        """
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--gold",
+            "--gold-engines=2",
+            "-p",
+            "no:cacheprovider",
+            "--junitxml=out.xml",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        output = ""
+        for line in process.stdout:
+            output += line
+            if line.startswith("gold: embedded cluster on"):
+                break
+        time.sleep(CASE_START_SECONDS)  # test_forever is now running on an engine
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        output += rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 2, output
+    assert "KeyboardInterrupt" in output
+    assert "test_forever PASSED" not in output
+
+
+def test_collect_only_and_empty_selection_start_no_cluster(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was started")
+
+    monkeypatch.setattr(pytest_gold.cluster, "start_embedded", no_cluster)
+    monkeypatch.setattr("pytest_gold.session.start_embedded", no_cluster)
+    pytester.makepyfile(test_sweep=SWEEP)
+    collected = pytester.runpytest("--gold", "--collect-only", "-q")
+    collected.stdout.fnmatch_lines(["6 tests collected*"])
+    assert collected.ret == 0
+    empty = pytester.runpytest("--gold", "-k", "nothing_matches")
+    assert empty.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--gold-engines=0"], "*--gold-engines (ini gold_engines) must be a whole number*"),
+        (["--gold-engines=-2"], "*--gold-engines*at least 1, not '-2'*"),
+        (["--gold-engines=four"], "*--gold-engines*not 'four'*"),
+        (["--gold-wait=-1"], "*--gold-wait (ini gold_wait) must be a positive number*"),
+        (["--gold-wait=soon"], "*--gold-wait*not 'soon'*"),
+        (["--gold-retries=-1"], "*--gold-retries*whole number, 0 or more*"),
+        (["--gold-batch-seconds=0"], "*--gold-batch-seconds*positive number*"),
+        (
+            ["--gold-profile=gold", "--gold-connection-file=x.json"],
+            "*give only one of them*",
+        ),
+        (["--gold-cluster-id=abc"], "*give --gold-profile too*"),
+        (["--gold-profile=gold", "--gold-engines=4"], "*cannot change a cluster the run attaches*"),
+        (
+            ["--gold-connection-file=missing.json"],
+            "*--gold-connection-file missing.json: no such file*",
+        ),
+    ],
+)
+def test_bad_options_are_one_clear_error(pytester: pytest.Pytester, options, message):
+    pytester.makepyfile(test_sweep=SWEEP)
+    result = pytester.runpytest_subprocess("--gold", "-p", "no:cacheprovider", *options)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_stale_connection_file_is_a_clear_error(pytester: pytest.Pytester):
+    pytester.makepyfile(test_sweep=SWEEP)
+    stale = pytester.path / "ipcontroller-client.json"
+    stale.write_text(
+        '{"key": "x", "signature_scheme": "hmac-sha256", "location": "127.0.0.1",'
+        ' "registration": 1, "interface": "tcp://127.0.0.1", "ssh": "", "task_scheme": "leastload"}'
+    )
+    result = pytester.runpytest_subprocess(
+        "--gold", f"--gold-connection-file={stale}", "--gold-wait=3", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-gold could not attach to the cluster*"])
