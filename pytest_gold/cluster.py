@@ -7,7 +7,6 @@ Either way the caller gets a :class:`ClusterHandle` with a connected ipyparallel
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -35,6 +34,8 @@ class ClusterHandle:
     owned: bool = False
     profile_dir: str | None = None
     started_seconds: float = 0.0
+    #: Engines this run asked for (embedded cluster); more may register after the start.
+    expected_engines: int | None = None
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -82,12 +83,14 @@ def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
         cluster=cluster,
         owned=True,
         profile_dir=profile_dir,
+        expected_engines=engines,
     )
     try:
         cluster.start_cluster_sync()
         client = cluster.connect_client_sync()
         handle.client = client
-        client.wait_for_engines(engines, timeout=wait_seconds)
+        # Dispatch starts with the first engine; the others join as they register.
+        client.wait_for_engines(1, timeout=wait_seconds)
     except BaseException as error:
         _stop_quietly(handle)
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
@@ -150,10 +153,3 @@ def attach(
             "a connection file left from a stopped cluster cannot be used."
         ) from None
     return ClusterHandle(client=client, description=f"attached to the cluster of {what}")
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -8,6 +8,7 @@ into a failed report for the case it was running, then starts a new worker for t
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
 import signal
@@ -37,7 +38,17 @@ from .messages import (
     to_wire,
 )
 from .synthetic import failed_case_events
-from .worker import BATCH_DONE, CAPTURE_FD, FINISH, INTERRUPTED, READY, RUN, Channel
+from .worker import (
+    BATCH_DONE,
+    CAPTURE_FD,
+    FINISH,
+    INTERRUPTED,
+    READY,
+    RUN,
+    TEARDOWN_DONE,
+    WORKER_EXIT_GRACE_SECONDS,
+    Channel,
+)
 
 #: Lines of a dead worker's stderr quoted in the failure report.
 STDERR_TAIL_LINES = 40
@@ -62,6 +73,8 @@ KERNEL_DISPLAY_ENV = {
 
 _engine_id: int | None = None
 _workers: dict[str, WorkerProcess] = {}
+#: Workers that finished their run and are ending their pytest session.
+_exiting: list[WorkerProcess] = []
 
 
 def engine_info() -> EngineInfo:
@@ -121,6 +134,7 @@ class WorkerProcess:
         theirs.close()
         self.capture: Any = None
         self.case_log_offset = 0
+        self.exit_deadline = 0.0
         self.channel = Channel(Connection(ours.detach()))
         self.channel.send(to_wire(spec))
 
@@ -348,7 +362,8 @@ class BatchRelay:
 
 
 def finish_run(run_id: str) -> BatchResult:
-    """End the run's worker: final teardown (reported), session finish, process exit."""
+    """End the run's worker: its final teardown (reported); the worker then finishes its
+    session on its own and exits (see ``WORKER_EXIT_GRACE_SECONDS``)."""
     engine = engine_info()
     events: list[Event] = []
     worker = _workers.pop(run_id, None)
@@ -361,15 +376,33 @@ def finish_run(run_id: str) -> BatchResult:
             message = worker.receive(POLL_SECONDS)
             if message is None:
                 continue
-            if message["kind"] == "exited":
+            if message["kind"] in (TEARDOWN_DONE, "exited"):
                 break
-            events.append(event_from_wire(message))
-        worker.process.wait(timeout=WORKER_FINISH_SECONDS)
-    except (EOFError, OSError, subprocess.TimeoutExpired):
-        pass
-    finally:
-        worker.close()
+            if message["kind"] != CAPTURE_FD:
+                events.append(event_from_wire(message))
+        else:
+            worker.kill()
+    except (EOFError, OSError):
+        worker.kill()
+    worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
+    _exiting.append(worker)
     return BatchResult(engine=engine, events=events)
+
+
+def _reap_exiting() -> None:
+    """Close finished workers; kill any that outlived their grace period."""
+    for worker in list(_exiting):
+        if worker.process.poll() is None and time.monotonic() < worker.exit_deadline:
+            continue
+        _exiting.remove(worker)
+        worker.close()
+
+
+@atexit.register
+def _stop_workers_at_exit() -> None:
+    """The engine is shutting down: a worker still running a case must not outlive it."""
+    for worker in list(_workers.values()):
+        worker.close()
 
 
 def interrupt_run(run_id: str) -> None:
@@ -389,6 +422,7 @@ def remote_engine_info(engine_id: int) -> dict[str, Any]:
 
 
 def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    _reap_exiting()
     return to_wire(run_batch(spec_from_wire(spec), batch_from_wire(batch)))
 
 

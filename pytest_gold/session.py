@@ -237,8 +237,12 @@ class GoldController:
         on_hosts = ", ".join(f"{host}: {count}" for host, count in sorted(hosts.items()))
         started = f", started in {self.handle.started_seconds:.1f} s" if self.handle.owned else ""
         count = len(self.state.engines)
+        engines = f"{count} engine{'s' if count != 1 else ''}"
+        expected = self.handle.expected_engines
+        if expected and count < expected:
+            engines += f" of {expected} registered (the others join as they start)"
         self.write_line(
-            f"gold: {self.handle.description}{started}: {count} engine{'s' if count != 1 else ''}"
+            f"gold: {self.handle.description}{started}: {engines}"
             f" on {len(hosts)} host{'s' if len(hosts) != 1 else ''} ({on_hosts})"
         )
 

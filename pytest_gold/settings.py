@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import pytest
 
-from .cluster import usable_cpus
 from .scheduling import DEFAULT_TARGET_BATCH_SECONDS
 
 #: Default number of resubmissions of a case whose engine died.
@@ -56,6 +56,13 @@ _VALUE_OPTIONS = [
         f"(default {DEFAULT_TARGET_BATCH_SECONDS}).",
     ),
 ]
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def addoption(parser: pytest.Parser) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -48,6 +49,10 @@ READY = "ready"
 BATCH_DONE = "batch_done"
 #: Worker to supervisor: a descriptor of the worker that reaches pytest's capture file.
 CAPTURE_FD = "capture_fd"
+#: Worker to supervisor: the end-of-run teardown is done and reported.
+TEARDOWN_DONE = "teardown_done"
+#: After the end-of-run teardown, the longest a worker may take to finish its session.
+WORKER_EXIT_GRACE_SECONDS = 60.0
 #: Supervisor to worker commands.
 RUN = "run"
 FINISH = "finish"
@@ -110,6 +115,9 @@ class WorkerPlugin:
         option.deselect = []
         option.continue_on_collection_errors = True
         option.gold = False
+        # Nobody reads a worker's terminal; its summary hooks (some import a lot) would
+        # only delay the end of the run. The controller prints the real summary.
+        option.no_summary = option.no_header = True
         if option.basetemp:
             # Like pytest-xdist: one directory per worker below the given one, since each
             # session empties its basetemp when it starts.
@@ -204,6 +212,10 @@ class WorkerPlugin:
             command = self.channel.recv()
             if command["kind"] == FINISH:
                 self.teardown_kept(None)
+                self.channel.send({"kind": TEARDOWN_DONE})
+                # The controller has what it needs; the rest of the session (summaries,
+                # sessionfinish hooks) runs on without it, within a bounded time.
+                _exit_after(WORKER_EXIT_GRACE_SECONDS)
                 return True
             batch = batch_from_wire(command["batch"])
             self.run_batch(batch.nodeids, batch.lookahead)
@@ -322,6 +334,13 @@ def _unsendable_report(data: dict[str, Any], error: Exception) -> dict[str, Any]
     report = plain_report(data["nodeid"], location, data.get("when", "call"), "failed", message)
     report["duration"] = data.get("duration", 0.0)
     return report
+
+
+def _exit_after(seconds: float) -> None:
+    """End this process after ``seconds`` whatever it is doing (a hung sessionfinish)."""
+    timer = threading.Timer(seconds, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
 
 
 def _with_values_as_text(data: dict[str, Any]) -> dict[str, Any]:
