@@ -31,6 +31,7 @@ EXIT_GRACE_SECONDS = 15.0
 def gold_cluster() -> Iterator[ClusterHandle]:
     handle = start_embedded(SESSION_ENGINES, wait_seconds=60)
     try:
+        handle.client.wait_for_engines(SESSION_ENGINES, timeout=60)
         yield handle
     finally:
         handle.close()

@@ -34,7 +34,7 @@ def test_embedded_cluster_runs_and_leaves_nothing_behind(
     result.stdout.fnmatch_lines(
         [
             "gold: embedded cluster, 2 engines on 127.0.0.1",
-            "gold: embedded cluster on 127.0.0.1, started in *: 2 engines on 1 host*",
+            "gold: embedded cluster on 127.0.0.1, started in *: * on 1 host*",
         ]
     )
     # leak_check fails the test if a controller, engine, nanny or worker survives.
