@@ -53,9 +53,22 @@ def test_last_failed_and_failed_first(sweep: pytest.Pytester, gold_args):
     ordered.stdout.fnmatch_lines(["*run-last-failure: rerun previous 2 failures first*"])
 
 
-def test_durations(sweep: pytest.Pytester, gold_args):
-    result = sweep.runpytest("-p", "no:cacheprovider", *gold_args, "--durations=3", "-vv")
-    result.stdout.fnmatch_lines(["*slowest 3 durations*", "*s call *test_sweep*"])
+def test_durations(pytester: pytest.Pytester, gold_args):
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        def test_slow():
+            time.sleep(0.3)
+
+        @pytest.mark.parametrize("i", range(5))
+        def test_fast(i):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", *gold_args, "--durations=2")
+    result.stdout.fnmatch_lines(["*slowest 2 durations*", "0.3*s call *::test_slow"])
 
 
 def test_exitfirst_stops_dispatch_and_interrupts(pytester: pytest.Pytester, gold_args):
@@ -84,7 +97,10 @@ def test_exitfirst_stops_dispatch_and_interrupts(pytester: pytest.Pytester, gold
     text = result.stdout.str()
     assert "PASSED test_exitfirst_stops_dispatch_and_interrupts.py::test_long_running" not in text
     result.stdout.fnmatch_lines(
-        ["*stopping after 1 failures*", "gold: * selected cases did not run*"]
+        [
+            "gold: 21 selected cases did not run (stopping after 1 failures).",
+            "*stopping after 1 failures*",
+        ]
     )
 
 
