@@ -45,6 +45,7 @@ from .worker import (
     INTERRUPTED,
     READY,
     RUN,
+    STACK_DUMP_SIGNAL,
     TEARDOWN_DONE,
     WORKER_EXIT_GRACE_SECONDS,
     Channel,
@@ -52,10 +53,16 @@ from .worker import (
 
 #: Lines of a dead worker's stderr quoted in the failure report.
 STDERR_TAIL_LINES = 40
+#: Lines of a timed-out worker's output quoted: the stacks of all its threads.
+STACK_TAIL_LINES = 400
 #: How long a worker gets to finish its teardown when a run ends, or to start up.
 WORKER_FINISH_SECONDS = 300.0
 #: How often the supervisor looks at its worker while waiting for events.
 POLL_SECONDS = 0.5
+#: Lines of a timed-out worker's output quoted: the stacks of all its threads.
+STACK_TAIL_LINES = 400
+#: How long a worker gets to print its stacks before a timed-out case is killed.
+STACK_DUMP_WAIT_SECONDS = 1.0
 #: Environment variable that overrides the host name shown in reports (SSH host aliases).
 HOST_ENV = "PYTEST_GOLD_HOST"
 
@@ -167,7 +174,7 @@ class WorkerProcess:
         self.log.flush()
         self.case_log_offset = os.path.getsize(self.log.name)
 
-    def death_cause(self) -> str:
+    def death_cause(self, tail_lines: int = STDERR_TAIL_LINES) -> str:
         code = self.process.wait()
         if code < 0:
             try:
@@ -178,10 +185,10 @@ class WorkerProcess:
         else:
             what = f"the worker process exited with code {code}"
         parts = [what]
-        captured = _tail_of(self.capture, 0)
+        captured = _tail_of(self.capture, 0, tail_lines)
         if captured:
             parts.append(f"what the case wrote to stdout/stderr (captured):\n{captured}")
-        logged = _tail_of(self.log.name, self.case_log_offset)
+        logged = _tail_of(self.log.name, self.case_log_offset, tail_lines)
         parts.append(f"the worker's own output (fatal errors land here):\n{logged or '(nothing)'}")
         return "; ".join(parts[:1]) + "\n" + "\n".join(parts[1:])
 
@@ -217,7 +224,7 @@ def _open_worker_fd(pid: int, fd: int) -> Any:
         return None
 
 
-def _tail_of(source: Any, offset: int) -> str:
+def _tail_of(source: Any, offset: int, tail_lines: int) -> str:
     """The last lines of a file (path or open binary file) from ``offset`` on."""
     if source is None:
         return ""
@@ -232,7 +239,7 @@ def _tail_of(source: Any, offset: int) -> str:
     except OSError:
         return ""
     lines = data.decode("utf-8", errors="replace").splitlines()
-    return "\n".join(lines[-STDERR_TAIL_LINES:]).strip()
+    return "\n".join(lines[-tail_lines:]).strip()
 
 
 def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
@@ -267,7 +274,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
                 )
             break
         worker.channel.send({"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))})
-        relay = BatchRelay(worker, engine, pending)
+        relay = BatchRelay(worker, engine, pending, batch.time_limits)
         try:
             pending = relay.run()
         except KeyboardInterrupt:
@@ -286,10 +293,18 @@ class BatchRelay:
     SIGINT arrives as KeyboardInterrupt) restarts the loop and must keep what it knew.
     """
 
-    def __init__(self, worker: WorkerProcess, engine: EngineInfo, pending: deque[str]) -> None:
+    def __init__(
+        self,
+        worker: WorkerProcess,
+        engine: EngineInfo,
+        pending: deque[str],
+        time_limits: dict[str, float],
+    ) -> None:
         self.worker = worker
         self.engine = engine
         self.pending = pending
+        self.time_limits = time_limits
+        self.current_started = 0.0
         self.events: list[Event] = []
         self.current: str | None = None
         self.current_start = 0
@@ -306,6 +321,9 @@ class BatchRelay:
             except EOFError:
                 return self.worker_died()
             if message is None:
+                limit = self.time_limits.get(self.current or "")
+                if limit is not None and time.monotonic() - self.current_started > limit:
+                    return self.timed_out(limit)
                 continue
             kind = message["kind"]
             if kind == BATCH_DONE:
@@ -326,6 +344,7 @@ class BatchRelay:
         self.events.append(event)
         if isinstance(event, LogStart):
             self.current, self.location, self.phases = event.nodeid, event.location, {}
+            self.current_started = time.monotonic()
             self.current_start = len(self.events) - 1
             if event.nodeid in self.pending:
                 self.pending.remove(event.nodeid)
@@ -339,9 +358,25 @@ class BatchRelay:
                 if nodeid in self.pending:
                     self.pending.remove(nodeid)
 
-    def worker_died(self) -> deque[str]:
+    def timed_out(self, limit: float) -> deque[str]:
+        """Stop a case over its limit: stacks of every thread first, then SIGKILL, which
+        also stops code that ignores signals (a C or Fortran loop)."""
+        worker = self.worker
+        try:
+            os.kill(worker.process.pid, STACK_DUMP_SIGNAL)
+        except ProcessLookupError:
+            pass
+        time.sleep(STACK_DUMP_WAIT_SECONDS)
+        worker.kill()
+        return self.worker_died(
+            f"pytest-gold: {self.current} exceeded its time limit of {limit:g} s on "
+            f"{self.engine.tag} and was stopped (the stacks of every thread at that moment "
+            "are below, under the worker's own output)"
+        )
+
+    def worker_died(self, headline: str | None = None) -> deque[str]:
         worker, current = self.worker, self.current
-        cause = worker.death_cause()
+        cause = worker.death_cause(STACK_TAIL_LINES if headline else STDERR_TAIL_LINES)
         _workers.pop(worker.spec.run_id, None)
         worker.close()
         if current is None:
@@ -353,7 +388,9 @@ class BatchRelay:
                 self.location,
                 self.phases,
                 None,
-                f"pytest-gold: {current} crashed its worker on {self.engine.tag} "
+                f"{headline}: {cause}"
+                if headline
+                else f"pytest-gold: {current} crashed its worker on {self.engine.tag} "
                 f"(pid {worker.process.pid}): {cause}",
             )
         )

@@ -58,6 +58,8 @@ class Batch:
     #: The case the controller expects to dispatch next anywhere; lets the worker tear down
     #: fixtures exactly as a plain run would after the batch's last case. ``None`` at the end.
     lookahead: str | None
+    #: Run-time limit in seconds of each case that has one (--gold-timeout, gold marker).
+    time_limits: dict[str, float] = field(default_factory=dict)
 
 
 class Event:

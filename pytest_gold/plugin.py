@@ -21,6 +21,11 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "gold(timeout=SECONDS): pytest-gold settings of a case; timeout is its run-time "
+        "limit on an engine (overrides --gold-timeout).",
+    )
     # A worker (ours or pytest-xdist's) never distributes again.
     if not config.getoption("gold") or hasattr(config, "workerinput"):
         return

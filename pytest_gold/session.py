@@ -8,6 +8,7 @@ cluster.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -56,6 +57,23 @@ class RunState:
     exit_request: Any = None
 
 
+def time_limits(items: list[pytest.Item], default: float | None) -> dict[str, float]:
+    """Each case's run-time limit: its ``gold(timeout=...)`` marker, else the default."""
+    limits: dict[str, float] = {}
+    for item in items:
+        marker = item.get_closest_marker("gold")
+        limit = marker.kwargs.get("timeout", default) if marker is not None else default
+        if limit is None:
+            continue
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.gold(timeout=...) must be a positive number "
+                f"of seconds, not {limit!r}."
+            )
+        limits[item.nodeid] = float(limit)
+    return limits
+
+
 def _is_engine_lost(error: Exception) -> bool:
     """ipyparallel reports a task whose engine died as an EngineError (maybe wrapped)."""
     if isinstance(error, ipp.error.EngineError):
@@ -72,6 +90,7 @@ class GoldController:
         self.handle: ClusterHandle | None = None
         self.state = RunState()
         self.run_id = uuid.uuid4().hex
+        self.time_limits: dict[str, float] = {}
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -102,6 +121,7 @@ class GoldController:
         if session.config.option.collectonly or not session.items:
             return True
         items = list(dict.fromkeys(session.items))
+        self.time_limits = time_limits(items, self.settings.timeout_seconds)
         try:
             self.handle = self.open_cluster()
         except ClusterError as error:
@@ -252,6 +272,8 @@ class GoldController:
             eid = state.idle.pop(0)
             batch = queue.next_batch()
             assert batch is not None
+            limits = {n: self.time_limits[n] for n in batch.nodeids if n in self.time_limits}
+            batch = dataclasses.replace(batch, time_limits=limits)
             future = client[eid].apply_async(
                 engine_module.remote_run_batch, wire_spec, to_wire(batch)
             )

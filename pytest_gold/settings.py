@@ -44,6 +44,13 @@ _VALUE_OPTIONS = [
         f"seconds to wait for a cluster to start or answer (default {DEFAULT_WAIT_SECONDS:.0f}).",
     ),
     (
+        "--gold-timeout",
+        "gold_timeout",
+        "run-time limit in seconds of every case; a case over it is stopped and reported "
+        "with the stacks of its threads (default: no limit; per case: "
+        "@pytest.mark.gold(timeout=SECONDS)).",
+    ),
+    (
         "--gold-retries",
         "gold_retries",
         "how often a case lost with its engine (the engine died) is sent to another "
@@ -88,6 +95,7 @@ class GoldSettings:
     wait_seconds: float
     batch_seconds: float
     retries: int = DEFAULT_RETRIES
+    timeout_seconds: float | None = None
 
     def describe(self) -> str:
         if self.connection_file:
@@ -175,4 +183,9 @@ def from_config(config: pytest.Config) -> GoldSettings:
             config, "gold_batch_seconds", "--gold-batch-seconds", DEFAULT_TARGET_BATCH_SECONDS
         ),
         retries=retries,
+        timeout_seconds=(
+            _positive_number(config, "gold_timeout", "--gold-timeout", math.inf)
+            if _raw(config, "gold_timeout") is not None
+            else None
+        ),
     )

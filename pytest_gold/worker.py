@@ -10,8 +10,12 @@ what makes edited simulation code take effect and keeps module state from leakin
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import faulthandler
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -362,8 +366,31 @@ def _sendable_or_repr(value: Any) -> Any:
     return value
 
 
+#: Signal that makes a worker print the stack of every thread (before a timeout kill).
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when its engine dies (a lost engine must not
+    leave its case running). Elsewhere the socket's end does it, at the next message."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+#: prctl option number, from <linux/prctl.h>.
+PR_SET_PDEATHSIG = 1
+
+
 def main() -> int:
     fd, engine_tag = int(sys.argv[1]), sys.argv[2]
+    _die_with_parent()
+    # The worker's own stderr (a log file the supervisor reads) stays reachable even while
+    # pytest captures fd 2: stack dumps on a timeout go there.
+    stack_file = os.fdopen(os.dup(2), "w")
+    faulthandler.register(STACK_DUMP_SIGNAL, file=stack_file, all_threads=True)
     channel = Channel(Connection(socket.socket(fileno=fd).detach()))
     spec = spec_from_wire(channel.recv())
     plugin = WorkerPlugin(spec, channel, engine_tag)

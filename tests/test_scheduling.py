@@ -56,7 +56,7 @@ def test_every_case_dispatched_exactly_once_in_order(sweep):
 @given(sweeps(), st.data())
 @settings(max_examples=100, deadline=None)
 def test_requeued_cases_come_back_first(sweep, data):
-    nodeids, known, engines, target, _ = sweep
+    nodeids, _, engines, target, _ = sweep
     queue = DispatchQueue(nodeids, engine_count=engines, target_batch_seconds=target)
     first = queue.next_batch()
     assert first is not None
