@@ -7,7 +7,10 @@ Either way the caller gets a :class:`ClusterHandle` with a connected ipyparallel
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -16,8 +19,12 @@ from typing import Any
 
 import ipyparallel as ipp
 
+from .watchdog import DONE, kill_process_groups
+
 #: Heartbeat period of an embedded controller, in ms: short, so engines register fast.
 EMBEDDED_HEARTBEAT_MS = 300
+#: How long the watchdog of a normally stopped cluster gets to exit.
+WATCHDOG_EXIT_SECONDS = 10.0
 #: Loopback only: an embedded cluster is never reachable from another machine.
 EMBEDDED_IP = "127.0.0.1"
 
@@ -34,6 +41,8 @@ class ClusterHandle:
     owned: bool = False
     profile_dir: str | None = None
     started_seconds: float = 0.0
+    watchdog: Watchdog | None = None
+    process_groups: list[int] = field(default_factory=list)
     #: Engines this run asked for (embedded cluster); more may register after the start.
     expected_engines: int | None = None
     _closed: bool = field(default=False, repr=False)
@@ -51,14 +60,20 @@ class ClusterHandle:
             return
         self._closed = True
         try:
-            self.client.close()
+            # linger=0: a controller that died must not make closing the client hang.
+            self.client.close(linger=0)
         finally:
             if self.owned and self.cluster is not None:
                 try:
                     self.cluster.stop_cluster_sync()
                 finally:
+                    # What ipyparallel's stop missed, e.g. the schedulers of a controller
+                    # that was killed: each launcher started its own process group.
+                    kill_process_groups(self.process_groups)
                     if self.profile_dir:
                         shutil.rmtree(self.profile_dir, ignore_errors=True)
+                    if self.watchdog is not None:
+                        self.watchdog.disarm()
 
 
 def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
@@ -87,6 +102,8 @@ def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
     )
     try:
         cluster.start_cluster_sync()
+        handle.process_groups = _launcher_process_groups(cluster)
+        handle.watchdog = Watchdog(cluster.cluster_file, profile_dir, handle.process_groups)
         client = cluster.connect_client_sync()
         handle.client = client
         # Dispatch starts with the first engine; the others join as they register.
@@ -106,13 +123,68 @@ def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
     return handle
 
 
+class Watchdog:
+    """A process that stops the embedded cluster if this pytest process is killed."""
+
+    def __init__(self, cluster_file: str, profile_dir: str, process_groups: list[int]) -> None:
+        read_fd, self._write_fd = os.pipe()
+        groups = [str(group) for group in process_groups]
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest_gold.watchdog",
+                str(read_fd),
+                cluster_file,
+                profile_dir,
+                *groups,
+            ],
+            pass_fds=(read_fd,),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the signals that end this process group
+        )
+        os.close(read_fd)
+
+    def disarm(self) -> None:
+        """The cluster was stopped normally: the watchdog exits without doing anything."""
+        if self._write_fd < 0:
+            return
+        try:
+            os.write(self._write_fd, DONE)
+        finally:
+            os.close(self._write_fd)
+            self._write_fd = -1
+        try:
+            self.process.wait(timeout=WATCHDOG_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _launcher_process_groups(cluster: Any) -> list[int]:
+    """The process groups of the controller and engine launchers of a cluster."""
+    pids = [getattr(cluster.controller, "pid", None)]
+    for engine_set in cluster.engines.values():
+        pids.extend(getattr(launcher, "pid", None) for launcher in engine_set.launchers.values())
+    groups = []
+    for pid in pids:
+        try:
+            groups.append(os.getpgid(pid))
+        except (TypeError, ProcessLookupError):
+            continue
+    return groups
+
+
 def _stop_quietly(handle: ClusterHandle) -> None:
     try:
         if handle.client is not None:
             handle.close()
         else:
             handle.cluster.stop_cluster_sync()
+            kill_process_groups(_launcher_process_groups(handle.cluster))
             shutil.rmtree(handle.profile_dir or "", ignore_errors=True)
+            if handle.watchdog is not None:
+                handle.watchdog.disarm()
     except Exception:
         logging.getLogger(__name__).debug("stopping a half-started cluster failed", exc_info=True)
 

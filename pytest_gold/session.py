@@ -19,6 +19,7 @@ import pytest
 
 from . import engine as engine_module
 from .cluster import ClusterError, ClusterHandle, attach, start_embedded
+from .liveness import HubMonitor
 from .messages import (
     Batch,
     BatchResult,
@@ -53,8 +54,15 @@ class RunState:
     lost_engines: set[int] = field(default_factory=set)
     #: How often each case was lost with its engine (resubmitted up to --gold-retries).
     losses: dict[str, int] = field(default_factory=dict)
+    controller_lost: bool = False
     stop_reason: str | None = None
     exit_request: Any = None
+
+
+#: Stands for "no engine" on reports of cases that never reached one.
+_NO_ENGINE = EngineInfo(
+    engine_id=-1, host="controller", pid=0, python="", executable="", platform=""
+)
 
 
 def time_limits(items: list[pytest.Item], default: float | None) -> dict[str, float]:
@@ -204,7 +212,12 @@ class GoldController:
         replayer: Replayer,
     ) -> None:
         state = self.state
+        monitor = HubMonitor(client, self.settings.wait_seconds)
         while queue or state.inflight:
+            silent = monitor.lost_for()
+            if silent is not None:
+                self.controller_lost(silent, queue, replayer)
+                return
             self.dispatch(client, queue, wire_spec)
             done, _ = concurrent.futures.wait(
                 list(state.inflight),
@@ -216,6 +229,26 @@ class GoldController:
             if state.stop_reason is None:
                 self.check_stop(session, queue, client)
             self.discover_engines(client)
+
+    def controller_lost(self, silent: float, queue: DispatchQueue, replayer: Replayer) -> None:
+        """Every unfinished case becomes an error naming the cause; nothing waits on the
+        dead controller again (no end-of-run teardown on the engines)."""
+        state = self.state
+        cause = (
+            f"pytest-gold: the ipyparallel controller stopped answering ({silent:.0f} s "
+            f"without a reply, limit --gold-wait={self.settings.wait_seconds:g}); this case "
+            "did not finish. Check the controller's log, restart the cluster, and rerun "
+            "what did not finish (e.g. with --lf)."
+        )
+        state.stop_reason = "the controller was lost"
+        state.controller_lost = True
+        unfinished = [(eid, n) for eid, batch in state.inflight.values() for n in batch.nodeids]
+        unfinished += [(None, n) for n in queue.drain()]
+        state.inflight.clear()
+        for eid, nodeid in unfinished:
+            engine = state.engines.get(eid) if eid is not None else None
+            self.report_failed(nodeid, engine or _NO_ENGINE, cause, replayer, when="setup")
+        self.write_line(f"gold: {cause.removeprefix('pytest-gold: ')}")
 
     def interrupted(self, client: Any, queue: DispatchQueue, replayer: Replayer) -> None:
         """Ctrl-C: interrupt the running cases and report what finished; a second Ctrl-C
@@ -345,9 +378,14 @@ class GoldController:
             )
 
     def report_failed(
-        self, nodeid: str, engine: EngineInfo, message: str, replayer: Replayer
+        self,
+        nodeid: str,
+        engine: EngineInfo,
+        message: str,
+        replayer: Replayer,
+        when: str = "call",
     ) -> None:
-        events = failed_case_events(nodeid, None, {}, "call", message)
+        events = failed_case_events(nodeid, None, {}, when, message)
         replayer.replay(BatchResult(engine=engine, events=events))
 
     def check_stop(self, session: pytest.Session, queue: DispatchQueue, client: Any) -> None:
@@ -367,7 +405,7 @@ class GoldController:
     def finish(self, client: Any, replayer: Replayer) -> None:
         """End the workers: last teardowns (reported), then their pytest sessions."""
         used = sorted(self.state.used_engines - self.state.lost_engines)
-        if not used:
+        if not used or self.state.controller_lost:
             return
         result = client[used].apply_async(engine_module.remote_finish_run, self.run_id)
         try:
