@@ -1,4 +1,8 @@
-"""pytest-gold: run pytest simulation sweeps on the engines of an IPython Parallel cluster."""
+"""pytest-gold: run pytest simulation sweeps on the engines of an IPython Parallel cluster.
+
+PYTEST_DONT_REWRITE: the plugin has no assertions to rewrite, and its own tests load it
+in-process more than once.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

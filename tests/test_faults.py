@@ -1,0 +1,246 @@
+"""End-to-end: faults cost the affected case only, nothing hangs, nothing is left behind.
+
+Each test that breaks a cluster starts its own embedded one (never the session cluster)
+and uses ``leak_check``, which fails the test if any process the run started survives.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import psutil
+import pytest
+
+from .conftest import processes_with_token
+
+pytestmark = pytest.mark.cluster
+
+
+def _start(pytester: pytest.Pytester, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_line(process: subprocess.Popen[str], prefix: str) -> str:
+    assert process.stdout is not None
+    seen = ""
+    for line in process.stdout:
+        seen += line
+        if line.startswith(prefix):
+            break
+    return seen
+
+
+def test_time_limits_stop_hung_cases_and_show_their_stacks(pytester: pytest.Pytester, gold_args):
+    pytester.makepyfile(
+        """
+        import ctypes
+        import signal
+        import threading
+        import time
+
+        import pytest
+
+        def test_quick():
+            pass
+
+        @pytest.mark.gold(timeout=1)
+        def test_hangs_in_python():
+            threading.Thread(target=time.sleep, args=(60,), name="helper", daemon=True).start()
+            time.sleep(60)
+
+        def test_hangs_in_c_ignoring_signals():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
+                signal.signal(sig, signal.SIG_IGN)
+            ctypes.CDLL(None).sleep(60)
+
+        def test_after():
+            pass
+        """
+    )
+    started = time.monotonic()
+    result = pytester.runpytest(
+        *gold_args, "-p", "no:cacheprovider", "--gold-timeout=2", "--gold-batch-seconds=60"
+    )
+    assert time.monotonic() - started < 45  # neither 60 s sleep ran to its end
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*test_hangs_in_python exceeded its time limit of 1 s on *:e*",
+            "*test_hangs_in_c_ignoring_signals exceeded its time limit of 2 s on *:e*",
+            "*line * in test_hangs_in_python",  # the case's own stack
+            "*line * in test_hangs_in_c_ignoring_signals",
+            "*Thread 0x* (most recent call first):",  # every thread, not just the main one
+        ]
+    )
+
+
+def test_lost_engine_case_is_retried_then_reported(pytester: pytest.Pytester, leak_check):
+    pytester.makepyfile(
+        """
+        import os
+        import signal
+        import time
+
+        import pytest
+
+        def test_kills_its_engine():
+            # The worker's parent is the engine: this is an engine dying mid-case.
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(30)
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_fine(i):
+            time.sleep(0.2)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--gold",
+        "--gold-engines=3",
+        "--gold-retries=1",
+        "-p",
+        "no:cacheprovider",
+        "--junitxml=out.xml",
+    )
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "gold: lost engine *:e*; 1 case sent again elsewhere",
+            "*engine lost: *:e* (pid *) died while running this case (2 time(s))*",
+        ]
+    )
+    cases = ET.parse(pytester.path / "out.xml").getroot().iter("testcase")
+    assert sum(1 for _ in cases) == 7
+
+
+def test_losing_every_engine_stops_with_the_rest_not_run(pytester: pytest.Pytester, leak_check):
+    pytester.makepyfile(
+        """
+        import os
+        import signal
+        import time
+
+        import pytest
+
+        @pytest.mark.parametrize("i", range(2))
+        def test_kills_its_engine(i):
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(30)
+
+        @pytest.mark.parametrize("i", range(5))
+        def test_never_reached(i):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--gold",
+        "--gold-engines=2",
+        "--gold-retries=0",
+        "-p",
+        "no:cacheprovider",
+        "--gold-batch-seconds=60",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["gold: 5 selected cases did not run (every engine was lost)."])
+
+
+def test_dead_controller_is_noticed_and_reported(pytester: pytest.Pytester, leak_check):
+    pytester.makepyfile(
+        """
+        import time
+
+        import pytest
+
+        @pytest.mark.parametrize("i", range(30))
+        def test_slow(i):
+            time.sleep(0.5)
+        """
+    )
+    process = _start(pytester, "--gold", "--gold-engines=2", "--gold-wait=4", "--junitxml=out.xml")
+    try:
+        output = _wait_for_line(process, "gold: embedded cluster on")
+        time.sleep(4)  # some cases finish
+        controllers = [
+            p
+            for p in processes_with_token(leak_check)
+            if "ipyparallel.controller" in " ".join(p.cmdline())
+        ]
+        assert controllers
+        os.killpg(os.getpgid(controllers[0].pid), signal.SIGKILL)  # the controller's host dies
+        killed_at = time.monotonic()
+        rest, _ = process.communicate(timeout=60)
+        output += rest
+        detected_after = time.monotonic() - killed_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == pytest.ExitCode.TESTS_FAILED, output
+    assert "the ipyparallel controller stopped answering" in output
+    assert detected_after < 30, detected_after
+    root = ET.parse(pytester.path / "out.xml").getroot()
+    cases = list(root.iter("testcase"))
+    assert len(cases) == 30  # every case: finished ones and the ones that never finished
+    assert any(case.find("error") is not None for case in cases)
+
+
+def test_killed_pytest_leaves_no_cluster_behind(pytester: pytest.Pytester, leak_check):
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_long():
+            time.sleep(600)
+        """
+    )
+    process = _start(pytester, "--gold", "--gold-engines=2")
+    try:
+        _wait_for_line(process, "gold: embedded cluster on")
+        time.sleep(2)
+        assert any("ipyparallel" in " ".join(p.cmdline()) for p in processes_with_token(leak_check))
+        process.kill()  # SIGKILL: no finally, no atexit in pytest
+        process.wait()
+        deadline = time.monotonic() + 30
+        left = processes_with_token(leak_check)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.5)
+            left = processes_with_token(leak_check)
+        assert not left, [" ".join(p.cmdline()) for p in left]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_worker_dies_with_its_engine(pytester: pytest.Pytester, leak_check):
+    """No orphaned case keeps running when its engine is gone."""
+    pytester.makepyfile(
+        """
+        import os
+        import signal
+        import time
+
+        def test_kills_engine_then_sleeps():
+            with open("worker.pid", "w") as f:
+                f.write(str(os.getpid()))
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(600)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--gold", "--gold-engines=1", "--gold-retries=0", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(failed=1)
+    worker_pid = int((pytester.path / "worker.pid").read_text())
+    assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == "zombie"
