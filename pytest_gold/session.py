@@ -163,10 +163,13 @@ class GoldController:
             handle, self.handle = self.handle, None
             handle.close()
 
-    def write_line(self, text: str) -> None:
+    def write_line(self, text: str, *, problem: bool = False) -> None:
+        """A line on the terminal; with -q only problems (lost engines, ...) are shown."""
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None and self.config.get_verbosity() >= 0:
-            terminal.write_line(text)
+        if terminal is not None and (problem or self.config.get_verbosity() >= 0):
+            if self.config.get_terminal_writer().width_of_current_line:
+                terminal.write("\n")  # after progress dots
+            terminal.write_line(text, yellow=problem)
 
     def run(self, session: pytest.Session, items: list[pytest.Item]) -> None:
         assert self.handle is not None
@@ -248,7 +251,7 @@ class GoldController:
         for eid, nodeid in unfinished:
             engine = state.engines.get(eid) if eid is not None else None
             self.report_failed(nodeid, engine or _NO_ENGINE, cause, replayer, when="setup")
-        self.write_line(f"gold: {cause.removeprefix('pytest-gold: ')}")
+        self.write_line(f"gold: {cause.removeprefix('pytest-gold: ')}", problem=True)
 
     def interrupted(self, client: Any, queue: DispatchQueue, replayer: Replayer) -> None:
         """Ctrl-C: interrupt the running cases and report what finished; a second Ctrl-C
@@ -361,7 +364,8 @@ class GoldController:
             queue.requeue(retry)
             self.write_line(
                 f"gold: lost engine {engine.tag}; "
-                f"{len(retry)} case{'s' if len(retry) != 1 else ''} sent again elsewhere"
+                f"{len(retry)} case{'s' if len(retry) != 1 else ''} sent again elsewhere",
+                problem=True,
             )
             if not state.engines and queue:
                 state.not_run.extend(queue.drain())
@@ -411,7 +415,9 @@ class GoldController:
         try:
             outcomes = result.get(timeout=FINISH_TIMEOUT_SECONDS)
         except Exception as error:  # the run's results stand; say what was not torn down
-            self.write_line(f"gold: the end-of-run teardown on the engines failed: {error}")
+            self.write_line(
+                f"gold: the end-of-run teardown on the engines failed: {error}", problem=True
+            )
             return
         for data in outcomes:
             replayer.replay(result_from_wire(data))
