@@ -189,6 +189,33 @@ def _stop_quietly(handle: ClusterHandle) -> None:
         logging.getLogger(__name__).debug("stopping a half-started cluster failed", exc_info=True)
 
 
+def _check_profile_has_cluster(profile: str, cluster_id: str | None) -> None:
+    """Fail at once, saying what is missing, rather than wait for a file that never comes."""
+    from IPython.core.profiledir import ProfileDir, ProfileDirError
+    from IPython.paths import get_ipython_dir
+
+    ipython_dir = get_ipython_dir()
+    try:
+        profile_dir = ProfileDir.find_profile_dir_by_name(ipython_dir, profile)
+    except ProfileDirError:
+        raise ClusterError(
+            f"--gold-profile {profile}: there is no IPython profile of that name in "
+            f"{ipython_dir}. Check the name ('ipython profile list' shows them), or create "
+            f"one with 'ipython profile create --parallel {profile}'."
+        ) from None
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    connection_file = Path(profile_dir.security_dir, f"ipcontroller{suffix}-client.json")
+    if not connection_file.is_file():
+        which = f"cluster {cluster_id!r} of profile" if cluster_id else "profile"
+        raise ClusterError(
+            f"--gold-profile {profile}: the {which} {profile!r} has no running cluster "
+            f"({connection_file} does not exist). Start it first, e.g. "
+            f"'ipcluster start --profile={profile}"
+            + (f" --cluster-id={cluster_id}" if cluster_id else "")
+            + "' (in tmux, or with --daemonize)."
+        )
+
+
 def attach(
     *,
     connection_file: str | None,
@@ -210,6 +237,7 @@ def attach(
         args: tuple[Any, ...] = (str(path),)
     else:
         assert profile
+        _check_profile_has_cluster(profile, cluster_id)
         what = f"profile {profile!r}" + (f", cluster id {cluster_id!r}" if cluster_id else "")
         args = ()
         kwargs = {"profile": profile}

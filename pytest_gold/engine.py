@@ -9,6 +9,7 @@ into a failed report for the case it was running, then starts a new worker for t
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import platform
 import signal
@@ -53,12 +54,16 @@ from .worker import (
 
 #: Lines of a dead worker's stderr quoted in the failure report.
 STDERR_TAIL_LINES = 40
+#: How long an interrupted case gets to stop before its worker is killed.
+INTERRUPT_GRACE_SECONDS = 5.0
 #: Lines of a timed-out worker's output quoted: the stacks of all its threads.
 STACK_TAIL_LINES = 400
 #: How long a worker gets to finish its teardown when a run ends, or to start up.
 WORKER_FINISH_SECONDS = 300.0
 #: How often the supervisor looks at its worker while waiting for events.
 POLL_SECONDS = 0.5
+#: How long an interrupted case gets to stop before its worker is killed.
+INTERRUPT_GRACE_SECONDS = 5.0
 #: Lines of a timed-out worker's output quoted: the stacks of all its threads.
 STACK_TAIL_LINES = 400
 #: How long a worker gets to print its stacks before a timed-out case is killed.
@@ -281,7 +286,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
             # The controller interrupts (Ctrl-C, -x): pass it on to the case, then collect
             # what the worker says about the rest of the batch.
             interrupt_run(spec.run_id)
-            pending = relay.run()
+            pending = relay.run(deadline=time.monotonic() + INTERRUPT_GRACE_SECONDS)
         events.extend(relay.events)
     return BatchResult(engine=engine, events=events)
 
@@ -312,10 +317,16 @@ class BatchRelay:
         self.phases: dict[str, str] = {}
         worker.mark_case_start()
 
-    def run(self) -> deque[str]:
-        """Relay until the batch is done; return the cases that must be rerun."""
+    def run(self, deadline: float = math.inf) -> deque[str]:
+        """Relay until the batch is done; return the cases that must be rerun.
+
+        Past ``deadline`` (an interrupted case that ignores SIGINT) the worker is killed
+        and the case counts as not run.
+        """
         worker = self.worker
         while True:
+            if time.monotonic() > deadline:
+                return self.abandon()
             try:
                 message = worker.receive(POLL_SECONDS)
             except EOFError:
@@ -357,6 +368,13 @@ class BatchRelay:
             for nodeid in event.nodeids:
                 if nodeid in self.pending:
                     self.pending.remove(nodeid)
+
+    def abandon(self) -> deque[str]:
+        self.worker.kill()
+        _workers.pop(self.worker.spec.run_id, None)
+        self.worker.close()
+        self.handle(NotRun(nodeids=list(self.pending), reason=INTERRUPTED))
+        return deque()
 
     def timed_out(self, limit: float) -> deque[str]:
         """Stop a case over its limit: stacks of every thread first, then SIGKILL, which

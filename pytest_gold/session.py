@@ -36,8 +36,9 @@ from .synthetic import failed_case_events
 
 #: How often the loop wakes up to look for new engines and stop requests.
 POLL_SECONDS = 0.2
-#: After Ctrl-C, how long interrupted cases get to report back.
-INTERRUPT_GRACE_SECONDS = 10.0
+#: After Ctrl-C, how long interrupted cases (and teardowns) get to report back: longer
+#: than an engine waits for an interrupted case before it kills its worker.
+INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
 #: How long the end-of-run teardown on the engines may take.
 FINISH_TIMEOUT_SECONDS = engine_module.WORKER_FINISH_SECONDS + 30
 
@@ -55,6 +56,9 @@ class RunState:
     #: How often each case was lost with its engine (resubmitted up to --gold-retries).
     losses: dict[str, int] = field(default_factory=dict)
     controller_lost: bool = False
+    #: Interrupted (Ctrl-C): nothing more is waited for than the grace periods allow.
+    interrupted: bool = False
+    hard_stop: bool = False
     stop_reason: str | None = None
     exit_request: Any = None
 
@@ -175,13 +179,17 @@ class GoldController:
         assert self.handle is not None
         client = self.handle.client
         replayer = Replayer(self.config)
+        if not client.ids:
+            try:
+                client.wait_for_engines(1, timeout=self.settings.wait_seconds)
+            except TimeoutError:
+                raise pytest.UsageError(
+                    f"pytest-gold: no engine registered with the cluster "
+                    f"({self.handle.description}) within {self.settings.wait_seconds:g} s "
+                    "(--gold-wait). Start engines (e.g. 'ipcluster engines --profile=NAME "
+                    "-n 4') or wait longer with --gold-wait, and run again."
+                ) from None
         self.discover_engines(client)
-        if not self.state.engines:
-            raise pytest.UsageError(
-                f"pytest-gold: the cluster ({self.handle.description}) has no engines. "
-                "Start engines (e.g. 'ipengine --profile=NAME' or 'ipcluster engines') "
-                "and run again."
-            )
         self.announce()
         spec = RunSpec(
             run_id=self.run_id,
@@ -201,7 +209,10 @@ class GoldController:
             try:
                 self.loop(session, client, queue, wire_spec, replayer)
             except KeyboardInterrupt:
-                self.interrupted(client, queue, replayer)
+                try:
+                    self.interrupted(client, queue, replayer)
+                except KeyboardInterrupt:
+                    self.state.hard_stop = True  # a second Ctrl-C: leave at once
                 raise
         finally:
             self.finish(client, replayer)
@@ -257,6 +268,7 @@ class GoldController:
         """Ctrl-C: interrupt the running cases and report what finished; a second Ctrl-C
         ends this at once (the cluster this run started is still stopped)."""
         self.stop("interrupted", queue, client)
+        self.state.interrupted = True
         deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
         while self.state.inflight and time.monotonic() < deadline:
             done, _ = concurrent.futures.wait(
@@ -408,12 +420,15 @@ class GoldController:
 
     def finish(self, client: Any, replayer: Replayer) -> None:
         """End the workers: last teardowns (reported), then their pytest sessions."""
-        used = sorted(self.state.used_engines - self.state.lost_engines)
-        if not used or self.state.controller_lost:
+        state = self.state
+        busy = {eid for eid, _ in state.inflight.values()}
+        used = sorted(state.used_engines - state.lost_engines - busy)
+        if not used or state.controller_lost or state.hard_stop:
             return
         result = client[used].apply_async(engine_module.remote_finish_run, self.run_id)
+        timeout = INTERRUPT_GRACE_SECONDS if state.interrupted else FINISH_TIMEOUT_SECONDS
         try:
-            outcomes = result.get(timeout=FINISH_TIMEOUT_SECONDS)
+            outcomes = result.get(timeout=timeout)
         except Exception as error:  # the run's results stand; say what was not torn down
             self.write_line(
                 f"gold: the end-of-run teardown on the engines failed: {error}", problem=True

@@ -113,6 +113,8 @@ def test_collect_only_and_empty_selection_start_no_cluster(
         (["--gold-wait=-1"], "*--gold-wait (ini gold_wait) must be a positive number*"),
         (["--gold-wait=soon"], "*--gold-wait*not 'soon'*"),
         (["--gold-retries=-1"], "*--gold-retries*whole number, 0 or more*"),
+        (["--gold-timeout=0"], "*--gold-timeout (ini gold_timeout) must be a positive number*"),
+        (["--gold-timeout=inf"], "*--gold-timeout*not 'inf'*"),
         (["--gold-batch-seconds=0"], "*--gold-batch-seconds*positive number*"),
         (
             ["--gold-profile=gold", "--gold-connection-file=x.json"],
@@ -134,6 +136,23 @@ def test_bad_options_are_one_clear_error(pytester: pytest.Pytester, options, mes
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
+def test_bad_timeout_marker_is_one_clear_error(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gold(timeout="soon")
+        def test_case():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--gold", "--strict-markers")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: *::test_case: @pytest.mark.gold(timeout=...) must be a positive number*"]
+    )
+
+
 def test_stale_connection_file_is_a_clear_error(pytester: pytest.Pytester):
     pytester.makepyfile(test_sweep=SWEEP)
     stale = pytester.path / "ipcontroller-client.json"
@@ -146,3 +165,48 @@ def test_stale_connection_file_is_a_clear_error(pytester: pytest.Pytester):
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: pytest-gold could not attach to the cluster*"])
+
+
+def test_unknown_profile_and_profile_without_cluster(pytester: pytest.Pytester, monkeypatch):
+    monkeypatch.setenv("IPYTHONDIR", str(pytester.path / "ipython"))
+    pytester.makepyfile(test_sweep=SWEEP)
+    unknown = pytester.runpytest_subprocess("--gold", "--gold-profile=nosuch")
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    unknown.stderr.fnmatch_lines(["ERROR: --gold-profile nosuch: there is no IPython profile*"])
+    (pytester.path / "ipython" / "profile_idle" / "security").mkdir(parents=True)
+    idle = pytester.runpytest_subprocess("--gold", "--gold-profile=idle")
+    assert idle.ret == pytest.ExitCode.USAGE_ERROR
+    idle.stderr.fnmatch_lines(
+        ["ERROR: --gold-profile idle: the profile 'idle' has no running cluster*"]
+    )
+
+
+def test_cluster_without_engines_is_a_clear_error_not_a_hang(pytester: pytest.Pytester, leak_check):
+    import ipyparallel as ipp
+
+    pytester.makepyfile(test_sweep=SWEEP)
+    cluster = ipp.Cluster(
+        n=0,
+        profile_dir=str(pytester.path / "profile"),
+        load_profile=False,
+        controller_ip="127.0.0.1",
+        log_level=40,
+    )
+    cluster.start_controller_sync()
+    try:
+        connection = (
+            pytester.path
+            / "profile"
+            / "security"
+            / (f"ipcontroller-{cluster.cluster_id}-client.json")
+        )
+        deadline = time.monotonic() + 30
+        while not connection.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        result = pytester.runpytest_subprocess(
+            "--gold", f"--gold-connection-file={connection}", "--gold-wait=2"
+        )
+    finally:
+        cluster.stop_cluster_sync()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-gold: no engine registered with the cluster*"])

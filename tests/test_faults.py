@@ -244,3 +244,112 @@ def test_worker_dies_with_its_engine(pytester: pytest.Pytester, leak_check):
     result.assert_outcomes(failed=1)
     worker_pid = int((pytester.path / "worker.pid").read_text())
     assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == "zombie"
+
+
+def test_lost_host_engine_and_nanny_gone(pytester: pytest.Pytester, leak_check):
+    """A host that disappears takes its engine and the engine's nanny at once."""
+    pytester.makepyfile(
+        """
+        import os
+        import signal
+        import time
+
+        import psutil
+        import pytest
+
+        def test_takes_its_host_down():
+            if not os.path.exists("host-down"):
+                open("host-down", "w").close()
+                engine = psutil.Process(os.getppid())
+                for child in engine.children():  # the engine's nanny
+                    if "nanny" in " ".join(child.cmdline()):
+                        os.kill(child.pid, signal.SIGKILL)
+                os.kill(engine.pid, signal.SIGKILL)
+                time.sleep(60)
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_fine(i):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--gold", "--gold-engines=2", "-p", "no:cacheprovider", "--gold-batch-seconds=60"
+    )
+    # The lost case ran again on the other engine, where it passed.
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["gold: lost engine *:e*; * sent again elsewhere"])
+
+
+def test_second_ctrl_c_exits_at_once_and_stops_the_cluster(pytester: pytest.Pytester, leak_check):
+    pytester.makepyfile(
+        """
+        import signal
+        import time
+
+        import pytest
+
+        @pytest.fixture
+        def slow_teardown():
+            yield
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            time.sleep(600)
+
+        def test_done():
+            pass
+
+        def test_forever(slow_teardown):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the case ignores the first Ctrl-C
+            time.sleep(600)
+        """
+    )
+    process = _start(pytester, "--gold", "--gold-engines=2", "--junitxml=out.xml")
+    try:
+        output = _wait_for_line(process, "gold: embedded cluster on")
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        second_at = time.monotonic()
+        rest, _ = process.communicate(timeout=60)
+        output += rest
+        took = time.monotonic() - second_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert took < 20, took  # the cluster is stopped, nothing waits for the hung case
+    # leak_check: the controller, engines, nannies and the hung worker are all gone.
+
+
+def test_ctrl_c_keeps_finished_results(pytester: pytest.Pytester, leak_check):
+    pytester.makepyfile(
+        """
+        import time
+
+        import pytest
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_quick(i):
+            pass
+
+        def test_forever():
+            time.sleep(600)
+        """
+    )
+    process = _start(pytester, "--gold", "--gold-engines=2", "--junitxml=out.xml", "-rA")
+    try:
+        output = _wait_for_line(process, "gold: embedded cluster on")
+        time.sleep(4)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        output += rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "3 passed" in output
+    assert "PASSED test_ctrl_c_keeps_finished_results.py::test_quick[2]" in output
+    names = [c.get("name") for c in ET.parse(pytester.path / "out.xml").getroot().iter("testcase")]
+    assert sorted(names) == ["test_quick[0]", "test_quick[1]", "test_quick[2]"]
