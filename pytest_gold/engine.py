@@ -124,6 +124,8 @@ class WorkerProcess:
         env = {
             key: value for key, value in os.environ.items() if KERNEL_DISPLAY_ENV.get(key) != value
         }
+        for key, value in spec.default_env.items():
+            env.setdefault(key, value)
         env.update(spec.env)
         # The rootdir importable whatever the engine's own cwd, as the controller sees it.
         env["PYTHONPATH"] = os.pathsep.join(

@@ -46,7 +46,10 @@ class RunSpec:
     args: list[str]
     #: Absolute paths of the files holding the selected cases: the worker collects only these.
     collect_paths: list[str]
+    #: Set in the worker's environment (the user's gold_env / --gold-env).
     env: dict[str, str] = field(default_factory=dict)
+    #: Set unless the engine's own environment already has them.
+    default_env: dict[str, str] = field(default_factory=dict)
     engine_count: int = 1
 
 

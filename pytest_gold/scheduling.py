@@ -40,6 +40,39 @@ class DurationEstimate:
         return self.total_seconds / self.cases if self.cases else None
 
 
+#: ``--gold-order`` values.
+ORDER_DURATION = "duration"
+ORDER_COLLECTION = "collection"
+ORDERS = (ORDER_DURATION, ORDER_COLLECTION)
+
+
+def dispatch_order(
+    nodeids: Sequence[str], known_seconds: Mapping[str, float], order: str = ORDER_DURATION
+) -> list[str]:
+    """The order cases are dispatched in.
+
+    ``duration``: cases never seen first (in collection order: their cost is unknown and
+    learning it early helps), then the rest longest first by their last duration, so that
+    no long case starts last and keeps one engine busy while the others idle.
+    ``collection``: as collected.
+    """
+    if order == ORDER_COLLECTION:
+        return list(nodeids)
+    unseen = [nodeid for nodeid in nodeids if nodeid not in known_seconds]
+    seen = [nodeid for nodeid in nodeids if nodeid in known_seconds]
+    seen.sort(key=lambda nodeid: -known_seconds[nodeid])  # stable: ties keep their order
+    return unseen + seen
+
+
+def merge_durations(
+    previous: Mapping[str, float], finished: Mapping[str, float]
+) -> dict[str, float]:
+    """The durations to remember after a run: the newest for each case."""
+    merged = {key: float(value) for key, value in previous.items()}
+    merged.update({key: float(value) for key, value in finished.items()})
+    return merged
+
+
 class DispatchQueue:
     """The cases not yet dispatched, in dispatch order, handed out as batches."""
 

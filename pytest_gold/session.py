@@ -30,8 +30,8 @@ from .messages import (
     to_wire,
 )
 from .reporting import Replayer
-from .scheduling import DispatchQueue
-from .settings import GoldSettings
+from .scheduling import DispatchQueue, dispatch_order, merge_durations
+from .settings import DEFAULT_WORKER_ENV, GoldSettings
 from .synthetic import failed_case_events
 
 #: How often the loop wakes up to look for new engines and stop requests.
@@ -39,6 +39,8 @@ POLL_SECONDS = 0.2
 #: After Ctrl-C, how long interrupted cases (and teardowns) get to report back: longer
 #: than an engine waits for an interrupted case before it kills its worker.
 INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
+#: Where each case's last duration is kept in pytest's cache (``--cache-clear`` resets it).
+DURATIONS_CACHE_KEY = "gold/durations"
 #: How long the end-of-run teardown on the engines may take.
 FINISH_TIMEOUT_SECONDS = engine_module.WORKER_FINISH_SECONDS + 30
 
@@ -56,6 +58,8 @@ class RunState:
     #: How often each case was lost with its engine (resubmitted up to --gold-retries).
     losses: dict[str, int] = field(default_factory=dict)
     controller_lost: bool = False
+    #: Duration of every case that finished in this run (remembered in the cache).
+    durations: dict[str, float] = field(default_factory=dict)
     #: Interrupted (Ctrl-C): nothing more is waited for than the grace periods allow.
     interrupted: bool = False
     hard_stop: bool = False
@@ -141,6 +145,7 @@ class GoldController:
         try:
             self.run(session, items)
         finally:
+            self.remember_durations()
             self.close_cluster()
         if self.state.exit_request is not None:
             request = self.state.exit_request
@@ -161,6 +166,22 @@ class GoldController:
                 wait_seconds=settings.wait_seconds,
             )
         return start_embedded(settings.engines, settings.wait_seconds)
+
+    def recorded_durations(self) -> dict[str, float]:
+        """Each case's duration in the last run that ran it (pytest's cache)."""
+        cache = getattr(self.config, "cache", None)
+        if cache is None:  # -p no:cacheprovider
+            return {}
+        stored = cache.get(DURATIONS_CACHE_KEY, {})
+        if not isinstance(stored, dict):
+            return {}
+        return {k: float(v) for k, v in stored.items() if isinstance(v, (int, float))}
+
+    def remember_durations(self) -> None:
+        cache = getattr(self.config, "cache", None)
+        if cache is not None and self.state.durations:
+            merged = merge_durations(self.recorded_durations(), self.state.durations)
+            cache.set(DURATIONS_CACHE_KEY, merged)
 
     def close_cluster(self) -> None:
         if self.handle is not None:
@@ -198,12 +219,16 @@ class GoldController:
             args=[str(arg) for arg in self.config.invocation_params.args],
             collect_paths=list(dict.fromkeys(str(item.path) for item in items)),
             engine_count=len(self.state.engines),
+            env=self.settings.env,
+            default_env=DEFAULT_WORKER_ENV,
         )
         wire_spec = to_wire(spec)
+        known = self.recorded_durations()
         queue = DispatchQueue(
-            [item.nodeid for item in items],
+            dispatch_order([item.nodeid for item in items], known, self.settings.order),
             engine_count=len(self.state.engines),
             target_batch_seconds=self.settings.batch_seconds,
+            known_seconds=known,
         )
         try:
             try:
@@ -345,6 +370,7 @@ class GoldController:
         state.idle.append(eid)
         outcome = replayer.replay(result)
         queue.record(outcome.finished.values())
+        state.durations.update(outcome.finished)
         if outcome.not_run:
             state.not_run.extend(outcome.not_run)
         if outcome.exit_request is not None and state.exit_request is None:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
-from .scheduling import DEFAULT_TARGET_BATCH_SECONDS
+from .scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 
+#: Set in every worker unless the engine's environment or gold_env sets them: one
+#: thread per case, or N engines on N cores run N x cores threads.
+DEFAULT_WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 #: Default number of resubmissions of a case whose engine died.
 DEFAULT_RETRIES = 1
 #: Default time to wait for a cluster's engines, in seconds.
@@ -57,6 +64,12 @@ _VALUE_OPTIONS = [
         f"engine before it is reported as failed (default {DEFAULT_RETRIES}).",
     ),
     (
+        "--gold-order",
+        "gold_order",
+        "order of dispatch: 'duration' (default: cases never run first, then longest first "
+        "by their last recorded duration) or 'collection'.",
+    ),
+    (
         "--gold-batch-seconds",
         "gold_batch_seconds",
         "work, in seconds, that one task carries when cases are short "
@@ -84,6 +97,23 @@ def addoption(parser: pytest.Parser) -> None:
         dest = ini
         group.addoption(option, dest=dest, default=None, metavar="VALUE", help=text)
         parser.addini(ini, f"default for {option}: {text}", default=None)
+    group.addoption(
+        "--gold-env",
+        dest="gold_env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment variable for the worker processes (repeatable; adds to ini "
+        "gold_env). Thread-count variables default to 1: "
+        + ", ".join(f"{key}={value}" for key, value in DEFAULT_WORKER_ENV.items())
+        + ".",
+    )
+    parser.addini(
+        "gold_env",
+        "KEY=VALUE lines: environment variables for the worker processes.",
+        type="linelist",
+        default=[],
+    )
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,9 @@ class GoldSettings:
     batch_seconds: float
     retries: int = DEFAULT_RETRIES
     timeout_seconds: float | None = None
+    order: str = ORDER_DURATION
+    #: Environment for the worker processes given by the user (gold_env, --gold-env).
+    env: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         if self.connection_file:
@@ -129,6 +162,20 @@ def _positive_number(config: pytest.Config, ini: str, option: str, default: floa
             f"{option} (ini {ini}) must be a positive number of seconds, not {raw!r}."
         )
     return value
+
+
+def _environment(config: pytest.Config) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for entry in [*config.getini("gold_env"), *config.getoption("gold_env")]:
+        key, sep, value = entry.partition("=")
+        key = key.strip()
+        if not sep or not key or any(c.isspace() for c in key):
+            raise pytest.UsageError(
+                f"--gold-env / gold_env entries are KEY=VALUE, not {entry!r} "
+                "(e.g. --gold-env OMP_NUM_THREADS=2)."
+            )
+        env[key] = value
+    return env
 
 
 def from_config(config: pytest.Config) -> GoldSettings:
@@ -173,7 +220,14 @@ def from_config(config: pytest.Config) -> GoldSettings:
             "cluster the run attaches to (--gold-profile / --gold-connection-file). "
             "Leave it out, or start the profile's cluster with the engine count you want."
         )
+    order = _raw(config, "gold_order") or ORDER_DURATION
+    if order not in ORDERS:
+        raise pytest.UsageError(
+            f"--gold-order (ini gold_order) must be one of {', '.join(ORDERS)}, not {order!r}."
+        )
     return GoldSettings(
+        order=order,
+        env=_environment(config),
         engines=engines,
         profile=profile,
         cluster_id=cluster_id,

@@ -304,3 +304,53 @@ def test_verbose_lines_and_failure_header_name_the_engine(pytester: pytest.Pytes
             "[[]*:e[0-9]] linux host * engine * -- Python *",
         ]
     )
+
+
+def test_longest_cases_go_first_once_their_durations_are_known(
+    pytester: pytest.Pytester, gold_args
+):
+    log = pytester.path / "scheduled.log"
+    pytester.makeconftest(
+        f"""
+        def pytest_gold_case_scheduled(config, nodeid, engine):
+            with open({str(log)!r}, "a") as f:
+                f.write(nodeid.split("::")[1] + "\\n")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("seconds", [0.0, 0.1, 0.6, 0.3])
+        def test_case(seconds):
+            time.sleep(seconds)
+        """
+    )
+    pytester.runpytest(*gold_args).assert_outcomes(passed=4)
+    assert log.read_text().split() == [f"test_case[{s}]" for s in ("0.0", "0.1", "0.6", "0.3")]
+    log.unlink()
+    pytester.runpytest(*gold_args).assert_outcomes(passed=4)
+    assert log.read_text().split() == [f"test_case[{s}]" for s in ("0.6", "0.3", "0.1", "0.0")]
+    log.unlink()
+    pytester.runpytest(*gold_args, "--gold-order=collection").assert_outcomes(passed=4)
+    assert log.read_text().split() == [f"test_case[{s}]" for s in ("0.0", "0.1", "0.6", "0.3")]
+
+
+def test_worker_environment_from_gold_env(pytester: pytest.Pytester, gold_args):
+    pytester.makeini("[pytest]\ngold_env =\n    SIM_SCENARIO=ssp245\n    OPENBLAS_NUM_THREADS=2\n")
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_env():
+            assert os.environ["OMP_NUM_THREADS"] == "1"  # default
+            assert os.environ["MKL_NUM_THREADS"] == "1"
+            assert os.environ["OPENBLAS_NUM_THREADS"] == "2"  # ini overrides the default
+            assert os.environ["SIM_SCENARIO"] == "ssp126"  # the option overrides the ini
+        """
+    )
+    result = pytester.runpytest(
+        *gold_args, "-p", "no:cacheprovider", "--gold-env", "SIM_SCENARIO=ssp126"
+    )
+    result.assert_outcomes(passed=1)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gold.scheduling import TAIL_SHARE_FACTOR, DispatchQueue
+from pytest_gold.scheduling import (
+    ORDER_COLLECTION,
+    TAIL_SHARE_FACTOR,
+    DispatchQueue,
+    dispatch_order,
+    merge_durations,
+)
 
 durations = st.floats(min_value=0.0, max_value=3600.0, allow_nan=False)
 
@@ -93,3 +100,29 @@ def test_drain_and_bad_input():
         DispatchQueue(["a", "a"], engine_count=1)
     with pytest.raises(ValueError):
         DispatchQueue(["a"], engine_count=0)
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=10_000), unique=True, max_size=200),
+    st.data(),
+)
+def test_dispatch_order_is_unseen_first_then_longest_first(ids, data):
+    nodeids = [f"t.py::test[{i}]" for i in ids]
+    known = data.draw(
+        st.dictionaries(st.sampled_from(nodeids), durations) if nodeids else st.just({})
+    )
+    ordered = dispatch_order(nodeids, known)
+    assert sorted(ordered) == sorted(nodeids)
+    unseen = [n for n in nodeids if n not in known]
+    assert ordered[: len(unseen)] == unseen  # in collection order
+    seen = ordered[len(unseen) :]
+    assert all(known[a] >= known[b] for a, b in itertools.pairwise(seen))
+    assert dispatch_order(nodeids, known, ORDER_COLLECTION) == nodeids
+
+
+def test_merge_durations_keeps_the_newest():
+    assert merge_durations({"a": 1.0, "b": 2.0}, {"b": 3.0, "c": 4}) == {
+        "a": 1.0,
+        "b": 3.0,
+        "c": 4.0,
+    }
