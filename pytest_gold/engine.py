@@ -14,12 +14,9 @@ import os
 import platform
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
-from multiprocessing.connection import Connection
 from typing import Any
 
 from .messages import (
@@ -44,24 +41,24 @@ from .worker import (
     CAPTURE_FD,
     FINISH,
     INTERRUPTED,
-    READY,
     RUN,
     STACK_DUMP_SIGNAL,
     TEARDOWN_DONE,
     WORKER_EXIT_GRACE_SECONDS,
-    Channel,
+)
+from .workerprocess import (
+    POLL_SECONDS,
+    STDERR_TAIL_LINES,
+    WORKER_FINISH_SECONDS,
+    WorkerProcess,
+    WorkerStartFailed,
+    open_worker_fd,
 )
 
-#: Lines of a dead worker's stderr quoted in the failure report.
-STDERR_TAIL_LINES = 40
 #: How long an interrupted case gets to stop before its worker is killed.
 INTERRUPT_GRACE_SECONDS = 5.0
 #: Lines of a timed-out worker's output quoted: the stacks of all its threads.
 STACK_TAIL_LINES = 400
-#: How long a worker gets to finish its teardown when a run ends, or to start up.
-WORKER_FINISH_SECONDS = 300.0
-#: How often the supervisor looks at its worker while waiting for events.
-POLL_SECONDS = 0.5
 #: How long an interrupted case gets to stop before its worker is killed.
 INTERRUPT_GRACE_SECONDS = 5.0
 #: Lines of a timed-out worker's output quoted: the stacks of all its threads.
@@ -71,17 +68,6 @@ STACK_DUMP_WAIT_SECONDS = 1.0
 #: Environment variable that overrides the host name shown in reports (SSH host aliases).
 HOST_ENV = "PYTEST_GOLD_HOST"
 
-#: What ipykernel puts in every engine's environment for notebook display (colour
-#: forced on, no pager). A worker writes to files, not a notebook: colour codes would end up
-#: in tracebacks and JUnit XML, so these are taken out again.
-KERNEL_DISPLAY_ENV = {
-    "TERM": "xterm-color",
-    "CLICOLOR": "1",
-    "FORCE_COLOR": "1",
-    "CLICOLOR_FORCE": "1",
-    "PAGER": "cat",
-    "GIT_PAGER": "cat",
-}
 
 _engine_id: int | None = None
 _workers: dict[str, WorkerProcess] = {}
@@ -105,148 +91,6 @@ def engine_info() -> EngineInfo:
         pytest_gold=__version__,
         pytest=pytest.__version__,
     )
-
-
-class WorkerStartFailed(RuntimeError):
-    pass
-
-
-class WorkerProcess:
-    """One worker process and the socket to it."""
-
-    def __init__(self, spec: RunSpec, engine: EngineInfo) -> None:
-        self.spec = spec
-        self.engine = engine
-        ours, theirs = socket.socketpair()
-        self.log = tempfile.NamedTemporaryFile(
-            prefix=f"pytest-gold-worker-e{engine.engine_id}-", suffix=".log", delete=False
-        )
-        env = {
-            key: value for key, value in os.environ.items() if KERNEL_DISPLAY_ENV.get(key) != value
-        }
-        for key, value in spec.default_env.items():
-            env.setdefault(key, value)
-        env.update(spec.env)
-        # The rootdir importable whatever the engine's own cwd, as the controller sees it.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (spec.rootdir, env.get("PYTHONPATH", "")) if p
-        )
-        env["PYTHONFAULTHANDLER"] = "1"
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pytest_gold.worker", str(theirs.fileno()), engine.tag],
-            cwd=spec.invocation_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(theirs.fileno(),),
-            # Its own process group: signals from the engine's terminal do not reach it and
-            # killing the group also ends whatever a case started.
-            start_new_session=True,
-        )
-        theirs.close()
-        self.capture: Any = None
-        self.case_log_offset = 0
-        self.exit_deadline = 0.0
-        self.channel = Channel(Connection(ours.detach()))
-        self.channel.send(to_wire(spec))
-
-    def receive(self, timeout: float) -> dict[str, Any] | None:
-        """The next message, ``None`` if none came in time; raises EOFError when it died."""
-        if self.channel.connection.poll(timeout):
-            return self.channel.recv()
-        if self.process.poll() is not None and not self.channel.connection.poll(0):
-            raise EOFError
-        return None
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + WORKER_FINISH_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                message = self.receive(POLL_SECONDS)
-            except EOFError:
-                raise WorkerStartFailed(self.death_cause()) from None
-            if message is not None and message["kind"] == READY:
-                return
-        self.kill()
-        raise WorkerStartFailed(f"the worker did not start within {WORKER_FINISH_SECONDS:.0f} s")
-
-    def mark_case_start(self) -> None:
-        """Remember where the worker's log stands, to quote only what the next case wrote.
-
-        Called when a batch is sent and when a case finishes, never on a case's start
-        event, which may be read only after the case has already crashed.
-        """
-        self.log.flush()
-        self.case_log_offset = os.path.getsize(self.log.name)
-
-    def death_cause(self, tail_lines: int = STDERR_TAIL_LINES) -> str:
-        code = self.process.wait()
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            what = f"the worker process was killed by {name}"
-        else:
-            what = f"the worker process exited with code {code}"
-        parts = [what]
-        captured = _tail_of(self.capture, 0, tail_lines)
-        if captured:
-            parts.append(f"what the case wrote to stdout/stderr (captured):\n{captured}")
-        logged = _tail_of(self.log.name, self.case_log_offset, tail_lines)
-        parts.append(f"the worker's own output (fatal errors land here):\n{logged or '(nothing)'}")
-        return "; ".join(parts[:1]) + "\n" + "\n".join(parts[1:])
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait()
-
-    def close(self) -> None:
-        self.kill()
-        self.channel.connection.close()
-        self.log.close()
-        if self.capture is not None:
-            self.capture.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
-
-
-def _open_worker_fd(pid: int, fd: int) -> Any:
-    """Open what descriptor ``fd`` of the worker refers to (pytest's capture file).
-
-    pytest captures into an unlinked temporary file; after a crash it is the only place
-    holding what the case wrote. Linux's /proc lets us reopen it while the worker lives.
-    """
-    try:
-        return open(f"/proc/{pid}/fd/{fd}", "rb")
-    except OSError:
-        return None
-
-
-def _tail_of(source: Any, offset: int, tail_lines: int) -> str:
-    """The last lines of a file (path or open binary file) from ``offset`` on."""
-    if source is None:
-        return ""
-    try:
-        if isinstance(source, str):
-            with open(source, "rb") as file:
-                file.seek(offset)
-                data = file.read()
-        else:
-            source.seek(offset)
-            data = source.read()
-    except OSError:
-        return ""
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return "\n".join(lines[-tail_lines:]).strip()
 
 
 def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
@@ -342,9 +186,7 @@ class BatchRelay:
             if kind == BATCH_DONE:
                 return deque()
             if kind == CAPTURE_FD:
-                worker.capture = worker.capture or _open_worker_fd(
-                    worker.process.pid, message["fd"]
-                )
+                worker.capture = worker.capture or open_worker_fd(worker.process.pid, message["fd"])
                 continue
             self.handle(event_from_wire(message))
 

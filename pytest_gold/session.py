@@ -31,7 +31,7 @@ from .messages import (
 )
 from .reporting import Replayer
 from .scheduling import DispatchQueue, dispatch_order, merge_durations
-from .settings import DEFAULT_WORKER_ENV, GoldSettings
+from .settings import DEFAULT_WORKER_ENV, GoldSettings, time_limits
 from .synthetic import failed_case_events
 
 #: How often the loop wakes up to look for new engines and stop requests.
@@ -71,23 +71,6 @@ class RunState:
 _NO_ENGINE = EngineInfo(
     engine_id=-1, host="controller", pid=0, python="", executable="", platform=""
 )
-
-
-def time_limits(items: list[pytest.Item], default: float | None) -> dict[str, float]:
-    """Each case's run-time limit: its ``gold(timeout=...)`` marker, else the default."""
-    limits: dict[str, float] = {}
-    for item in items:
-        marker = item.get_closest_marker("gold")
-        limit = marker.kwargs.get("timeout", default) if marker is not None else default
-        if limit is None:
-            continue
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
-            raise pytest.UsageError(
-                f"{item.nodeid}: @pytest.mark.gold(timeout=...) must be a positive number "
-                f"of seconds, not {limit!r}."
-            )
-        limits[item.nodeid] = float(limit)
-    return limits
 
 
 def _is_engine_lost(error: Exception) -> bool:

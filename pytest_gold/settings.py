@@ -243,3 +243,20 @@ def from_config(config: pytest.Config) -> GoldSettings:
             else None
         ),
     )
+
+
+def time_limits(items: list[pytest.Item], default: float | None) -> dict[str, float]:
+    """Each case's run-time limit: its ``gold(timeout=...)`` marker, else the default."""
+    limits: dict[str, float] = {}
+    for item in items:
+        marker = item.get_closest_marker("gold")
+        limit = marker.kwargs.get("timeout", default) if marker is not None else default
+        if limit is None:
+            continue
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.gold(timeout=...) must be a positive number "
+                f"of seconds, not {limit!r}."
+            )
+        limits[item.nodeid] = float(limit)
+    return limits

@@ -14,6 +14,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# numpy 2 cannot be imported twice in one process; inner in-process runs import it and
+# pytester then drops it from sys.modules unless it was already there: import it first.
+import numpy  # noqa: F401
 import psutil
 import pytest
 
