@@ -8,9 +8,13 @@ cluster.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import signal
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +77,25 @@ _NO_ENGINE = EngineInfo(
 )
 
 
+@contextlib.contextmanager
+def sigterm_as_keyboard_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler ending the job, ``kill``) is handled like Ctrl-C: running cases
+    are interrupted, results and JUnit XML kept, and the cluster this run started stopped.
+    Without this, the process would die on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _is_engine_lost(error: Exception) -> bool:
     """ipyparallel reports a task whose engine died as an EngineError (maybe wrapped)."""
     if isinstance(error, ipp.error.EngineError):
@@ -126,7 +149,8 @@ class GoldController:
         except ClusterError as error:
             raise pytest.UsageError(str(error)) from None
         try:
-            self.run(session, items)
+            with sigterm_as_keyboard_interrupt():
+                self.run(session, items)
         finally:
             self.remember_durations()
             self.close_cluster()

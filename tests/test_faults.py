@@ -322,7 +322,10 @@ def test_second_ctrl_c_exits_at_once_and_stops_the_cluster(pytester: pytest.Pyte
     # leak_check: the controller, engines, nannies and the hung worker are all gone.
 
 
-def test_ctrl_c_keeps_finished_results(pytester: pytest.Pytester, leak_check):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interruption_keeps_finished_results(
+    pytester: pytest.Pytester, leak_check, stop_signal: signal.Signals
+):
     pytester.makepyfile(
         """
         import time
@@ -341,7 +344,7 @@ def test_ctrl_c_keeps_finished_results(pytester: pytest.Pytester, leak_check):
     try:
         output = _wait_for_line(process, "gold: embedded cluster on")
         time.sleep(4)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         rest, _ = process.communicate(timeout=60)
         output += rest
     finally:
@@ -350,6 +353,6 @@ def test_ctrl_c_keeps_finished_results(pytester: pytest.Pytester, leak_check):
             process.wait()
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "3 passed" in output
-    assert "PASSED test_ctrl_c_keeps_finished_results.py::test_quick[2]" in output
+    assert "PASSED test_interruption_keeps_finished_results.py::test_quick[2]" in output
     names = [c.get("name") for c in ET.parse(pytester.path / "out.xml").getroot().iter("testcase")]
     assert sorted(names) == ["test_quick[0]", "test_quick[1]", "test_quick[2]"]
