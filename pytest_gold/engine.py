@@ -187,6 +187,7 @@ class BatchRelay:
                 return deque()
             if kind == CAPTURE_FD:
                 worker.capture = worker.capture or open_worker_fd(worker.process.pid, message["fd"])
+                worker.channel.send({"kind": CAPTURE_FD})  # the worker waits for this
                 continue
             self.handle(event_from_wire(message))
 
@@ -277,7 +278,9 @@ def finish_run(run_id: str) -> BatchResult:
                 continue
             if message["kind"] in (TEARDOWN_DONE, "exited"):
                 break
-            if message["kind"] != CAPTURE_FD:
+            if message["kind"] == CAPTURE_FD:
+                worker.channel.send({"kind": CAPTURE_FD})
+            else:
                 events.append(event_from_wire(message))
         else:
             worker.kill()

@@ -165,6 +165,9 @@ class WorkerPlugin:
         if not self.capture_fd_sent:
             self.capture_fd_sent = True
             self.channel.send({"kind": CAPTURE_FD, "fd": os.dup(2)})
+            # Wait until the supervisor holds the file: a case that crashes at once must
+            # not take it along before it was opened.
+            self.channel.recv()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
