@@ -32,3 +32,16 @@ def pytest_gold_case_finished(
 ) -> None:
     """A case has finished on an engine; ``reports`` are its setup/call/teardown reports,
     already shown by the terminal and written to the JUnit XML."""
+
+
+def pytest_gold_record(
+    config: pytest.Config, report: pytest.TestReport, record: dict[str, Any]
+) -> None:
+    """A case finished; ``record`` is its results-table row.
+
+    Called on the controller (with or without ``--gold``, with or without
+    ``--gold-results``) for every case, in the order they finish: node id, one entry per
+    parametrize argument, outcome, duration, host, engine, failure message, and every
+    value recorded with ``gold_record`` or ``record_property``. ``report`` is the case's
+    last (teardown) report. Use it to append results to a format of your own.
+    """

@@ -22,6 +22,7 @@ import ipyparallel as ipp
 import pytest
 
 from . import engine as engine_module
+from . import resume
 from .cluster import ClusterError, ClusterHandle, attach, start_embedded
 from .liveness import HubMonitor
 from .messages import (
@@ -62,6 +63,8 @@ class RunState:
     #: How often each case was lost with its engine (resubmitted up to --gold-retries).
     losses: dict[str, int] = field(default_factory=dict)
     controller_lost: bool = False
+    #: Cases reported as passed-before by --gold-resume.
+    passed_before: int = 0
     #: Duration of every case that finished in this run (remembered in the cache).
     durations: dict[str, float] = field(default_factory=dict)
     #: Interrupted (Ctrl-C): nothing more is waited for than the grace periods allow.
@@ -75,6 +78,25 @@ class RunState:
 _NO_ENGINE = EngineInfo(
     engine_id=-1, host="controller", pid=0, python="", executable="", platform=""
 )
+
+
+def report_passed_before(config: pytest.Config, item: pytest.Item) -> None:
+    """The reports of a case that passed in an earlier run, marked as such."""
+    hook = config.hook
+    hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for when in ("setup", "call", "teardown"):
+        report = pytest.TestReport(
+            nodeid=item.nodeid,
+            location=item.location,
+            keywords={name: 1 for name in item.keywords},
+            outcome="passed",
+            longrepr=None,
+            when=when,
+            user_properties=[("gold_outcome", resume.PASSED_BEFORE)],
+            gold_passed_before=True,
+        )
+        hook.pytest_runtest_logreport(report=report)
+    hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
 @contextlib.contextmanager
@@ -120,6 +142,12 @@ class GoldController:
         return f"gold: {self.settings.describe()}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.state.passed_before:
+            count = self.state.passed_before
+            terminalreporter.write_line(
+                f"gold: {count} case{'s' if count != 1 else ''} passed in an earlier run and "
+                "did not run again (--gold-resume; --cache-clear forgets them)."
+            )
         if self.state.not_run:
             count = len(self.state.not_run)
             terminalreporter.write_line(
@@ -143,6 +171,10 @@ class GoldController:
         if session.config.option.collectonly or not session.items:
             return True
         items = list(dict.fromkeys(session.items))
+        if self.config.getoption("gold_resume"):
+            items = self.skip_passed_before(items)
+            if not items:
+                return True
         self.time_limits = time_limits(items, self.settings.timeout_seconds)
         try:
             self.handle = self.open_cluster()
@@ -162,6 +194,24 @@ class GoldController:
         if session.shouldstop:
             raise session.Interrupted(session.shouldstop)
         return True
+
+    def skip_passed_before(self, items: list[pytest.Item]) -> list[pytest.Item]:
+        """Report the cases that passed in earlier runs without running them."""
+        cache = getattr(self.config, "cache", None)
+        done = cache.get(resume.CACHE_KEY, []) if cache is not None else []
+        to_run, before = resume.partition([item.nodeid for item in items], done)
+        by_id = {item.nodeid: item for item in items}
+        for nodeid in before:
+            report_passed_before(self.config, by_id[nodeid])
+        self.state.passed_before = len(before)
+        keep = set(to_run)
+        return [item for item in items if item.nodeid in keep]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        if getattr(report, "gold_passed_before", False) and report.when == "call":
+            return resume.PASSED_BEFORE, "p", ("PASSED-BEFORE", {"green": True})
+        return None
 
     def open_cluster(self) -> ClusterHandle:
         settings = self.settings

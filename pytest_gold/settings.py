@@ -98,6 +98,22 @@ def addoption(parser: pytest.Parser) -> None:
         group.addoption(option, dest=dest, default=None, metavar="VALUE", help=text)
         parser.addini(ini, f"default for {option}: {text}", default=None)
     group.addoption(
+        "--gold-resume",
+        dest="gold_resume",
+        action="store_true",
+        default=False,
+        help="run only the selected cases that did not pass in the previous run(s) (failed, "
+        "errored, interrupted or never reached); report the others as passed-before.",
+    )
+    group.addoption(
+        "--gold-results",
+        dest="gold_results",
+        default=None,
+        metavar="PATH",
+        help="write one row per case to PATH as cases finish: .csv, .jsonl, or .parquet "
+        "(needs pyarrow). Works with and without --gold.",
+    )
+    group.addoption(
         "--gold-env",
         dest="gold_env",
         action="append",
