@@ -1,0 +1,153 @@
+"""End-to-end: campaign features (results table, resume) on a real cluster."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+SWEEP = """
+    import numpy as np
+    import pytest
+
+    @pytest.mark.parametrize("channel", [183.3, 89.0])
+    @pytest.mark.parametrize("surface", ["ocean", "land"])
+    def test_bt(channel, surface, gold_record, record_property):
+        gold_record["tb_k"] = np.float64(200.0 + channel / 10)
+        gold_record["profile"] = np.arange(3)
+        record_property("iterations", 7)
+        assert not (surface == "land" and channel == 89.0), "too warm"
+"""
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_results_table_one_row_per_case(pytester: pytest.Pytester, gold_args, suffix):
+    pytester.makepyfile(test_sweep=SWEEP)
+    path = pytester.path / f"results{suffix}"
+    result = pytester.runpytest(*gold_args, "-p", "no:cacheprovider", f"--gold-results={path}")
+    result.assert_outcomes(passed=3, failed=1)
+    if suffix == ".csv":
+        with open(path, newline="") as file:
+            rows = list(csv.DictReader(file))
+        profile = json.loads(rows[0]["profile"])
+    else:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        profile = rows[0]["profile"]
+    assert len(rows) == 4
+    by_id = {row["nodeid"]: row for row in rows}
+    bad = by_id["test_sweep.py::test_bt[land-89.0]"]
+    assert bad["outcome"] == "failed"
+    assert bad["message"] == "AssertionError: too warm"
+    assert str(bad["surface"]) == "land" and float(bad["channel"]) == 89.0
+    assert float(bad["tb_k"]) == pytest.approx(208.9)
+    assert str(bad["iterations"]) == "7"
+    assert profile == [0, 1, 2]
+    assert all(row["host"] and str(row["engine"]) != "" for row in rows)
+    assert list(rows[0])[:3] == ["nodeid", "surface", "channel"]
+
+
+def test_results_and_record_hook_without_gold(pytester: pytest.Pytester):
+    log = pytester.path / "hook.log"
+    pytester.makeconftest(
+        f"""
+        def pytest_gold_record(config, report, record):
+            with open({str(log)!r}, "a") as f:
+                f.write(f"{{record['nodeid']}} {{record['outcome']}} {{record.get('tb_k')}}\\n")
+        """
+    )
+    pytester.makepyfile(test_sweep=SWEEP)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gold-results=out.jsonl")
+    result.assert_outcomes(passed=3, failed=1)
+    lines = sorted(log.read_text().splitlines())
+    assert lines[0] == "test_sweep.py::test_bt[land-183.3] passed 218.33"
+    assert len((pytester.path / "out.jsonl").read_text().splitlines()) == 4
+
+
+def test_unknown_results_format_is_a_clear_error(pytester: pytest.Pytester):
+    pytester.makepyfile(test_sweep=SWEEP)
+    result = pytester.runpytest("--gold-results=out.xlsx")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --gold-results out.xlsx: unknown format '.xlsx'*"])
+
+
+def test_resume_runs_only_what_did_not_pass(pytester: pytest.Pytester, gold_args):
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_case(i):
+            with open(f"ran-{i}", "a") as f:
+                f.write("x")
+            assert not (i == 4 and not os.path.exists("fixed"))
+        """
+    )
+    pytester.runpytest(*gold_args).assert_outcomes(passed=5, failed=1)
+    (pytester.path / "fixed").touch()
+    result = pytester.runpytest(*gold_args, "--gold-resume", "-v", "--junitxml=out.xml")
+    result.stdout.fnmatch_lines(
+        [
+            "*test_case[[]0[]] PASSED-BEFORE*",
+            "gold: 5 cases passed in an earlier run and did not run again*",
+            "*1 passed, 5 passed-before*",
+        ]
+    )
+    assert result.ret == 0
+    runs = {i: (pytester.path / f"ran-{i}").read_text() for i in range(6)}
+    assert runs == {0: "x", 1: "x", 2: "x", 3: "x", 4: "xx", 5: "x"}
+    props = [
+        p.get("value")
+        for p in ET.parse(pytester.path / "out.xml").getroot().iter("property")
+        if p.get("name") == "gold_outcome"
+    ]
+    assert props == ["passed-before"] * 5
+    everything_done = pytester.runpytest(*gold_args, "--gold-resume")
+    everything_done.stdout.fnmatch_lines(["*6 passed-before*"])
+    assert "gold: embedded cluster" not in everything_done.stdout.str()  # nothing to run
+
+
+def test_resume_after_interruption_runs_the_rest(pytester: pytest.Pytester, leak_check):
+    pytester.makepyfile(
+        """
+        import os
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("i", range(10))
+        def test_case(i):
+            if i >= 6 and not os.path.exists("go"):
+                time.sleep(600)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--gold", "--gold-engines=2", "--gold-order=collection"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("gold: embedded cluster on") or time.monotonic() > deadline:
+                break
+        time.sleep(6)  # cases 0..5 pass, two engines hang in 6 and 7
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    (pytester.path / "go").touch()
+    result = pytester.runpytest_subprocess("--gold", "--gold-engines=2", "--gold-resume")
+    result.stdout.fnmatch_lines(["*4 passed, 6 passed-before*"])

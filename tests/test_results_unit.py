@@ -1,0 +1,98 @@
+"""Unit tests of the results table and resume state (pure: no cluster)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_gold import resume
+from pytest_gold.results import build_row, case_outcome, writer_for
+
+
+def _report(when: str, outcome: str, **extra) -> pytest.TestReport:
+    return pytest.TestReport(
+        nodeid="t.py::test[a]",
+        location=("t.py", 1, "test[a]"),
+        keywords={},
+        outcome=outcome,
+        longrepr="boom\nmore" if outcome == "failed" else None,
+        when=when,
+        duration=0.5,
+        **extra,
+    )
+
+
+@pytest.mark.parametrize(
+    ("phases", "expected"),
+    [
+        ([("setup", "passed"), ("call", "passed"), ("teardown", "passed")], "passed"),
+        ([("setup", "passed"), ("call", "failed"), ("teardown", "passed")], "failed"),
+        ([("setup", "failed"), ("teardown", "passed")], "error"),
+        ([("setup", "passed"), ("call", "passed"), ("teardown", "failed")], "error"),
+        ([("setup", "passed"), ("call", "failed"), ("teardown", "failed")], "failed"),
+        ([("setup", "skipped"), ("teardown", "passed")], "skipped"),
+    ],
+)
+def test_case_outcome(phases, expected):
+    assert case_outcome([_report(when, outcome) for when, outcome in phases]) == expected
+
+
+def test_xfail_outcomes():
+    xfailed = [_report("call", "skipped", wasxfail="bug")]
+    xpassed = [_report("call", "passed", wasxfail="bug")]
+    assert case_outcome(xfailed) == "xfailed"
+    assert case_outcome(xpassed) == "xpassed"
+
+
+def test_row_columns_and_collisions():
+    reports = [
+        _report("setup", "passed"),
+        _report("call", "failed", user_properties=[("gold_host", "gold3"), ("outcome", 1)]),
+        _report("teardown", "passed", user_properties=[("gold_host", "gold3"), ("outcome", 1)]),
+    ]
+    row = build_row("t.py::test[a]", {"surface": "ocean", "obj": object}, reports, {"tb": 2.5})
+    assert list(row)[:3] == ["nodeid", "surface", "obj"]
+    assert row["obj"] == str(object)
+    assert row["outcome"] == "failed" and row["message"] == "boom"
+    assert row["host"] == "gold3" and row["duration"] == 1.5
+    assert row["record_outcome"] == 1 and row["tb"] == 2.5
+
+
+def test_csv_writer_adds_columns_as_they_appear(tmp_path):
+    writer = writer_for(str(tmp_path / "r.csv"))
+    writer.write({"nodeid": "a", "x": 1})
+    writer.write({"nodeid": "b", "x": 2, "y": [1, 2]})
+    writer.write({"nodeid": "c", "x": float("nan")})
+    writer.close()
+    with open(tmp_path / "r.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["nodeid"] for row in rows] == ["a", "b", "c"]
+    assert rows[0]["y"] == "" and json.loads(rows[1]["y"]) == [1, 2]
+
+
+def test_bad_results_path():
+    with pytest.raises(ValueError, match="unknown format"):
+        writer_for("out.txt")
+
+
+@given(
+    st.lists(st.sampled_from([f"c{i}" for i in range(20)]), unique=True),
+    st.dictionaries(
+        st.sampled_from([f"c{i}" for i in range(20)]),
+        st.sampled_from(["passed", "failed", "error", "skipped", "xfailed", "passed-before"]),
+    ),
+    st.lists(st.sampled_from([f"c{i}" for i in range(20)]), unique=True),
+)
+def test_resume_state(previous, outcomes, selection):
+    done = resume.update_done(previous, outcomes)
+    for nodeid, outcome in outcomes.items():
+        assert (nodeid in done) == (outcome in resume.DONE_OUTCOMES)
+    for nodeid in set(previous) - set(outcomes):
+        assert nodeid in done  # not reached in this run: its state is kept
+    to_run, before = resume.partition(selection, done)
+    assert sorted(to_run + before) == sorted(selection)
+    assert set(before) <= set(done) and not set(to_run) & set(done)
