@@ -107,6 +107,14 @@ class Measurement:
     cleanup: float | None = None
     #: When to start timing the clean-up (default: when pytest exited).
     clean_since: float | None = None
+    #: The last processes of the run to go away (or the ones left behind).
+    last_gone: list[str] = field(default_factory=list)
+    #: Faults 1-4: seconds from the case's report to the exit of pytest.
+    exit_after_report: float | None = None
+    #: Length of the output when the fault was provoked from outside (fault 6).
+    output_at_signal: int | None = None
+    #: The run went wrong and the script stopped its processes itself.
+    stopped_by_script: bool = False
     problems: list[str] = field(default_factory=list)
 
 
@@ -137,6 +145,9 @@ class Run:
                 start_new_session=True,  # its own process group, for Ctrl-C and kills
             )
         self.exited_at: float | None = None
+        self.exited_wall: float | None = None
+        #: Command lines of the run's processes, as first seen.
+        self.names: dict[int, str] = {}
 
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -169,9 +180,9 @@ class Run:
         except subprocess.TimeoutExpired:
             self.kill_group(signal.SIGKILL)
             self.process.wait()
-            self.exited_at = time.monotonic()
+            self.exited_at, self.exited_wall = time.monotonic(), time.time()
             raise RunFailed(f"pytest did not exit within {self.timeout:.0f} s") from None
-        self.exited_at = time.monotonic()
+        self.exited_at, self.exited_wall = time.monotonic(), time.time()
         return code
 
     def kill_group(self, sig: signal.Signals) -> None:
@@ -181,18 +192,27 @@ class Run:
             pass
 
     def marked(self) -> list[int]:
-        return marked_processes(self.run_id)
+        pids = marked_processes(self.run_id)
+        for pid in pids:
+            if pid not in self.names:
+                self.names[pid] = short_name(process_cmdline(pid))
+        return pids
 
-    def wait_clean(self, since: float) -> float | None:
-        """Seconds from ``since`` until no marked process is left; None if some outlive
-        the limit (those are then stopped)."""
+    def wait_clean(self, since: float) -> tuple[float | None, list[str]]:
+        """Seconds from ``since`` until no marked process is left (None if some outlive
+        the limit; those are then stopped), and the last processes to go."""
         limit = time.monotonic() + CLEANUP_LIMIT_SECONDS
-        while self.marked():
+        last: list[int] = []
+        while pids := self.marked():
+            last = pids
             if time.monotonic() > limit:
                 stop_processes(self.run_id)
-                return None
+                return None, self.describe(last)
             time.sleep(POLL_SECONDS)
-        return time.monotonic() - since
+        return time.monotonic() - since, self.describe(last)
+
+    def describe(self, pids: list[int]) -> list[str]:
+        return [f"{self.names.get(pid, '?')} (pid {pid})" for pid in pids]
 
     def abandon(self) -> None:
         """Stop everything this run started (after an error in the script itself)."""
@@ -281,8 +301,9 @@ class Fault:
     measures: str
     tests: str
     args: tuple[str, ...]
-    #: Regex of the output line that shows the user what happened.
-    pattern: str
+    #: Regex of the output line that shows the user what happened; None: the first line
+    #: printed after the fault was provoked.
+    pattern: str | None
     expected_exit: int | None
     #: Drives one run and fills in the latency (and any problems).
     drive: Callable[[Run, Measurement], None]
@@ -302,6 +323,8 @@ def report_latency(offset: float, nodeid_part: str) -> Callable[[Run, Measuremen
             measurement.problems.append("pytest_gold_case_finished never saw the case")
         else:
             measurement.latency = end - start - offset
+            if run.exited_wall is not None:
+                measurement.exit_after_report = run.exited_wall - end
 
     return drive
 
@@ -342,6 +365,7 @@ def drive_pytest_killed(run: Run, measurement: Measurement) -> None:
     time.sleep(1.0)
     if not any("ipyparallel" in " ".join(process_cmdline(pid)) for pid in run.marked()):
         measurement.problems.append("no ipyparallel process found before the kill")
+    measurement.output_at_signal = len(run.output())
     run.process.kill()  # SIGKILL to pytest alone: no finally, no atexit
     measurement.clean_since = time.monotonic()
     measurement.exit_code = run.wait_exit()
@@ -362,6 +386,14 @@ def process_cmdline(pid: int) -> list[str]:
         return psutil.Process(pid).cmdline()
     except psutil.Error:
         return []
+
+
+def short_name(cmdline: list[str]) -> str:
+    """``python -m X ...`` -> ``X``; otherwise the program's file name."""
+    if "-m" in cmdline[:-1]:
+        module = cmdline[cmdline.index("-m") + 1]
+        return "pytest" if module == "pytest" else module
+    return Path(cmdline[0]).name if cmdline else "?"
 
 
 FAULTS = (
@@ -456,7 +488,7 @@ FAULTS = (
             time.sleep(600)
         """,
         (),
-        r"watchdog",
+        None,
         None,
         drive_pytest_killed,
         pytest_killed=True,
@@ -486,6 +518,7 @@ def measure(fault: Fault, directory: Path, timeout: float) -> Measurement:
         fault.drive(run, measurement)
     except RunFailed as error:
         measurement.problems.append(str(error))
+        measurement.stopped_by_script = True
         run.abandon()
     except BaseException:
         run.abandon()
@@ -493,23 +526,27 @@ def measure(fault: Fault, directory: Path, timeout: float) -> Measurement:
     if run.process.poll() is None:  # a driver that gave up early
         run.kill_group(signal.SIGKILL)
         run.process.wait()
-    output = run.output()
-    measurement.cleanup = run.wait_clean(
+    measurement.cleanup, measurement.last_gone = run.wait_clean(
         measurement.clean_since or run.exited_at or time.monotonic()
     )
+    output = run.output()  # after the clean-up: a watchdog may have printed something
     if fault.pytest_killed:
         measurement.latency = measurement.cleanup
     if measurement.cleanup is None:
         measurement.problems.append(
-            f"processes still running {CLEANUP_LIMIT_SECONDS:.0f} s after the run (stopped)"
+            f"processes still running {CLEANUP_LIMIT_SECONDS:.0f} s after the run (stopped): "
+            + ", ".join(measurement.last_gone)
         )
     measurement.exit_code = run.process.returncode
     if fault.expected_exit is not None and measurement.exit_code != fault.expected_exit:
         measurement.problems.append(
             f"exit code {measurement.exit_code}, expected {fault.expected_exit}"
         )
-    measurement.seen = first_line(output, fault.pattern)
-    if not measurement.seen and not fault.pytest_killed:
+    if fault.pattern is None:
+        measurement.seen = first_line(output[measurement.output_at_signal or 0 :], r"\S")
+    else:
+        measurement.seen = first_line(output, fault.pattern)
+    if not measurement.seen and fault.pattern is not None:
         measurement.problems.append(f"no output line matches {fault.pattern!r}")
     if measurement.problems:
         print(f"\n--- output tail of fault {fault.number} ---\n{tail(output)}\n", file=sys.stderr)
@@ -532,6 +569,8 @@ class Row:
         return "/".join(sorted({str(m.exit_code) for m in self.measurements}))
 
     def clean(self) -> str:
+        if any(m.stopped_by_script for m in self.measurements):
+            return "n/a (run stopped)"
         times = [m.cleanup for m in self.measurements]
         if any(t is None for t in times):
             left = sum(1 for t in times if t is None)
@@ -657,6 +696,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     measurement = measure(fault, directory, args.timeout)
                     latency = "-" if measurement.latency is None else f"{measurement.latency:.2f} s"
                     print(f" {latency}, exit {measurement.exit_code}", flush=True)
+                    if measurement.exit_after_report is not None:
+                        print(
+                            f"    pytest exited {measurement.exit_after_report:.2f} s after "
+                            "the case's report",
+                            flush=True,
+                        )
+                    if measurement.last_gone:
+                        cleanup = measurement.cleanup
+                        when = "left behind" if cleanup is None else f"gone at {cleanup:.2f} s"
+                        print(
+                            f"    last process(es) {when}: {', '.join(measurement.last_gone)}",
+                            flush=True,
+                        )
                     problems.extend(
                         f"fault {fault.number} run {attempt}: {p}" for p in measurement.problems
                     )

@@ -30,6 +30,7 @@ from .messages import (
     WarningEvent,
     WorkerCrashed,
 )
+from .results import case_outcome
 from .serialization import report_data_from_wire, warning_from_event
 
 #: ``record_property`` names added to every case's reports (and so to the JUnit XML).
@@ -60,6 +61,7 @@ class ReplayOutcome:
     """What the controller's run loop needs to know from one replayed result."""
 
     finished: dict[str, float] = field(default_factory=dict)  # node id -> seconds
+    outcomes: dict[str, str] = field(default_factory=dict)  # node id -> outcome word
     not_run: list[str] = field(default_factory=list)
     exit_request: ExitRequested | None = None
     crashes: list[WorkerCrashed] = field(default_factory=list)
@@ -99,6 +101,7 @@ class Replayer:
                 self.hook.pytest_runtest_logfinish(nodeid=event.nodeid, location=event.location)
                 reports = self.case_reports.pop(event.nodeid, [])
                 outcome.finished[event.nodeid] = sum(r.duration for r in reports)
+                outcome.outcomes[event.nodeid] = case_outcome(reports)
                 self.hook.pytest_gold_case_finished(
                     config=self.config, nodeid=event.nodeid, reports=reports, engine=node.engine
                 )

@@ -109,6 +109,9 @@ class DispatchQueue:
         known = self.known_seconds.get(nodeid)
         return known if known is not None else self.observed.mean
 
+    def remaining(self) -> list[str]:
+        return list(self._queue)
+
     def record(self, durations: Iterable[float]) -> None:
         """Learn from the durations of finished cases."""
         for seconds in durations:

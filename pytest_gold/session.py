@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ipyparallel as ipp
@@ -34,7 +35,14 @@ from .messages import (
     result_from_wire,
     to_wire,
 )
-from .reporting import Replayer
+from .progress import (
+    STATUS_FILE_SECONDS,
+    Progress,
+    format_host_table,
+    format_status,
+    write_status_file,
+)
+from .reporting import Replayer, ReplayOutcome
 from .scheduling import DispatchQueue, dispatch_order, merge_durations
 from .settings import DEFAULT_WORKER_ENV, GoldSettings, time_limits
 from .synthetic import failed_case_events
@@ -135,6 +143,9 @@ class GoldController:
         self.state = RunState()
         self.run_id = uuid.uuid4().hex
         self.time_limits: dict[str, float] = {}
+        self.progress: Progress | None = None
+        self.last_status_line = self.last_status_file = time.monotonic()
+        self.status_state = "running"
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -142,6 +153,12 @@ class GoldController:
         return f"gold: {self.settings.describe()}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        progress = self.progress
+        if progress is not None and progress.hosts and progress.done:
+            terminalreporter.section("gold: per-host summary", sep="-")
+            wall = time.monotonic() - progress.started
+            for line in format_host_table(progress.hosts, wall):
+                terminalreporter.write_line(line)
         if self.state.passed_before:
             count = self.state.passed_before
             terminalreporter.write_line(
@@ -176,6 +193,7 @@ class GoldController:
             if not items:
                 return True
         self.time_limits = time_limits(items, self.settings.timeout_seconds)
+        self.progress = Progress(total=len(items))
         try:
             self.handle = self.open_cluster()
         except ClusterError as error:
@@ -249,6 +267,7 @@ class GoldController:
         """A line on the terminal; with -q only problems (lost engines, ...) are shown."""
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None and (problem or self.config.get_verbosity() >= 0):
+            terminal.ensure_newline()
             if self.config.get_terminal_writer().width_of_current_line:
                 terminal.write("\n")  # after progress dots
             terminal.write_line(text, yellow=problem)
@@ -269,6 +288,8 @@ class GoldController:
                 ) from None
         self.discover_engines(client)
         self.announce()
+        if self.progress is not None:  # utilisation counts from the first dispatch
+            self.progress.started = time.monotonic()
         spec = RunSpec(
             run_id=self.run_id,
             invocation_dir=str(self.config.invocation_params.dir),
@@ -298,6 +319,8 @@ class GoldController:
                 raise
         finally:
             self.finish(client, replayer)
+            self.status_state = self.state.stop_reason or "finished"
+            self.tick(queue, force=True)
 
     def loop(
         self,
@@ -325,6 +348,7 @@ class GoldController:
             if state.stop_reason is None:
                 self.check_stop(session, queue, client)
             self.discover_engines(client)
+            self.tick(queue)
 
     def controller_lost(self, silent: float, queue: DispatchQueue, replayer: Replayer) -> None:
         """Every unfinished case becomes an error naming the cause; nothing waits on the
@@ -374,6 +398,8 @@ class GoldController:
             info = engine_from_wire(result.get(timeout=self.settings.wait_seconds))
             self.state.engines[eid] = info
             self.state.idle.append(eid)
+            if self.progress is not None:
+                self.progress.add_engine(info.host)
             engines.append(info)
         self.config.hook.pytest_gold_cluster_ready(
             config=self.config, client=client, engines=engines
@@ -426,6 +452,7 @@ class GoldController:
         result = result_from_wire(data)
         state.idle.append(eid)
         outcome = replayer.replay(result)
+        self.account(outcome, result.engine)
         queue.record(outcome.finished.values())
         state.durations.update(outcome.finished)
         if outcome.not_run:
@@ -485,7 +512,39 @@ class GoldController:
         when: str = "call",
     ) -> None:
         events = failed_case_events(nodeid, None, {}, when, message)
-        replayer.replay(BatchResult(engine=engine, events=events))
+        self.account(replayer.replay(BatchResult(engine=engine, events=events)), engine)
+
+    def account(self, outcome: ReplayOutcome, engine: EngineInfo) -> None:
+        if self.progress is None:
+            return
+        for nodeid, seconds in outcome.finished.items():
+            self.progress.finished(engine.host, outcome.outcomes.get(nodeid, ""), seconds)
+
+    def tick(self, queue: DispatchQueue, force: bool = False) -> None:
+        """Now and then: a status line on the terminal and a fresh --gold-status-file."""
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        line_due = now - self.last_status_line >= self.settings.status_interval
+        file_due = self.settings.status_file and (
+            force or now - self.last_status_file >= STATUS_FILE_SECONDS
+        )
+        if not (line_due or file_due):
+            return
+        state = self.state
+        running = [n for _, batch in state.inflight.values() for n in batch.nodeids]
+        snapshot = self.progress.snapshot(
+            running=len(running),
+            engines_busy=len(state.inflight),
+            engines_available=len(state.engines),
+            remaining_seconds=(queue.expected_seconds(n) for n in [*running, *queue.remaining()]),
+        )
+        if line_due and not force:
+            self.last_status_line = now
+            self.write_line(format_status(snapshot))
+        if file_due:
+            self.last_status_file = now
+            write_status_file(Path(self.settings.status_file), snapshot, self.status_state)
 
     def check_stop(self, session: pytest.Session, queue: DispatchQueue, client: Any) -> None:
         reason = session.shouldfail or session.shouldstop

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from .progress import STATUS_LINE_SECONDS
 from .scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 
 #: Set in every worker unless the engine's environment or gold_env sets them: one
@@ -68,6 +69,18 @@ _VALUE_OPTIONS = [
         "gold_order",
         "order of dispatch: 'duration' (default: cases never run first, then longest first "
         "by their last recorded duration) or 'collection'.",
+    ),
+    (
+        "--gold-status-file",
+        "gold_status_file",
+        "keep a small JSON file at this path up to date with the run's progress (cases "
+        "done, passed, failed, running, engines, elapsed, ETA, per host).",
+    ),
+    (
+        "--gold-status-interval",
+        "gold_status_interval",
+        "seconds between progress lines on the terminal during a run (default "
+        f"{STATUS_LINE_SECONDS:g}).",
     ),
     (
         "--gold-batch-seconds",
@@ -143,6 +156,8 @@ class GoldSettings:
     retries: int = DEFAULT_RETRIES
     timeout_seconds: float | None = None
     order: str = ORDER_DURATION
+    status_file: str | None = None
+    status_interval: float = STATUS_LINE_SECONDS
     #: Environment for the worker processes given by the user (gold_env, --gold-env).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -242,6 +257,10 @@ def from_config(config: pytest.Config) -> GoldSettings:
             f"--gold-order (ini gold_order) must be one of {', '.join(ORDERS)}, not {order!r}."
         )
     return GoldSettings(
+        status_file=_raw(config, "gold_status_file"),
+        status_interval=_positive_number(
+            config, "gold_status_interval", "--gold-status-interval", STATUS_LINE_SECONDS
+        ),
         order=order,
         env=_environment(config),
         engines=engines,

@@ -151,3 +151,40 @@ def test_resume_after_interruption_runs_the_rest(pytester: pytest.Pytester, leak
     (pytester.path / "go").touch()
     result = pytester.runpytest_subprocess("--gold", "--gold-engines=2", "--gold-resume")
     result.stdout.fnmatch_lines(["*4 passed, 6 passed-before*"])
+
+
+def test_progress_lines_status_file_and_per_host_summary(pytester: pytest.Pytester, gold_args):
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("i", range(12))
+        def test_case(i):
+            time.sleep(0.3)
+            assert i != 7
+        """
+    )
+    status = pytester.path / "status.json"
+    result = pytester.runpytest(
+        *gold_args,
+        "-p",
+        "no:cacheprovider",
+        f"--gold-status-file={status}",
+        "--gold-status-interval=0.5",
+    )
+    result.assert_outcomes(passed=11, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "gold: */12 cases done (* passed, * failed), * running, engines */2 busy, "
+            "elapsed 0:00:0*, ETA *",
+            "*gold: per-host summary*",
+            "host*engines*cases*failed*busy*use",
+            "* 2 * 12 * 1 * 0:00:0*%",
+        ]
+    )
+    data = json.loads(status.read_text())
+    assert data["state"] == "finished"
+    assert (data["total"], data["done"], data["passed"], data["failed"]) == (12, 12, 11, 1)
+    assert data["engines_available"] == 2 and data["running"] == 0
+    assert sum(host["cases"] for host in data["hosts"].values()) == 12

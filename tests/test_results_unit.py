@@ -96,3 +96,23 @@ def test_resume_state(previous, outcomes, selection):
     to_run, before = resume.partition(selection, done)
     assert sorted(to_run + before) == sorted(selection)
     assert set(before) <= set(done) and not set(to_run) & set(done)
+
+
+def test_eta_and_formatting():
+    from pytest_gold.progress import Progress, estimate_eta, format_duration, format_status
+
+    assert estimate_eta([10.0, 20.0, 30.0], 2) == 30.0
+    assert estimate_eta([10.0, None], 2) is None
+    assert estimate_eta([], 0) is None
+    assert format_duration(3 * 86400 + 3723) == "3d 1:02:03"
+    progress = Progress(total=10)
+    progress.add_engine("gold2")
+    for i in range(6):
+        progress.finished("gold2", "failed" if i == 0 else "passed", 2.0)
+    snapshot = progress.snapshot(
+        running=1, engines_busy=1, engines_available=1, remaining_seconds=[2.0] * 4
+    )
+    assert snapshot.eta_seconds == 8.0
+    text = format_status(snapshot)
+    assert text.startswith("gold: 6/10 cases done (5 passed, 1 failed), 1 running, engines 1/1")
+    assert text.endswith("ETA 0:00:08")

@@ -1,0 +1,151 @@
+"""How far a run is: counts, ETA, per-host tallies, and their text and JSON forms.
+
+The run loop feeds a :class:`Progress`; everything here is pure except
+:func:`write_status_file`, which replaces the status file atomically so a reader in
+another terminal never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Finished cases needed before an ETA is shown (fewer make a wild guess).
+MIN_CASES_FOR_ETA = 5
+#: Default seconds between status lines on the terminal (--gold-status-interval).
+STATUS_LINE_SECONDS = 30.0
+#: Seconds between rewrites of --gold-status-file.
+STATUS_FILE_SECONDS = 2.0
+#: Outcomes counted as failures in the status and the per-host summary.
+FAILED_OUTCOMES = frozenset({"failed", "error"})
+
+
+@dataclass
+class HostTally:
+    engines: int = 0
+    cases: int = 0
+    failures: int = 0
+    busy_seconds: float = 0.0
+
+
+@dataclass
+class Snapshot:
+    total: int
+    done: int
+    passed: int
+    failed: int
+    running: int
+    engines_busy: int
+    engines_available: int
+    elapsed_seconds: float
+    eta_seconds: float | None
+    hosts: dict[str, HostTally] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    total: int
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+    passed: int = 0
+    failed: int = 0
+    hosts: dict[str, HostTally] = field(default_factory=dict)
+
+    def add_engine(self, host: str) -> None:
+        self.hosts.setdefault(host, HostTally()).engines += 1
+
+    def finished(self, host: str, outcome: str, seconds: float) -> None:
+        tally = self.hosts.setdefault(host, HostTally())
+        tally.cases += 1
+        tally.busy_seconds += seconds
+        self.done += 1
+        if outcome in FAILED_OUTCOMES:
+            tally.failures += 1
+            self.failed += 1
+        else:
+            self.passed += 1
+
+    def snapshot(
+        self,
+        *,
+        running: int,
+        engines_busy: int,
+        engines_available: int,
+        remaining_seconds: Iterable[float | None],
+    ) -> Snapshot:
+        return Snapshot(
+            total=self.total,
+            done=self.done,
+            passed=self.passed,
+            failed=self.failed,
+            running=running,
+            engines_busy=engines_busy,
+            engines_available=engines_available,
+            elapsed_seconds=time.monotonic() - self.started,
+            eta_seconds=(
+                estimate_eta(remaining_seconds, engines_available)
+                if self.done >= MIN_CASES_FOR_ETA
+                else None
+            ),
+            hosts={host: HostTally(**asdict(t)) for host, t in self.hosts.items()},
+        )
+
+
+def estimate_eta(remaining_seconds: Iterable[float | None], engines: int) -> float | None:
+    """Seconds left: the expected work of what is not finished, spread over the engines.
+
+    ``None`` when a remaining case has no estimate or there is no engine.
+    """
+    total = 0.0
+    for seconds in remaining_seconds:
+        if seconds is None:
+            return None
+        total += seconds
+    return total / engines if engines > 0 else None
+
+
+def format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:d}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def format_status(snapshot: Snapshot) -> str:
+    eta = format_duration(snapshot.eta_seconds) if snapshot.eta_seconds is not None else "?"
+    return (
+        f"gold: {snapshot.done}/{snapshot.total} cases done ({snapshot.passed} passed, "
+        f"{snapshot.failed} failed), {snapshot.running} running, engines "
+        f"{snapshot.engines_busy}/{snapshot.engines_available} busy, elapsed "
+        f"{format_duration(snapshot.elapsed_seconds)}, ETA {eta}"
+    )
+
+
+def format_host_table(hosts: dict[str, HostTally], wall_seconds: float) -> list[str]:
+    """Lines of the end-of-run per-host summary."""
+    header = f"{'host':<16} {'engines':>7} {'cases':>7} {'failed':>6} {'busy':>10} {'use':>5}"
+    lines = [header]
+    for host in sorted(hosts):
+        tally = hosts[host]
+        capacity = tally.engines * wall_seconds
+        use = f"{100 * tally.busy_seconds / capacity:.0f}%" if capacity > 0 else "-"
+        lines.append(
+            f"{host:<16} {tally.engines:>7} {tally.cases:>7} {tally.failures:>6} "
+            f"{format_duration(tally.busy_seconds):>10} {use:>5}"
+        )
+    return lines
+
+
+def write_status_file(path: Path, snapshot: Snapshot, state: str) -> None:
+    data = asdict(snapshot)
+    data["state"] = state
+    data["updated"] = time.time()
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=1))
+    os.replace(partial, path)
