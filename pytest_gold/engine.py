@@ -156,6 +156,7 @@ class BatchRelay:
         self.pending = pending
         self.time_limits = time_limits
         self.current_started = 0.0
+        self.stream = worker.spec.stream_output
         self.events: list[Event] = []
         self.current: str | None = None
         self.current_start = 0
@@ -177,6 +178,8 @@ class BatchRelay:
                 message = worker.receive(POLL_SECONDS)
             except EOFError:
                 return self.worker_died()
+            if self.stream:
+                self.stream_output()
             if message is None:
                 limit = self.time_limits.get(self.current or "")
                 if limit is not None and time.monotonic() - self.current_started > limit:
@@ -184,12 +187,21 @@ class BatchRelay:
                 continue
             kind = message["kind"]
             if kind == BATCH_DONE:
+                if self.stream:
+                    self.stream_output()
                 return deque()
             if kind == CAPTURE_FD:
                 worker.capture = worker.capture or open_worker_fd(worker.process.pid, message["fd"])
                 worker.channel.send({"kind": CAPTURE_FD})  # the worker waits for this
                 continue
             self.handle(event_from_wire(message))
+
+    def stream_output(self) -> None:
+        """Print the worker's new complete lines to this engine's stdout, which ipyparallel
+        forwards to the controller as it happens (``-s``)."""
+        text = self.worker.new_output()
+        for line in text.splitlines():
+            print(f"[{self.engine.tag}] {line}", flush=True)
 
     def handle(self, event: Event) -> None:
         if isinstance(event, NotRun) and self.current is not None and event.reason == INTERRUPTED:

@@ -51,6 +51,8 @@ class RunSpec:
     #: Set unless the engine's own environment already has them.
     default_env: dict[str, str] = field(default_factory=dict)
     engine_count: int = 1
+    #: ``-s``: what cases print is relayed to the controller's terminal as it happens.
+    stream_output: bool = False
 
 
 @dataclass(frozen=True)

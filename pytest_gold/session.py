@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -54,6 +55,8 @@ POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
 #: Where each case's last duration is kept in pytest's cache (``--cache-clear`` resets it).
 DURATIONS_CACHE_KEY = "gold/durations"
+#: With -s, how long a finished batch's last output may trail its result.
+OUTPUT_WAIT_SECONDS = 2.0
 #: How long the end-of-run teardown on the engines may take.
 FINISH_TIMEOUT_SECONDS = engine_module.WORKER_FINISH_SECONDS + 30
 
@@ -146,6 +149,8 @@ class GoldController:
         self.progress: Progress | None = None
         self.last_status_line = self.last_status_file = time.monotonic()
         self.status_state = "running"
+        self.output_seen: dict[Any, int] = {}
+        self.stream_output = config.getoption("capture") == "no"
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -299,6 +304,7 @@ class GoldController:
             engine_count=len(self.state.engines),
             env=self.settings.env,
             default_env=DEFAULT_WORKER_ENV,
+            stream_output=self.stream_output,
         )
         wire_spec = to_wire(spec)
         known = self.recorded_durations()
@@ -343,6 +349,7 @@ class GoldController:
                 timeout=POLL_SECONDS,
                 return_when=concurrent.futures.FIRST_COMPLETED,
             )
+            self.relay_output()
             for future in done:
                 self.collect(future, queue, replayer, client)
             if state.stop_reason is None:
@@ -443,12 +450,18 @@ class GoldController:
 
     def collect(self, future: Any, queue: DispatchQueue, replayer: Replayer, client: Any) -> None:
         state = self.state
-        eid, batch = state.inflight.pop(future)
         try:
             data = future.get()
         except Exception as error:
+            eid, batch = state.inflight.pop(future)
             self.batch_failed(eid, batch, error, queue, replayer)
             return
+        if self.stream_output:
+            # Its last lines, before its results (output and results travel apart).
+            future.wait_for_output(OUTPUT_WAIT_SECONDS)
+            self.relay_output([future])
+            self.output_seen.pop(future, None)
+        eid, _ = state.inflight.pop(future)
         result = result_from_wire(data)
         state.idle.append(eid)
         outcome = replayer.replay(result)
@@ -513,6 +526,25 @@ class GoldController:
     ) -> None:
         events = failed_case_events(nodeid, None, {}, when, message)
         self.account(replayer.replay(BatchResult(engine=engine, events=events)), engine)
+
+    def relay_output(self, futures: Any = None) -> None:
+        """With -s: what running cases print, as ipyparallel brings it in."""
+        if not self.stream_output:
+            return
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        for future in self.state.inflight if futures is None else futures:
+            text = future.metadata.get("stdout") or ""
+            seen = self.output_seen.get(future, 0)
+            if len(text) <= seen:
+                continue
+            self.output_seen[future] = len(text)
+            if terminal is None:
+                sys.stdout.write(text[seen:])
+                continue
+            terminal.ensure_newline()
+            if self.config.get_terminal_writer().width_of_current_line:
+                terminal.write("\n")
+            terminal.write(text[seen:], flush=True)
 
     def account(self, outcome: ReplayOutcome, engine: EngineInfo) -> None:
         if self.progress is None:

@@ -78,6 +78,17 @@ class Channel:
         return json.loads(self.connection.recv_bytes())
 
 
+class QuietTerminal:
+    """Gives ``sys.stdout`` back once the terminal reporter took the null file."""
+
+    real_stdout: Any = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        if self.real_stdout is not None:
+            sys.stdout = self.real_stdout
+
+
 class WorkerPlugin:
     """Runs inside the worker's pytest session; replaces the normal run loop."""
 
@@ -92,6 +103,7 @@ class WorkerPlugin:
         self.previous: pytest.Item | None = None
         self.kept_chain: list[pytest.Item | pytest.Collector] = []
         self.capture_fd_sent = False
+        self.quiet_terminal = QuietTerminal()
         #: Cases whose report could not be sent (reported once, as a failure).
         self.unsendable: set[str] = set()
 
@@ -103,6 +115,11 @@ class WorkerPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
         self.config = config
+        # The terminal reporter, created by the configure hooks that follow, writes to
+        # nothing: the worker's own output then holds only what cases print (streamed
+        # with -s) and fatal errors (quoted in crash reports).
+        self.quiet_terminal.real_stdout = sys.stdout
+        sys.stdout = open(os.devnull, "w")
         # The xdist convention: plugins (junitxml, cacheprovider, stepwise, pytest-cov, ...)
         # check for ``workerinput`` and leave files and summaries to the controller.
         config.workerinput = {  # type: ignore[attr-defined]
@@ -397,7 +414,7 @@ def main() -> int:
     channel = Channel(Connection(socket.socket(fileno=fd).detach()))
     spec = spec_from_wire(channel.recv())
     plugin = WorkerPlugin(spec, channel, engine_tag)
-    status = pytest.main(spec.args, plugins=[plugin])
+    status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal])
     channel.send({"kind": "exited", "status": int(status)})
     return 0
 

@@ -77,6 +77,7 @@ class WorkerProcess:
         self.capture: Any = None
         self.case_log_offset = 0
         self.exit_deadline = 0.0
+        self.stream_offset = 0
         self.channel = Channel(Connection(ours.detach()))
         self.channel.send(to_wire(spec))
 
@@ -99,6 +100,19 @@ class WorkerProcess:
                 return
         self.kill()
         raise WorkerStartFailed(f"the worker did not start within {WORKER_FINISH_SECONDS:.0f} s")
+
+    def new_output(self) -> str:
+        """Complete lines the worker wrote since the last call."""
+        self.log.flush()
+        try:
+            with open(self.log.name, "rb") as log:
+                log.seek(self.stream_offset)
+                data = log.read()
+        except OSError:
+            return ""
+        end = data.rfind(b"\n") + 1
+        self.stream_offset += end
+        return data[:end].decode("utf-8", errors="replace")
 
     def mark_case_start(self) -> None:
         """Remember where the worker's log stands, to quote only what the next case wrote.

@@ -188,3 +188,54 @@ def test_progress_lines_status_file_and_per_host_summary(pytester: pytest.Pytest
     assert (data["total"], data["done"], data["passed"], data["failed"]) == (12, 12, 11, 1)
     assert data["engines_available"] == 2 and data["running"] == 0
     assert sum(host["cases"] for host in data["hosts"].values()) == 12
+
+
+def test_output_is_streamed_live_with_s(pytester: pytest.Pytester, leak_check):
+    """The case waits for the test to have *seen* its line: only live output gets it."""
+    go = pytester.path / "go"
+    pytester.makepyfile(
+        f"""
+        import os
+        import time
+
+        def test_talks():
+            print("waiting for go", flush=True)
+            deadline = time.monotonic() + 60
+            while not os.path.exists({str(go)!r}):
+                assert time.monotonic() < deadline, "the output was not streamed in time"
+                time.sleep(0.1)
+            print("got go", flush=True)
+        """
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--gold",
+            "--gold-engines=1",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "waiting for go" in line:
+                assert line.startswith("[") and ":e0] waiting for go" in line, line
+                go.touch()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = "".join(lines)
+    assert process.returncode == 0, text
+    assert ":e0] got go" in text
