@@ -8,9 +8,9 @@ reflects ``1 - e`` of the downwelling sky, which includes the cosmic background.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -183,6 +183,7 @@ def test_toa_brightness_temperature(
     profile: str,
     surface: str,
     record_property: RecordProperty,
+    gold_record: MutableMapping[str, Any],
 ) -> None:
     tables = gas_absorption_tables
     temp, rho_v, t_skin = build_profile(profile, tables["z_mid_km"])
@@ -191,6 +192,10 @@ def test_toa_brightness_temperature(
     emis = emissivity(surface, channel)
     sol = solve(tau, temp, t_skin, emis, freq)
     record_property("brightness_temperature", sol.bt)
+    # The weighting function travels with the case to the results table (and to the
+    # pytest_gold_record hook in conftest.py), as a small numpy array.
+    gold_record["tb_k"] = sol.bt
+    gold_record["layer_weights"] = sol.layer_weights
 
     # Transmittances are probabilities and compose multiplicatively along the path.
     assert np.all(tau >= 0.0)
