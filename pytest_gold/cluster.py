@@ -55,10 +55,14 @@ class ClusterHandle:
         suffix = f"-{self.cluster.cluster_id}" if self.cluster.cluster_id else ""
         return Path(self.profile_dir, "security", f"ipcontroller{suffix}-client.json")
 
-    def close(self) -> None:
+    def close(self, *, at_once: bool = False) -> None:
+        """Disconnect; stop the cluster if this run started it. ``at_once`` (after an
+        interruption): kill its processes first rather than wait for busy engines."""
         if self._closed:
             return
         self._closed = True
+        if at_once and self.owned:
+            kill_process_groups(self.process_groups)
         try:
             # linger=0: a controller that died must not make closing the client hang.
             self.client.close(linger=0)

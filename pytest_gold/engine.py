@@ -39,6 +39,7 @@ from .synthetic import failed_case_events
 from .worker import (
     BATCH_DONE,
     CAPTURE_FD,
+    EXITED,
     FINISH,
     INTERRUPTED,
     RUN,
@@ -288,7 +289,7 @@ def finish_run(run_id: str) -> BatchResult:
             message = worker.receive(POLL_SECONDS)
             if message is None:
                 continue
-            if message["kind"] in (TEARDOWN_DONE, "exited"):
+            if message["kind"] in (TEARDOWN_DONE, EXITED):
                 break
             if message["kind"] == CAPTURE_FD:
                 worker.channel.send({"kind": CAPTURE_FD})

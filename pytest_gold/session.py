@@ -266,7 +266,8 @@ class GoldController:
     def close_cluster(self) -> None:
         if self.handle is not None:
             handle, self.handle = self.handle, None
-            handle.close()
+            state = self.state
+            handle.close(at_once=state.interrupted or state.hard_stop or state.controller_lost)
 
     def write_line(self, text: str, *, problem: bool = False) -> None:
         """A line on the terminal; with -q only problems (lost engines, ...) are shown."""
@@ -497,9 +498,14 @@ class GoldController:
                         replayer,
                     )
             queue.requeue(retry)
+            sent_again = (
+                f"; {len(retry)} case{'s' if len(retry) != 1 else ''} sent again elsewhere"
+                if retry
+                else ""
+            )
             self.write_line(
-                f"gold: lost engine {engine.tag}; "
-                f"{len(retry)} case{'s' if len(retry) != 1 else ''} sent again elsewhere",
+                f"gold: lost engine {engine.tag} (pid {engine.pid}) while it ran "
+                f"{len(batch.nodeids)} case{'s' if len(batch.nodeids) != 1 else ''}{sent_again}",
                 problem=True,
             )
             if not state.engines and queue:

@@ -36,6 +36,9 @@ def main() -> int:
             received += chunk
     if received.startswith(DONE):
         return 0
+    # pytest is gone: nothing is left to save, so stop everything at once (a graceful
+    # stop would wait for busy engines), then let ipyparallel tidy what remains.
+    kill_process_groups(process_groups)
     try:
         import ipyparallel as ipp
 
@@ -43,7 +46,6 @@ def main() -> int:
     except Exception as error:  # stopped already, or half-started: nothing more to do
         print(f"pytest-gold watchdog: {type(error).__name__}: {error}", file=sys.stderr)
     finally:
-        kill_process_groups(process_groups)
         shutil.rmtree(profile_dir, ignore_errors=True)
     return 0
 

@@ -53,6 +53,8 @@ READY = "ready"
 BATCH_DONE = "batch_done"
 #: Worker to supervisor: a descriptor of the worker that reaches pytest's capture file.
 CAPTURE_FD = "capture_fd"
+#: Worker to supervisor: its pytest session has ended (with its exit status).
+EXITED = "exited"
 #: Worker to supervisor: the end-of-run teardown is done and reported.
 TEARDOWN_DONE = "teardown_done"
 #: After the end-of-run teardown, the longest a worker may take to finish its session.
@@ -415,7 +417,7 @@ def main() -> int:
     spec = spec_from_wire(channel.recv())
     plugin = WorkerPlugin(spec, channel, engine_tag)
     status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal])
-    channel.send({"kind": "exited", "status": int(status)})
+    channel.send({"kind": EXITED, "status": int(status)})
     return 0
 
 

@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .messages import EngineInfo, RunSpec, to_wire
-from .worker import READY, Channel
+from .worker import EXITED, READY, Channel
 
 #: Lines of a dead worker's stderr quoted in the failure report.
 STDERR_TAIL_LINES = 40
@@ -98,8 +98,17 @@ class WorkerProcess:
                 raise WorkerStartFailed(self.death_cause()) from None
             if message is not None and message["kind"] == READY:
                 return
+            if message is not None and message["kind"] == EXITED:
+                self.process.wait()
+                raise WorkerStartFailed(
+                    f"the worker's pytest session ended before it was ready (exit status "
+                    f"{message.get('status')}); what it wrote:\n{self.output_tail()}"
+                )
         self.kill()
         raise WorkerStartFailed(f"the worker did not start within {WORKER_FINISH_SECONDS:.0f} s")
+
+    def output_tail(self) -> str:
+        return tail_of(self.log.name, 0, STDERR_TAIL_LINES) or "(nothing)"
 
     def new_output(self) -> str:
         """Complete lines the worker wrote since the last call."""
