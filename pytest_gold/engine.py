@@ -208,7 +208,11 @@ class BatchRelay:
         if isinstance(event, NotRun) and self.current is not None and event.reason == INTERRUPTED:
             # A case cut short reports nothing: it counts among those that did not run.
             del self.events[self.current_start :]
-            event = NotRun(nodeids=[self.current, *event.nodeids], reason=event.reason)
+            event = NotRun(
+                nodeids=[self.current, *event.nodeids],
+                reason=event.reason,
+                cut_short=[self.current],
+            )
             self.current = None
         self.events.append(event)
         if isinstance(event, LogStart):

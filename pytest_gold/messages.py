@@ -137,6 +137,8 @@ class NotRun(Event):
     kind: ClassVar[str] = "not_run"
     nodeids: list[str]
     reason: str
+    #: Of those, the cases that had started and were cut short.
+    cut_short: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class ReplayOutcome:
     finished: dict[str, float] = field(default_factory=dict)  # node id -> seconds
     outcomes: dict[str, str] = field(default_factory=dict)  # node id -> outcome word
     not_run: list[str] = field(default_factory=list)
+    cut_short: list[str] = field(default_factory=list)
     exit_request: ExitRequested | None = None
     crashes: list[WorkerCrashed] = field(default_factory=list)
 
@@ -122,6 +123,7 @@ class Replayer:
                 outcome.exit_request = outcome.exit_request or event
             elif isinstance(event, NotRun):
                 outcome.not_run.extend(event.nodeids)
+                outcome.cut_short.extend(f"{n} (on {node.engine.tag})" for n in event.cut_short)
             elif isinstance(event, WorkerCrashed):
                 outcome.crashes.append(event)
         return outcome

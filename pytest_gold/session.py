@@ -55,6 +55,8 @@ POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
 #: Where each case's last duration is kept in pytest's cache (``--cache-clear`` resets it).
 DURATIONS_CACHE_KEY = "gold/durations"
+#: Cases listed by name in end-of-run notes (more are counted, not listed).
+MAX_LISTED_CASES = 10
 #: With -s, how long a finished batch's last output may trail its result.
 OUTPUT_WAIT_SECONDS = 2.0
 #: How long the end-of-run teardown on the engines may take.
@@ -71,6 +73,8 @@ class RunState:
     used_engines: set[int] = field(default_factory=set)
     not_run: list[str] = field(default_factory=list)
     lost_engines: set[int] = field(default_factory=set)
+    #: Cases that were running when the run stopped, with where they ran.
+    cut_short: list[str] = field(default_factory=list)
     #: How often each case was lost with its engine (resubmitted up to --gold-retries).
     losses: dict[str, int] = field(default_factory=dict)
     controller_lost: bool = False
@@ -177,6 +181,8 @@ class GoldController:
                 f"({self.state.stop_reason or 'the run stopped early'}).",
                 yellow=True,
             )
+            for case in self.state.cut_short[:MAX_LISTED_CASES]:
+                terminalreporter.write_line(f"gold: cut short while running: {case}", yellow=True)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close_cluster()
@@ -471,6 +477,7 @@ class GoldController:
         state.durations.update(outcome.finished)
         if outcome.not_run:
             state.not_run.extend(outcome.not_run)
+            state.cut_short.extend(outcome.cut_short)
         if outcome.exit_request is not None and state.exit_request is None:
             state.exit_request = outcome.exit_request
             self.stop(f"pytest.exit() in {outcome.exit_request.nodeid}", queue, client)

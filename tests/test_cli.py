@@ -99,6 +99,7 @@ def test_exitfirst_stops_dispatch_and_interrupts(pytester: pytest.Pytester, gold
     result.stdout.fnmatch_lines(
         [
             "gold: 21 selected cases did not run (stopping after 1 failures).",
+            "gold: cut short while running: *::test_long_running (on *:e*)",
             "*stopping after 1 failures*",
         ]
     )
