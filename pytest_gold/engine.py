@@ -60,10 +60,6 @@ from .workerprocess import (
 INTERRUPT_GRACE_SECONDS = 5.0
 #: Lines of a timed-out worker's output quoted: the stacks of all its threads.
 STACK_TAIL_LINES = 400
-#: How long an interrupted case gets to stop before its worker is killed.
-INTERRUPT_GRACE_SECONDS = 5.0
-#: Lines of a timed-out worker's output quoted: the stacks of all its threads.
-STACK_TAIL_LINES = 400
 #: How long a worker gets to print its stacks before a timed-out case is killed.
 STACK_DUMP_WAIT_SECONDS = 1.0
 #: Environment variable that overrides the host name shown in reports (SSH host aliases).
@@ -127,6 +123,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
             break
         worker.channel.send({"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))})
         relay = BatchRelay(worker, engine, pending, batch.time_limits)
+        waiting = len(pending)
         try:
             pending = relay.run()
         except KeyboardInterrupt:
@@ -135,6 +132,24 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
             interrupt_run(spec.run_id)
             pending = relay.run(deadline=time.monotonic() + INTERRUPT_GRACE_SECONDS)
         events.extend(relay.events)
+        if pending and len(pending) == waiting:
+            # The worker died before starting any case of what was left: report those
+            # cases rather than start worker after worker.
+            cause = next(
+                (e.cause for e in reversed(relay.events) if isinstance(e, WorkerCrashed)), ""
+            )
+            for nodeid in pending:
+                events.extend(
+                    failed_case_events(
+                        nodeid,
+                        None,
+                        {},
+                        "setup",
+                        f"pytest-gold: the worker on {engine.tag} died before this case "
+                        f"started: {cause}",
+                    )
+                )
+            break
     return BatchResult(engine=engine, events=events)
 
 
@@ -192,7 +207,11 @@ class BatchRelay:
                     self.stream_output()
                 return deque()
             if kind == CAPTURE_FD:
-                worker.capture = worker.capture or open_worker_fd(worker.process.pid, message["fd"])
+                if not worker.capture:
+                    worker.capture = {
+                        stream: open_worker_fd(worker.process.pid, message[stream])
+                        for stream in ("stdout", "stderr")
+                    }
                 worker.channel.send({"kind": CAPTURE_FD})  # the worker waits for this
                 continue
             self.handle(event_from_wire(message))
@@ -260,8 +279,10 @@ class BatchRelay:
         _workers.pop(worker.spec.run_id, None)
         worker.close()
         if current is None:
+            # Between cases (e.g. tearing down a module's fixtures): no case to blame;
+            # the rest of the batch goes to a fresh worker unless nothing progresses.
             self.events.append(WorkerCrashed(nodeid=None, cause=cause))
-            return deque()
+            return self.pending
         self.events.extend(
             failed_case_events(
                 current,

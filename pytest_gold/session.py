@@ -55,6 +55,8 @@ POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
 #: Where each case's last duration is kept in pytest's cache (``--cache-clear`` resets it).
 DURATIONS_CACHE_KEY = "gold/durations"
+#: Why a run stopped when no engine was left.
+EVERY_ENGINE_LOST = "every engine was lost"
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
 #: With -s, how long a finished batch's last output may trail its result.
@@ -220,6 +222,10 @@ class GoldController:
             pytest.exit(request.reason, request.returncode)
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
+        if self.state.stop_reason == EVERY_ENGINE_LOST:
+            raise session.Failed(
+                f"{EVERY_ENGINE_LOST}; {len(self.state.not_run)} cases did not run"
+            )
         if session.shouldstop:
             raise session.Interrupted(session.shouldstop)
         return True
@@ -475,6 +481,13 @@ class GoldController:
         self.account(outcome, result.engine)
         queue.record(outcome.finished.values())
         state.durations.update(outcome.finished)
+        for crash in outcome.crashes:
+            if crash.nodeid is None:
+                self.write_line(
+                    f"gold: the worker on {result.engine.tag} died between cases; the rest of "
+                    f"its batch went to a new worker. {crash.cause}",
+                    problem=True,
+                )
         if outcome.not_run:
             state.not_run.extend(outcome.not_run)
             state.cut_short.extend(outcome.cut_short)
@@ -517,7 +530,7 @@ class GoldController:
             )
             if not state.engines and queue:
                 state.not_run.extend(queue.drain())
-                state.stop_reason = "every engine was lost"
+                state.stop_reason = EVERY_ENGINE_LOST
             return
         state.idle.append(eid)
         for nodeid in batch.nodeids:

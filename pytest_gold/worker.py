@@ -178,12 +178,12 @@ class WorkerPlugin:
     # -- events ------------------------------------------------------------------------
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        # Inside a case's setup, fd 2 is the file pytest captures stderr into (one per
-        # session). A duplicate lets the supervisor read what a case wrote before it
+        # Inside a case's setup, fds 1 and 2 are the files pytest captures into (one each
+        # per session). Duplicates let the supervisor read what a case wrote before it
         # crashed, which would otherwise die with the process.
         if not self.capture_fd_sent:
             self.capture_fd_sent = True
-            self.channel.send({"kind": CAPTURE_FD, "fd": os.dup(2)})
+            self.channel.send({"kind": CAPTURE_FD, "stdout": os.dup(1), "stderr": os.dup(2)})
             # Wait until the supervisor holds the file: a case that crashes at once must
             # not take it along before it was opened.
             self.channel.recv()

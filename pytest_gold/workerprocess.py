@@ -74,7 +74,8 @@ class WorkerProcess:
             start_new_session=True,
         )
         theirs.close()
-        self.capture: Any = None
+        #: pytest's capture files of the worker, by stream, once the first case started.
+        self.capture: dict[str, Any] = {}
         self.case_log_offset = 0
         self.exit_deadline = 0.0
         self.stream_offset = 0
@@ -143,9 +144,10 @@ class WorkerProcess:
         else:
             what = f"the worker process exited with code {code}"
         parts = [what]
-        captured = tail_of(self.capture, 0, tail_lines)
-        if captured:
-            parts.append(f"what the case wrote to stdout/stderr (captured):\n{captured}")
+        for stream, file in (self.capture or {}).items():
+            captured = tail_of(file, 0, tail_lines)
+            if captured:
+                parts.append(f"what the case wrote to {stream} (captured):\n{captured}")
         logged = tail_of(self.log.name, self.case_log_offset, tail_lines)
         parts.append(f"the worker's own output (fatal errors land here):\n{logged or '(nothing)'}")
         return "; ".join(parts[:1]) + "\n" + "\n".join(parts[1:])
@@ -162,8 +164,9 @@ class WorkerProcess:
         self.kill()
         self.channel.connection.close()
         self.log.close()
-        if self.capture is not None:
-            self.capture.close()
+        for file in self.capture.values():
+            if file is not None:
+                file.close()
         try:
             os.unlink(self.log.name)
         except OSError:

@@ -172,6 +172,7 @@ def test_crashing_case_costs_only_that_case(pytester: pytest.Pytester, gold_args
             pass
 
         def test_exits():
+            print("said on stdout", flush=True)
             print("about to exit", file=sys.stderr, flush=True)
             os._exit(3)
 
@@ -187,6 +188,7 @@ def test_crashing_case_costs_only_that_case(pytester: pytest.Pytester, gold_args
     text = result.stdout.str()
     assert "exited with code 3" in text
     assert "about to exit" in text
+    assert "said on stdout" in text
     assert "killed by SIGSEGV" in text
     assert "Fatal Python error: Segmentation fault" in text  # faulthandler's traceback
     result.stdout.fnmatch_lines(["*test_segfaults crashed its worker on *:e*"])
@@ -354,3 +356,43 @@ def test_worker_environment_from_gold_env(pytester: pytest.Pytester, gold_args):
         *gold_args, "-p", "no:cacheprovider", "--gold-env", "SIM_SCENARIO=ssp126"
     )
     result.assert_outcomes(passed=1)
+
+
+def test_crash_in_module_teardown_is_that_cases_error(pytester: pytest.Pytester, gold_args):
+    """A crash while tearing down a module's fixtures is reported on the case whose
+    teardown ran them, as a plain run reports teardown errors; no other case is lost."""
+    pytester.makepyfile(
+        test_a="""
+        import os
+        import signal
+
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def crashes_at_teardown():
+            yield
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+        def test_one(crashes_at_teardown):
+            pass
+        """,
+        test_b="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_after(i):
+            pass
+        """,
+    )
+    result = pytester.runpytest(
+        *gold_args,
+        "-p",
+        "no:cacheprovider",
+        "--gold-engines" if False else "-q",
+        "--gold-batch-seconds=60",
+        "--gold-order=collection",
+    )
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_one*", "*test_one crashed its worker on *SIGSEGV*"]
+    )
