@@ -110,16 +110,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
         try:
             worker = _worker_for(spec, engine)
         except WorkerStartFailed as error:
-            for nodeid in pending:
-                events.extend(
-                    failed_case_events(
-                        nodeid,
-                        None,
-                        {},
-                        "setup",
-                        f"pytest-gold could not start a worker on {engine.tag}: {error}",
-                    )
-                )
+            events += _errors_for(pending, f"could not start a worker on {engine.tag}: {error}")
             break
         worker.channel.send({"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))})
         relay = BatchRelay(worker, engine, pending, batch.time_limits)
@@ -136,21 +127,21 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
             # The worker died before starting any case of what was left: report those
             # cases rather than start worker after worker.
             cause = next(
-                (e.cause for e in reversed(relay.events) if isinstance(e, WorkerCrashed)), ""
+                (e.cause for e in reversed(relay.events) if isinstance(e, WorkerCrashed)), "?"
             )
-            for nodeid in pending:
-                events.extend(
-                    failed_case_events(
-                        nodeid,
-                        None,
-                        {},
-                        "setup",
-                        f"pytest-gold: the worker on {engine.tag} died before this case "
-                        f"started: {cause}",
-                    )
-                )
+            events += _errors_for(
+                pending, f"the worker on {engine.tag} died before this case started: {cause}"
+            )
             break
     return BatchResult(engine=engine, events=events)
+
+
+def _errors_for(nodeids: deque[str], reason: str) -> list[Event]:
+    """Setup errors for cases that never got to run."""
+    events: list[Event] = []
+    for nodeid in nodeids:
+        events += failed_case_events(nodeid, None, {}, "setup", f"pytest-gold: {reason}")
+    return events
 
 
 class BatchRelay:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
+
+from .inner import CLUSTER_UP, InnerPytest
 
 pytestmark = pytest.mark.cluster
 
@@ -128,26 +128,11 @@ def test_resume_after_interruption_runs_the_rest(pytester: pytest.Pytester, leak
                 time.sleep(600)
         """
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--gold", "--gold-engines=2", "--gold-order=collection"],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("gold: embedded cluster on") or time.monotonic() > deadline:
-                break
+    with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--gold-order=collection") as run:
+        run.read_until(CLUSTER_UP)
         time.sleep(6)  # cases 0..5 pass, two engines hang in 6 and 7
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        run.send_signal(signal.SIGINT)
+        run.finish()
     (pytester.path / "go").touch()
     result = pytester.runpytest_subprocess("--gold", "--gold-engines=2", "--gold-resume")
     result.stdout.fnmatch_lines(["*4 passed, 6 passed-before*"])
@@ -207,38 +192,13 @@ def test_output_is_streamed_live_with_s(pytester: pytest.Pytester, leak_check):
             print("got go", flush=True)
         """
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--gold",
-            "--gold-engines=1",
-            "-s",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if "waiting for go" in line:
-                assert line.startswith("[") and ":e0] waiting for go" in line, line
-                go.touch()
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    text = "".join(lines)
-    assert process.returncode == 0, text
-    assert ":e0] got go" in text
+    with InnerPytest(pytester.path, "--gold", "--gold-engines=1", "-s") as run:
+        line = run.read_until("waiting for go")
+        assert line.startswith("[") and ":e0] waiting for go" in line, line
+        go.touch()
+        returncode = run.finish()
+    assert returncode == 0, run.output
+    assert ":e0] got go" in run.output
 
 
 def test_example_sims_write_their_npz(pytester: pytest.Pytester, gold_args):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 import pytest_gold.cluster
+
+from .inner import CLUSTER_UP, InnerPytest
 
 pytestmark = pytest.mark.cluster
 
@@ -52,38 +52,12 @@ def test_embedded_cluster_is_stopped_after_ctrl_c(pytester: pytest.Pytester, lea
             time.sleep(600)
         """
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--gold",
-            "--gold-engines=2",
-            "-p",
-            "no:cacheprovider",
-            "--junitxml=out.xml",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        output = ""
-        for line in process.stdout:
-            output += line
-            if line.startswith("gold: embedded cluster on"):
-                break
+    with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--junitxml=out.xml") as run:
+        run.read_until(CLUSTER_UP)
         time.sleep(CASE_START_SECONDS)  # test_forever is now running on an engine
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
-        output += rest
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 2, output
+        run.send_signal(signal.SIGINT)
+        returncode, output = run.finish(), run.output
+    assert returncode == 2, output
     assert "KeyboardInterrupt" in output
     assert "test_forever PASSED" not in output
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 
@@ -17,28 +15,9 @@ import psutil
 import pytest
 
 from .conftest import processes_with_token
+from .inner import CLUSTER_UP, InnerPytest
 
 pytestmark = pytest.mark.cluster
-
-
-def _start(pytester: pytest.Pytester, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_for_line(process: subprocess.Popen[str], prefix: str) -> str:
-    assert process.stdout is not None
-    seen = ""
-    for line in process.stdout:
-        seen += line
-        if line.startswith(prefix):
-            break
-    return seen
 
 
 def test_time_limits_stop_hung_cases_and_show_their_stacks(pytester: pytest.Pytester, gold_args):
@@ -167,9 +146,10 @@ def test_dead_controller_is_noticed_and_reported(pytester: pytest.Pytester, leak
             time.sleep(0.5)
         """
     )
-    process = _start(pytester, "--gold", "--gold-engines=2", "--gold-wait=4", "--junitxml=out.xml")
-    try:
-        output = _wait_for_line(process, "gold: embedded cluster on")
+    with InnerPytest(
+        pytester.path, "--gold", "--gold-engines=2", "--gold-wait=4", "--junitxml=out.xml"
+    ) as run:
+        run.read_until(CLUSTER_UP)
         time.sleep(4)  # some cases finish
         controllers = [
             p
@@ -179,14 +159,9 @@ def test_dead_controller_is_noticed_and_reported(pytester: pytest.Pytester, leak
         assert controllers
         os.killpg(os.getpgid(controllers[0].pid), signal.SIGKILL)  # the controller's host dies
         killed_at = time.monotonic()
-        rest, _ = process.communicate(timeout=60)
-        output += rest
+        returncode, output = run.finish(), run.output
         detected_after = time.monotonic() - killed_at
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == pytest.ExitCode.TESTS_FAILED, output
+    assert returncode == pytest.ExitCode.TESTS_FAILED, output
     assert "the ipyparallel controller stopped answering" in output
     assert detected_after < 30, detected_after
     root = ET.parse(pytester.path / "out.xml").getroot()
@@ -204,23 +179,18 @@ def test_killed_pytest_leaves_no_cluster_behind(pytester: pytest.Pytester, leak_
             time.sleep(600)
         """
     )
-    process = _start(pytester, "--gold", "--gold-engines=2")
-    try:
-        _wait_for_line(process, "gold: embedded cluster on")
+    with InnerPytest(pytester.path, "--gold", "--gold-engines=2") as run:
+        run.read_until(CLUSTER_UP)
         time.sleep(2)
         assert any("ipyparallel" in " ".join(p.cmdline()) for p in processes_with_token(leak_check))
-        process.kill()  # SIGKILL: no finally, no atexit in pytest
-        process.wait()
+        run.process.kill()  # SIGKILL: no finally, no atexit in pytest
+        run.process.wait()
         deadline = time.monotonic() + 30
         left = processes_with_token(leak_check)
         while left and time.monotonic() < deadline:
             time.sleep(0.5)
             left = processes_with_token(leak_check)
         assert not left, [" ".join(p.cmdline()) for p in left]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_worker_dies_with_its_engine(pytester: pytest.Pytester, leak_check):
@@ -302,22 +272,16 @@ def test_second_ctrl_c_exits_at_once_and_stops_the_cluster(pytester: pytest.Pyte
             time.sleep(600)
         """
     )
-    process = _start(pytester, "--gold", "--gold-engines=2", "--junitxml=out.xml")
-    try:
-        output = _wait_for_line(process, "gold: embedded cluster on")
+    with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--junitxml=out.xml") as run:
+        run.read_until(CLUSTER_UP)
         time.sleep(3)
-        process.send_signal(signal.SIGINT)
+        run.send_signal(signal.SIGINT)
         time.sleep(1)
-        process.send_signal(signal.SIGINT)
+        run.send_signal(signal.SIGINT)
         second_at = time.monotonic()
-        rest, _ = process.communicate(timeout=60)
-        output += rest
+        returncode, output = run.finish(), run.output
         took = time.monotonic() - second_at
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
     assert took < 20, took  # the cluster is stopped, nothing waits for the hung case
     # leak_check: the controller, engines, nannies and the hung worker are all gone.
 
@@ -340,18 +304,14 @@ def test_interruption_keeps_finished_results(
             time.sleep(600)
         """
     )
-    process = _start(pytester, "--gold", "--gold-engines=2", "--junitxml=out.xml", "-rA")
-    try:
-        output = _wait_for_line(process, "gold: embedded cluster on")
+    with InnerPytest(
+        pytester.path, "--gold", "--gold-engines=2", "--junitxml=out.xml", "-rA"
+    ) as run:
+        run.read_until(CLUSTER_UP)
         time.sleep(4)
-        process.send_signal(stop_signal)
-        rest, _ = process.communicate(timeout=60)
-        output += rest
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+        run.send_signal(stop_signal)
+        returncode, output = run.finish(), run.output
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
     assert "3 passed" in output
     assert "PASSED test_interruption_keeps_finished_results.py::test_quick[2]" in output
     names = [c.get("name") for c in ET.parse(pytester.path / "out.xml").getroot().iter("testcase")]

@@ -1,0 +1,54 @@
+"""An inner ``pytest`` in a subprocess that a test can watch, interrupt or kill mid-run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+
+#: The line an embedded run prints once its cluster is up.
+CLUSTER_UP = "gold: embedded cluster on"
+
+
+class InnerPytest:
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output = ""
+
+    def read_until(self, needle: str) -> str:
+        """Read output up to the first line containing ``needle`` (or to the end)."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output += line
+            if needle in line:
+                return line
+        return ""
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the end; the whole output is then in ``output``."""
+        rest, _ = self.process.communicate(timeout=timeout)
+        self.output += rest
+        return self.process.returncode
+
+    def __enter__(self) -> InnerPytest:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self.process.poll() is None:  # the test failed midway: stop what it started
+            self.process.kill()
+            self.process.wait()
