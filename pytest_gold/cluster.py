@@ -64,8 +64,13 @@ class ClusterHandle:
         if at_once and self.owned:
             kill_process_groups(self.process_groups)
         try:
-            # linger=0: a controller that died must not make closing the client hang.
-            self.client.close(linger=0)
+            if self.owned and not at_once:
+                # Engines asked over their control channel exit within a second;
+                # ipyparallel's own stop signals them one by one and waits up to 5 s each.
+                self.client.shutdown(targets="all", block=False)
+            # linger=0 after a fault: a dead controller must not make closing hang; else
+            # the default, so the shutdown requests above are sent before the sockets go.
+            self.client.close(linger=0 if at_once else None)
         finally:
             if self.owned and self.cluster is not None:
                 try:

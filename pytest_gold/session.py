@@ -57,6 +57,8 @@ INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
 DURATIONS_CACHE_KEY = "gold/durations"
 #: Why a run stopped when no engine was left.
 EVERY_ENGINE_LOST = "every engine was lost"
+#: Collected tasks whose results are purged from the hub in one request.
+PURGE_EVERY_TASKS = 200
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
 #: With -s, how long a finished batch's last output may trail its result.
@@ -156,6 +158,7 @@ class GoldController:
         self.last_status_line = self.last_status_file = time.monotonic()
         self.status_state = "running"
         self.output_seen: dict[Any, int] = {}
+        self.collected: list[str] = []
         self.stream_output = config.getoption("capture") == "no"
 
     # -- reporting hooks -----------------------------------------------------------------
@@ -475,6 +478,7 @@ class GoldController:
             self.relay_output([future])
             self.output_seen.pop(future, None)
         eid, _ = state.inflight.pop(future)
+        self.forget(client, future)
         result = result_from_wire(data)
         state.idle.append(eid)
         outcome = replayer.replay(result)
@@ -571,6 +575,18 @@ class GoldController:
             if self.config.get_terminal_writer().width_of_current_line:
                 terminal.write("\n")
             terminal.write(text[seen:], flush=True)
+
+    def forget(self, client: Any, future: Any) -> None:
+        """Drop a collected task's result from the client's and (in bulk) the hub's
+        memory: a campaign of 10^5 cases must not grow either without bound."""
+        client.purge_local_results(future)
+        self.collected.append(future.msg_ids[0])
+        if len(self.collected) >= PURGE_EVERY_TASKS:
+            collected, self.collected = self.collected, []
+            try:
+                client.purge_hub_results(collected)
+            except Exception:  # memory only; never worth failing a run over
+                pass
 
     def account(self, outcome: ReplayOutcome, engine: EngineInfo) -> None:
         if self.progress is None:
