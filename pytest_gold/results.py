@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .serialization import to_jsonable
+from .serialization import from_jsonable, to_jsonable
 
 #: Columns every row has, in this order; parametrize arguments follow ``nodeid``.
 LEADING_COLUMNS = ["nodeid"]
@@ -64,7 +64,7 @@ def failure_message(reports: Sequence[Any]) -> str:
 def _cell(value: Any) -> Any:
     """A parametrize value as a table cell: JSON-compatible values as they are, else str."""
     try:
-        return to_jsonable(value)
+        return from_jsonable(to_jsonable(value))  # numpy becomes plain; NaN stays a float
     except TypeError:
         return str(value)
 
@@ -211,8 +211,6 @@ def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _finite_or_none(value: Any) -> Any:
     """JSON has no NaN; a NaN or infinite result becomes null rather than invalid JSON."""
-    if isinstance(value, dict) and set(value) == {"$float"}:
-        return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list):
@@ -221,8 +219,6 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def _csv_cell(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"$float"}:
-        return value["$float"]
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return "" if value is None else value

@@ -33,7 +33,7 @@ def to_jsonable(value: Any, where: str = "value") -> Any:
     if isinstance(value, _JSON_SCALARS):
         if isinstance(value, float) and not math.isfinite(value):
             # JSON has no NaN/inf; keep them distinguishable from strings on the way back.
-            return {"$float": repr(value)}
+            return {"$float": repr(float(value))}
         return value
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -85,7 +85,7 @@ def report_data_to_wire(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def report_data_from_wire(data: dict[str, Any]) -> dict[str, Any]:
-    out = dict(data)
+    out = {key: from_jsonable(value) for key, value in data.items()}
     if out.get("location") is not None:
         out["location"] = tuple(out["location"])
     if isinstance(out.get("longrepr"), list):  # a skip's (path, lineno, reason)
@@ -93,9 +93,7 @@ def report_data_from_wire(data: dict[str, Any]) -> dict[str, Any]:
     if "sections" in out:
         out["sections"] = [tuple(section) for section in out["sections"]]
     if "user_properties" in out:
-        out["user_properties"] = [
-            (name, from_jsonable(value)) for name, value in out["user_properties"]
-        ]
+        out["user_properties"] = [(name, value) for name, value in out["user_properties"]]
     return out
 
 

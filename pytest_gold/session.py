@@ -309,8 +309,8 @@ class GoldController:
                 ) from None
         self.discover_engines(client)
         self.announce()
-        if self.progress is not None:  # utilisation counts from the first dispatch
-            self.progress.started = time.monotonic()
+        if self.progress is not None:  # utilisation and status lines count from here
+            self.progress.started = self.last_status_line = time.monotonic()
         spec = RunSpec(
             run_id=self.run_id,
             invocation_dir=str(self.config.invocation_params.dir),

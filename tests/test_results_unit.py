@@ -116,3 +116,22 @@ def test_eta_and_formatting():
     text = format_status(snapshot)
     assert text.startswith("gold: 6/10 cases done (5 passed, 1 failed), 1 running, engines 1/1")
     assert text.endswith("ETA 0:00:08")
+
+
+def test_nan_stays_a_float_in_rows_and_becomes_null_in_jsonl(tmp_path):
+    import math
+
+    import numpy as np
+
+    row = build_row(
+        "t.py::x",
+        {},
+        [_report("call", "passed")],
+        {"v": np.float64("nan"), "l": [1.0, float("inf")]},
+    )
+    assert math.isnan(row["v"]) and row["l"][1] == math.inf
+    writer = writer_for(str(tmp_path / "r.jsonl"))
+    writer.write(row)
+    writer.close()
+    data = json.loads((tmp_path / "r.jsonl").read_text())
+    assert data["v"] is None and data["l"] == [1.0, None]
