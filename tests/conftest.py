@@ -86,6 +86,9 @@ def processes_with_token(token: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter():
         try:
+            # A zombie has exited; only its parent (or init) has yet to collect it.
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
             if process.environ().get(TOKEN_ENV) == token:
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
