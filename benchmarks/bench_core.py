@@ -19,33 +19,34 @@ number of passed cases; the goals printed at the end do not affect the exit code
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
-import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import (
+    BenchError,
+    add_repeat_option,
+    add_timeout_option,
+    check_repeat_and_timeout,
+    interrupted,
+    print_leftover_notes,
+    print_load_at_end,
+    print_setup,
+    ratio,
+    repeated,
+    run_pytest,
+    trivial_tests,
+    write_suite,
+    yes_no,
+)
+
 SLEEP_SECONDS = 0.5
-TAIL_LINES = 40
 #: Environment variable marking every process a benchmark run starts, so leftovers (for
 #: example cluster engines that started their own session) can be found afterwards.
 MARKER_VARIABLE = "BENCH_CORE_RUN_ID"
-#: How long to wait for a finished run's descendants to exit before calling them leftovers.
-LEFTOVER_GRACE_SECONDS = 10.0
-#: One line per run that left processes behind, repeated after the table.
-LEFTOVER_NOTES: list[str] = []
-
-
-class BenchError(Exception):
-    """A run failed; the message says which and shows its output tail."""
 
 
 @dataclass(frozen=True)
@@ -88,25 +89,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: 200 trivial cases, 16 sleep cases on 4 workers/engines.",
     )
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="run every command K times and report the median (default 1).",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=600.0,
-        help="seconds after which one run is killed and counted as failed (default 600).",
-    )
+    add_repeat_option(parser, "run every command")
+    add_timeout_option(parser, 600.0)
     args = parser.parse_args(argv)
     if args.engines < 1:
         parser.error("--engines must be at least 1")
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    if args.timeout <= 0:
-        parser.error("--timeout must be positive")
+    check_repeat_and_timeout(parser, args)
     return args
 
 
@@ -125,39 +113,28 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-def write_suites(directory: Path, plan: Plan) -> None:
-    # An empty ini makes the temp dir the rootdir, so no project config is picked up.
-    (directory / "pytest.ini").write_text("[pytest]\n")
-    (directory / "test_trivial.py").write_text(
-        textwrap.dedent(
-            f"""\
-            import pytest
+def write_suites(directory: Path, plan: Plan) -> Path:
+    return write_suite(
+        directory,
+        {
+            "test_trivial.py": trivial_tests(plan.trivial_cases),
+            "test_sleep.py": f"""\
+                import time
+
+                import pytest
 
 
-            @pytest.mark.parametrize("i", range({plan.trivial_cases}))
-            def test_trivial(i):
-                assert i >= 0
-            """
-        )
-    )
-    (directory / "test_sleep.py").write_text(
-        textwrap.dedent(
-            f"""\
-            import time
-
-            import pytest
-
-
-            @pytest.mark.parametrize("i", range({plan.sleep_cases}))
-            def test_sleep(i):
-                time.sleep({SLEEP_SECONDS})
-            """
-        )
+                @pytest.mark.parametrize("i", range({plan.sleep_cases}))
+                def test_sleep(i):
+                    time.sleep({SLEEP_SECONDS})
+                """,
+        },
     )
 
 
 def command(test_file: str, mode: str, workers: int) -> list[str]:
-    base = [sys.executable, "-m", "pytest", test_file, "-p", "no:cacheprovider", "-q"]
+    """The arguments of ``python -m pytest``."""
+    base = [test_file, "-p", "no:cacheprovider", "-q"]
     if mode == "plain":
         return base
     if mode == "xdist":
@@ -167,119 +144,11 @@ def command(test_file: str, mode: str, workers: int) -> list[str]:
     raise ValueError(mode)
 
 
-def child_environment(run_id: str) -> dict[str, str]:
-    env = dict(os.environ)
-    # Keep the user's pytest settings out of the measurement.
-    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
-        env.pop(name, None)
-    env[MARKER_VARIABLE] = run_id
-    return env
-
-
-def marked_processes(run_id: str) -> list[int]:
-    """Pids of live processes whose environment carries this run's marker (Linux only)."""
-    needle = f"{MARKER_VARIABLE}={run_id}".encode()
-    pids: list[int] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return pids
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and needle in environ.split(b"\0"):
-            pids.append(int(entry.name))
-    return pids
-
-
-def stop_leftovers(run_id: str, label: str) -> list[int]:
-    """Wait for the run's descendants to exit; stop and return any that do not."""
-    deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS
-    pids = marked_processes(run_id)
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.25)
-        pids = marked_processes(run_id)
-    if not pids:
-        return []
-    note = (
-        f"{label}: {len(pids)} process(es) still running "
-        f"{LEFTOVER_GRACE_SECONDS:.0f} s after the run ended: {pids}; stopped them."
-    )
-    LEFTOVER_NOTES.append(note)
-    print(f"\nWARNING: {note}", file=sys.stderr)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        end = time.monotonic() + 3.0
-        while pids and time.monotonic() < end:
-            time.sleep(0.1)
-            pids = [pid for pid in pids if pid in marked_processes(run_id)]
-        if not pids:
-            break
-    return pids
-
-
-def kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def tail(output: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(output.rstrip().splitlines()[-lines:])
-
-
-def run_once(cmd: list[str], cwd: Path, expected: str, timeout: float, label: str) -> float:
-    run_id = uuid.uuid4().hex
-    # Output goes to a file, not a pipe: a descendant that outlives the run (and keeps the
-    # pipe open) must not hold up the timing; the run ends when pytest's process exits.
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=child_environment(run_id),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a timeout can stop all of it
-        )
-        timed_out = False
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            kill_group(process.pid)
-            process.wait()
-        except BaseException:
-            kill_group(process.pid)
-            process.wait()
-            stop_leftovers(run_id, label)
-            raise
-        elapsed = time.perf_counter() - started
-        leftovers = stop_leftovers(run_id, label)
-        log.seek(0)
-        output = log.read()
-    shown = " ".join(cmd[1:])
-    if timed_out:
-        raise BenchError(f"{label}: `{shown}` timed out after {timeout:.0f} s:\n{tail(output)}")
-    if process.returncode != 0:
-        raise BenchError(f"{label}: `{shown}` exited with {process.returncode}:\n{tail(output)}")
-    if not re.search(rf"(?<!\d){re.escape(expected)}\b", output):
-        raise BenchError(f"{label}: `{shown}` did not report {expected!r}:\n{tail(output)}")
-    if leftovers:
-        raise BenchError(
-            f"{label}: processes {leftovers} outlived the run and could not be stopped"
-        )
-    return elapsed
+def run_once(args: list[str], cwd: Path, expected: str, timeout: float, label: str) -> float:
+    run = run_pytest(args, cwd, MARKER_VARIABLE, timeout, label)
+    run.check_output(expected, " ".join(["-m", "pytest", *args]))
+    run.check_leftovers()
+    return run.wall
 
 
 def run_suite(
@@ -289,18 +158,12 @@ def run_suite(
     for mode in ("plain", "xdist", "gold"):
         cmd = command(test_file, mode, workers)
         times = []
-        for attempt in range(1, plan.repeat + 1):
-            label = f"{suite}/{mode} run {attempt}/{plan.repeat}"
-            print(f"  {label} ...", end="", flush=True)
+        for _, label in repeated(plan.repeat, f"{suite}/{mode}"):
             seconds = run_once(cmd, cwd, f"{cases} passed", plan.timeout, label)
             print(f" {seconds:.2f} s", flush=True)
             times.append(seconds)
         results.append(Result(suite, mode, None if mode == "plain" else workers, tuple(times)))
     return results
-
-
-def ratio(numerator: float, denominator: float) -> float:
-    return numerator / denominator if denominator > 0 else float("inf")
 
 
 def report(plan: Plan, trivial: list[Result], sleep: list[Result]) -> None:
@@ -335,32 +198,21 @@ def report(plan: Plan, trivial: list[Result], sleep: list[Result]) -> None:
     print()
     yes_b = by_mode_b["gold"] <= 2 * ideal
     yes_a = by_mode_a["gold"] <= 3 * by_mode_a["xdist"]
-    print(f"goal (b) gold within 2x ideal: {'yes' if yes_b else 'no'}")
-    print(f"goal (a) gold within 3x xdist: {'yes' if yes_a else 'no'}")
-    for note in LEFTOVER_NOTES:
-        print(f"WARNING: {note}")
-
-
-def load_average() -> str:
-    try:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "load average unknown"
+    print(f"goal (b) gold within 2x ideal: {yes_no(yes_b)}")
+    print(f"goal (a) gold within 3x xdist: {yes_no(yes_a)}")
+    print_leftover_notes()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
-    print(
-        f"python {sys.executable}; trivial suite {plan.trivial_cases} cases on "
-        f"N={plan.trivial_workers}; sleep suite {plan.sleep_cases} x {SLEEP_SECONDS} s on "
-        f"N={plan.sleep_workers} (ideal {plan.sleep_ideal:.2f} s); repeat {plan.repeat}; "
-        f"{os.cpu_count()} CPUs, {load_average()}",
-        flush=True,
+    print_setup(
+        f"trivial suite {plan.trivial_cases} cases on N={plan.trivial_workers}; sleep suite "
+        f"{plan.sleep_cases} x {SLEEP_SECONDS} s on N={plan.sleep_workers} (ideal "
+        f"{plan.sleep_ideal:.2f} s); repeat {plan.repeat}"
     )
     with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
-        directory = Path(tmp)
-        write_suites(directory, plan)
+        directory = write_suites(Path(tmp) / "suite", plan)
         try:
             trivial = run_suite(
                 "a",
@@ -378,10 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nERROR: {error}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
+            return interrupted()
     report(plan, trivial, sleep)
-    print(f"({load_average()} at the end; other load on the machine skews the times)")
+    print_load_at_end()
     return 0
 
 

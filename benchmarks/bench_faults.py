@@ -39,12 +39,26 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from harness import (
+    RunMarker,
+    Table,
+    add_repeat_option,
+    add_timeout_option,
+    check_repeat_and_timeout,
+    interrupted,
+    kill_group,
+    print_load_at_end,
+    print_setup,
+    repeated,
+    start_pytest,
+    tail,
+    write_suite,
+)
 
 #: Environment variable marking every process a run starts, so leftovers (cluster
 #: processes start their own sessions) can be found and stopped afterwards.
@@ -123,26 +137,14 @@ class Run:
 
     def __init__(self, directory: Path, args: Sequence[str], timeout: float) -> None:
         self.directory = directory
-        self.run_id = uuid.uuid4().hex
+        self.marker = RunMarker(MARKER_VARIABLE)
         self.log_path = directory / "output.log"
-        env = dict(os.environ)
-        # Keep the user's pytest settings out of the measurement.
-        for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
-            env.pop(name, None)
-        env[MARKER_VARIABLE] = self.run_id
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
-        # A file, not a pipe: nothing blocks on a full pipe, and a descendant that keeps
-        # the output open cannot hold up the end of the run.
+        # Its own process group (for Ctrl-C and kills), output in a file.
         with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pytest", *GOLD_ARGS, *args],
-                cwd=directory,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, for Ctrl-C and kills
+            self.process = start_pytest(
+                [*GOLD_ARGS, *args], directory, self.marker.environment(), log
             )
         self.exited_at: float | None = None
         self.exited_wall: float | None = None
@@ -186,13 +188,10 @@ class Run:
         return code
 
     def kill_group(self, sig: signal.Signals) -> None:
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
+        kill_group(self.process.pid, sig)
 
     def marked(self) -> list[int]:
-        pids = marked_processes(self.run_id)
+        pids = self.marker.processes()
         for pid in pids:
             if pid not in self.names:
                 self.names[pid] = short_name(process_cmdline(pid))
@@ -206,7 +205,7 @@ class Run:
         while pids := self.marked():
             last = pids
             if time.monotonic() > limit:
-                stop_processes(self.run_id)
+                self.marker.kill_all()
                 return None, self.describe(last)
             time.sleep(POLL_SECONDS)
         return time.monotonic() - since, self.describe(last)
@@ -219,46 +218,13 @@ class Run:
         if self.process.poll() is None:
             self.kill_group(signal.SIGKILL)
             self.process.wait()
-        stop_processes(self.run_id)
-
-
-def marked_processes(run_id: str) -> list[int]:
-    """Pids of live processes whose environment carries this run's marker (Linux only)."""
-    needle = f"{MARKER_VARIABLE}={run_id}".encode()
-    pids: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and needle in environ.split(b"\0"):
-            pids.append(int(entry.name))
-    return pids
-
-
-def stop_processes(run_id: str) -> None:
-    """SIGKILL, by pid, every live process carrying this run's marker."""
-    for _ in range(3):
-        pids = marked_processes(run_id)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.5)
+        self.marker.kill_all()
 
 
 def prepare(directory: Path, tests: str) -> None:
-    directory.mkdir(parents=True)
-    # An empty ini makes the directory the rootdir, so no project config is picked up.
-    (directory / "pytest.ini").write_text("[pytest]\n")
-    (directory / "conftest.py").write_text(CONFTEST)
-    (directory / "test_fault.py").write_text(TEST_HEADER + textwrap.dedent(tests))
+    write_suite(
+        directory, {"conftest.py": CONFTEST, "test_fault.py": TEST_HEADER + textwrap.dedent(tests)}
+    )
 
 
 def first_line(output: str, pattern: str) -> str:
@@ -267,10 +233,6 @@ def first_line(output: str, pattern: str) -> str:
             text = line.strip()
             return text if len(text) <= SEEN_WIDTH else text[: SEEN_WIDTH - 3] + "..."
     return ""
-
-
-def tail(output: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(output.rstrip().splitlines()[-lines:])
 
 
 def finished_time(run: Run, nodeid_part: str) -> float | None:
@@ -549,7 +511,10 @@ def measure(fault: Fault, directory: Path, timeout: float) -> Measurement:
     if not measurement.seen and fault.pattern is not None:
         measurement.problems.append(f"no output line matches {fault.pattern!r}")
     if measurement.problems:
-        print(f"\n--- output tail of fault {fault.number} ---\n{tail(output)}\n", file=sys.stderr)
+        print(
+            f"\n--- output tail of fault {fault.number} ---\n{tail(output, TAIL_LINES)}\n",
+            file=sys.stderr,
+        )
     return measurement
 
 
@@ -591,19 +556,12 @@ def print_table(rows: list[Row], repeat: int) -> None:
         (f"{r.fault.number} {r.fault.name}", r.latency(), r.exit_codes(), r.clean(), r.seen())
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header) - 1)]
-
-    def line(row: tuple[str, ...]) -> str:
-        return (
-            f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  "
-            f"{row[3]:<{widths[3]}}  {row[4]}"
-        ).rstrip()
-
+    table = Table(header, cells, "<>><")
     print()
-    print(line(header))
-    print("-" * (sum(widths) + 8 + len(header[4])))
+    print(table.line(header))
+    print("-" * (sum(table.widths) + 8 + len(header[4])))
     for row in cells:
-        print(line(row))
+        print(table.line(row))
     print()
     print("latency is:")
     for r in rows:
@@ -617,18 +575,8 @@ def print_table(rows: list[Row], repeat: int) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="measure every fault K times and report the median (default 1).",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=180.0,
-        help="seconds after which one run is killed and counted as failed (default 180).",
-    )
+    add_repeat_option(parser, "measure every fault")
+    add_timeout_option(parser, 180.0)
     parser.add_argument(
         "--keep",
         type=Path,
@@ -643,10 +591,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated fault numbers to measure (default: all, 1-7).",
     )
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    if args.timeout <= 0:
-        parser.error("--timeout must be positive")
+    check_repeat_and_timeout(parser, args)
     numbers = {f.number for f in FAULTS}
     try:
         args.only = {int(x) for x in args.only.split(",") if x.strip()} or numbers
@@ -657,23 +602,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_average() -> str:
-    try:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "load average unknown"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not Path("/proc").is_dir():
         print("bench_faults needs /proc (Linux) to find the processes of a run", file=sys.stderr)
         return 1
-    print(
-        f"python {sys.executable}; pytest {' '.join(GOLD_ARGS)}; repeat {args.repeat}; "
-        f"{os.cpu_count()} CPUs, {load_average()}",
-        flush=True,
-    )
+    print_setup(f"pytest {' '.join(GOLD_ARGS)}; repeat {args.repeat}")
     rows: list[Row] = []
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
@@ -686,12 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if fault.number not in args.only:
                     continue
                 measurements = []
-                for attempt in range(1, args.repeat + 1):
-                    print(
-                        f"  fault {fault.number} ({fault.name}) run {attempt}/{args.repeat} ...",
-                        end="",
-                        flush=True,
-                    )
+                for attempt, _ in repeated(args.repeat, f"fault {fault.number} ({fault.name})"):
                     directory = base / f"fault{fault.number}-run{attempt}"
                     measurement = measure(fault, directory, args.timeout)
                     latency = "-" if measurement.latency is None else f"{measurement.latency:.2f} s"
@@ -715,10 +644,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     measurements.append(measurement)
                 rows.append(Row(fault, tuple(measurements)))
         except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
+            return interrupted()
     print_table(rows, args.repeat)
-    print(f"({load_average()} at the end; other load on the machine skews the times)")
+    print_load_at_end()
     if problems:
         print("\nPROBLEMS:")
         for problem in problems:

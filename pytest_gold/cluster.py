@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,8 @@ from .watchdog import DONE, kill_process_groups
 EMBEDDED_HEARTBEAT_MS = 300
 #: How long the watchdog of a normally stopped cluster gets to exit.
 WATCHDOG_EXIT_SECONDS = 10.0
+#: How long nannies get to follow their stopped engines before they are killed.
+NANNY_EXIT_SECONDS = 2.0
 #: Loopback only: an embedded cluster is never reachable from another machine.
 EMBEDDED_IP = "127.0.0.1"
 
@@ -43,6 +46,8 @@ class ClusterHandle:
     started_seconds: float = 0.0
     watchdog: Watchdog | None = None
     process_groups: list[int] = field(default_factory=list)
+    #: Nanny processes of this run's engines (local), stopped if they outlive the stop.
+    nanny_pids: list[int] = field(default_factory=list)
     #: Engines this run asked for (embedded cluster); more may register after the start.
     expected_engines: int | None = None
     _closed: bool = field(default=False, repr=False)
@@ -77,8 +82,10 @@ class ClusterHandle:
                     self.cluster.stop_cluster_sync()
                 finally:
                     # What ipyparallel's stop missed, e.g. the schedulers of a controller
-                    # that was killed: each launcher started its own process group.
+                    # that was killed: each launcher started its own process group. Nannies
+                    # run in sessions of their own and usually follow their engine out.
                     kill_process_groups(self.process_groups)
+                    _kill_lingering(self.nanny_pids)
                     if self.profile_dir:
                         shutil.rmtree(self.profile_dir, ignore_errors=True)
                     if self.watchdog is not None:
@@ -168,6 +175,36 @@ class Watchdog:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _kill_lingering(pids: list[int], grace_seconds: float = NANNY_EXIT_SECONDS) -> None:
+    deadline = time.monotonic() + grace_seconds
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _exists(pid)]
+        if alive:
+            time.sleep(0.1)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _exists(pid: int) -> bool:
+    """Running (an exited process that nobody collected yet, a zombie, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _launcher_process_groups(cluster: Any) -> list[int]:
