@@ -185,7 +185,6 @@ class BatchRelay:
         self.current_start = 0
         self.location: tuple[str, int | None, str] | None = None
         self.phases: dict[str, str] = {}
-        worker.mark_case_start()
 
     def run(self, deadline: float = math.inf) -> deque[str]:
         """Relay until the batch is done; return the cases that must be rerun.
@@ -244,6 +243,7 @@ class BatchRelay:
         if isinstance(event, LogStart):
             self.current, self.location, self.phases = event.nodeid, event.location, {}
             self.current_started = time.monotonic()
+            self.worker.case_log_offset = event.log_offset
             self.current_start = len(self.events) - 1
             if event.nodeid in self.pending:
                 self.pending.remove(event.nodeid)
@@ -251,7 +251,6 @@ class BatchRelay:
             self.phases[event.data["when"]] = event.data["outcome"]
         elif isinstance(event, LogFinish):
             self.current = None
-            self.worker.mark_case_start()
         elif isinstance(event, NotRun):
             for nodeid in event.nodeids:
                 if nodeid in self.pending:

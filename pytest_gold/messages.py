@@ -84,6 +84,9 @@ class LogStart(Event):
     kind: ClassVar[str] = "logstart"
     nodeid: str
     location: tuple[str, int | None, str]
+    #: Where the worker's own output (its log) stood when the case started: a crash report
+    #: quotes what came after. Taken by the worker, so it cannot race with the crash.
+    log_offset: int = 0
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,8 @@ class WorkerPlugin:
         self.previous: pytest.Item | None = None
         self.kept_chain: list[pytest.Item | pytest.Collector] = []
         self.capture_fd_sent = False
+        #: A descriptor of the worker's own output file (shares its file offset).
+        self.log_fd = -1
         self.quiet_terminal = QuietTerminal()
         #: Cases whose report could not be sent (reported once, as a failure).
         self.unsendable: set[str] = set()
@@ -193,7 +195,11 @@ class WorkerPlugin:
             self.collect_errors[report.nodeid] = str(report.longrepr)
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self.send_event(LogStart(nodeid=nodeid, location=location))
+        self.log_start(nodeid, location)
+
+    def log_start(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        offset = os.lseek(self.log_fd, 0, os.SEEK_CUR) if self.log_fd >= 0 else 0
+        self.send_event(LogStart(nodeid=nodeid, location=location, log_offset=offset))
 
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         self.send_event(LogFinish(nodeid=nodeid, location=location))
@@ -303,7 +309,7 @@ class WorkerPlugin:
         )
         report = previous.ihook.pytest_runtest_makereport(item=previous, call=call)
         if report.failed:
-            self.send_event(LogStart(nodeid=previous.nodeid, location=previous.location))
+            self.log_start(previous.nodeid, previous.location)
             previous.ihook.pytest_runtest_logreport(report=report)
             self.send_event(LogFinish(nodeid=previous.nodeid, location=previous.location))
 
@@ -322,7 +328,7 @@ class WorkerPlugin:
             f"What the engine's collection said:\n{detail}"
         )
         location = (path, None, nodeid)
-        self.send_event(LogStart(nodeid=nodeid, location=location))
+        self.log_start(nodeid, location)
         for when, outcome, longrepr in (("setup", "failed", message), ("teardown", "passed", None)):
             data = plain_report(nodeid, location, when, outcome, longrepr)
             self.send_event(ReportEvent(data=data))
@@ -416,6 +422,7 @@ def main() -> int:
     channel = Channel(Connection(socket.socket(fileno=fd).detach()))
     spec = spec_from_wire(channel.recv())
     plugin = WorkerPlugin(spec, channel, engine_tag)
+    plugin.log_fd = stack_file.fileno()
     status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal])
     channel.send({"kind": EXITED, "status": int(status)})
     return 0

@@ -124,15 +124,6 @@ class WorkerProcess:
         self.stream_offset += end
         return data[:end].decode("utf-8", errors="replace")
 
-    def mark_case_start(self) -> None:
-        """Remember where the worker's log stands, to quote only what the next case wrote.
-
-        Called when a batch is sent and when a case finishes, never on a case's start
-        event, which may be read only after the case has already crashed.
-        """
-        self.log.flush()
-        self.case_log_offset = os.path.getsize(self.log.name)
-
     def death_cause(self, tail_lines: int = STDERR_TAIL_LINES) -> str:
         code = self.process.wait()
         if code < 0:
