@@ -46,8 +46,6 @@ class ClusterHandle:
     started_seconds: float = 0.0
     watchdog: Watchdog | None = None
     process_groups: list[int] = field(default_factory=list)
-    #: Nanny processes of this run's engines (local), stopped if they outlive the stop.
-    nanny_pids: list[int] = field(default_factory=list)
     #: Engines this run asked for (embedded cluster); more may register after the start.
     expected_engines: int | None = None
     _closed: bool = field(default=False, repr=False)
@@ -66,6 +64,7 @@ class ClusterHandle:
         if self._closed:
             return
         self._closed = True
+        nannies = _nanny_pids(self.cluster) if self.owned else []
         if at_once and self.owned:
             kill_process_groups(self.process_groups)
         try:
@@ -85,7 +84,7 @@ class ClusterHandle:
                     # that was killed: each launcher started its own process group. Nannies
                     # run in sessions of their own and usually follow their engine out.
                     kill_process_groups(self.process_groups)
-                    _kill_lingering(self.nanny_pids)
+                    _kill_lingering(nannies)
                     if self.profile_dir:
                         shutil.rmtree(self.profile_dir, ignore_errors=True)
                     if self.watchdog is not None:
@@ -175,6 +174,21 @@ class Watchdog:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _nanny_pids(cluster: Any) -> list[int]:
+    """The engines' child processes (nannies, workers): in sessions of their own, nannies
+    do not always follow their engine out (Linux /proc; none found elsewhere)."""
+    nannies = []
+    for engine_set in cluster.engines.values():
+        for launcher in engine_set.launchers.values():
+            pid = getattr(launcher, "pid", None)
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as children:
+                    nannies.extend(int(child) for child in children.read().split())
+            except (OSError, ValueError):
+                continue
+    return nannies
 
 
 def _kill_lingering(pids: list[int], grace_seconds: float = NANNY_EXIT_SECONDS) -> None:

@@ -87,23 +87,7 @@ def engine_info() -> EngineInfo:
         platform=sys.platform,
         pytest_gold=__version__,
         pytest=pytest.__version__,
-        nanny_pid=_nanny_pid(),
     )
-
-
-def _nanny_pid() -> int:
-    """The engine's nanny: a child process of this one (Linux /proc; 0 elsewhere)."""
-    pid = os.getpid()
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as children:
-            candidates = [int(child) for child in children.read().split()]
-        for child in candidates:
-            with open(f"/proc/{child}/cmdline", "rb") as cmdline:
-                if b"ipyparallel.engine.nanny" in cmdline.read():
-                    return child
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:

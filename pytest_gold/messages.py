@@ -28,8 +28,6 @@ class EngineInfo:
     platform: str
     pytest_gold: str = ""
     pytest: str = ""
-    #: The engine's ipyparallel nanny process (0 if none), on the engine's host.
-    nanny_pid: int = 0
 
     @property
     def tag(self) -> str:

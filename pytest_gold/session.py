@@ -423,8 +423,6 @@ class GoldController:
             self.state.idle.append(eid)
             if self.progress is not None:
                 self.progress.add_engine(info.host)
-            if self.handle is not None and self.handle.owned and info.nanny_pid:
-                self.handle.nanny_pids.append(info.nanny_pid)
             engines.append(info)
         self.config.hook.pytest_gold_cluster_ready(
             config=self.config, client=client, engines=engines
