@@ -8,28 +8,27 @@ cluster.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
-import signal
-import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import ipyparallel as ipp
 import pytest
 
 from . import engine as engine_module
-from . import resume
+from .campaign import CampaignParts
 from .cluster import ClusterError, ClusterHandle, attach, start_embedded
+from .faults import (
+    EVERY_ENGINE_LOST,
+    INTERRUPT_GRACE_SECONDS,
+    POLL_SECONDS,
+    FaultHandling,
+    sigterm_as_keyboard_interrupt,
+)
 from .liveness import HubMonitor
 from .messages import (
     Batch,
-    BatchResult,
     EngineInfo,
     RunSpec,
     engine_from_wire,
@@ -37,28 +36,13 @@ from .messages import (
     to_wire,
 )
 from .progress import (
-    STATUS_FILE_SECONDS,
     Progress,
     format_host_table,
-    format_status,
-    write_status_file,
 )
-from .reporting import Replayer, ReplayOutcome
-from .scheduling import DispatchQueue, dispatch_order, merge_durations
+from .reporting import Replayer
+from .scheduling import DispatchQueue, dispatch_order
 from .settings import DEFAULT_WORKER_ENV, GoldSettings, time_limits
-from .synthetic import failed_case_events
 
-#: How often the loop wakes up to look for new engines and stop requests.
-POLL_SECONDS = 0.2
-#: After Ctrl-C, how long interrupted cases (and teardowns) get to report back: longer
-#: than an engine waits for an interrupted case before it kills its worker.
-INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
-#: Where each case's last duration is kept in pytest's cache (``--cache-clear`` resets it).
-DURATIONS_CACHE_KEY = "gold/durations"
-#: Why a run stopped when no engine was left.
-EVERY_ENGINE_LOST = "every engine was lost"
-#: Collected tasks whose results are purged from the hub in one request.
-PURGE_EVERY_TASKS = 200
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
 #: With -s, how long a finished batch's last output may trail its result.
@@ -93,58 +77,7 @@ class RunState:
     exit_request: Any = None
 
 
-#: Stands for "no engine" on reports of cases that never reached one.
-_NO_ENGINE = EngineInfo(
-    engine_id=-1, host="controller", pid=0, python="", executable="", platform=""
-)
-
-
-def report_passed_before(config: pytest.Config, item: pytest.Item) -> None:
-    """The reports of a case that passed in an earlier run, marked as such."""
-    hook = config.hook
-    hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    for when in ("setup", "call", "teardown"):
-        report = pytest.TestReport(
-            nodeid=item.nodeid,
-            location=item.location,
-            keywords={name: 1 for name in item.keywords},
-            outcome="passed",
-            longrepr=None,
-            when=when,
-            user_properties=[("gold_outcome", resume.PASSED_BEFORE)],
-            gold_passed_before=True,
-        )
-        hook.pytest_runtest_logreport(report=report)
-    hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-
-
-@contextlib.contextmanager
-def sigterm_as_keyboard_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler ending the job, ``kill``) is handled like Ctrl-C: running cases
-    are interrupted, results and JUnit XML kept, and the cluster this run started stopped.
-    Without this, the process would die on the spot."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _is_engine_lost(error: Exception) -> bool:
-    """ipyparallel reports a task whose engine died as an EngineError (maybe wrapped)."""
-    if isinstance(error, ipp.error.EngineError):
-        return True
-    return getattr(error, "ename", None) == "EngineError"
-
-
-class GoldController:
+class GoldController(FaultHandling, CampaignParts):
     """The controller-side plugin of a ``--gold`` run."""
 
     def __init__(self, config: pytest.Config, settings: GoldSettings) -> None:
@@ -233,24 +166,6 @@ class GoldController:
             raise session.Interrupted(session.shouldstop)
         return True
 
-    def skip_passed_before(self, items: list[pytest.Item]) -> list[pytest.Item]:
-        """Report the cases that passed in earlier runs without running them."""
-        cache = getattr(self.config, "cache", None)
-        done = cache.get(resume.CACHE_KEY, []) if cache is not None else []
-        to_run, before = resume.partition([item.nodeid for item in items], done)
-        by_id = {item.nodeid: item for item in items}
-        for nodeid in before:
-            report_passed_before(self.config, by_id[nodeid])
-        self.state.passed_before = len(before)
-        keep = set(to_run)
-        return [item for item in items if item.nodeid in keep]
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
-        if getattr(report, "gold_passed_before", False) and report.when == "call":
-            return resume.PASSED_BEFORE, "p", ("PASSED-BEFORE", {"green": True})
-        return None
-
     def open_cluster(self) -> ClusterHandle:
         settings = self.settings
         if settings.connection_file or settings.profile:
@@ -261,22 +176,6 @@ class GoldController:
                 wait_seconds=settings.wait_seconds,
             )
         return start_embedded(settings.engines, settings.wait_seconds)
-
-    def recorded_durations(self) -> dict[str, float]:
-        """Each case's duration in the last run that ran it (pytest's cache)."""
-        cache = getattr(self.config, "cache", None)
-        if cache is None:  # -p no:cacheprovider
-            return {}
-        stored = cache.get(DURATIONS_CACHE_KEY, {})
-        if not isinstance(stored, dict):
-            return {}
-        return {k: float(v) for k, v in stored.items() if isinstance(v, (int, float))}
-
-    def remember_durations(self) -> None:
-        cache = getattr(self.config, "cache", None)
-        if cache is not None and self.state.durations:
-            merged = merge_durations(self.recorded_durations(), self.state.durations)
-            cache.set(DURATIONS_CACHE_KEY, merged)
 
     def close_cluster(self) -> None:
         if self.handle is not None:
@@ -373,41 +272,6 @@ class GoldController:
             self.discover_engines(client)
             self.tick(queue)
 
-    def controller_lost(self, silent: float, queue: DispatchQueue, replayer: Replayer) -> None:
-        """Every unfinished case becomes an error naming the cause; nothing waits on the
-        dead controller again (no end-of-run teardown on the engines)."""
-        state = self.state
-        cause = (
-            f"pytest-gold: the ipyparallel controller stopped answering ({silent:.0f} s "
-            f"without a reply, limit --gold-wait={self.settings.wait_seconds:g}); this case "
-            "did not finish. Check the controller's log, restart the cluster, and rerun "
-            "what did not finish (e.g. with --lf)."
-        )
-        state.stop_reason = "the controller was lost"
-        state.controller_lost = True
-        unfinished = [(eid, n) for eid, batch in state.inflight.values() for n in batch.nodeids]
-        unfinished += [(None, n) for n in queue.drain()]
-        state.inflight.clear()
-        for eid, nodeid in unfinished:
-            engine = state.engines.get(eid) if eid is not None else None
-            self.report_failed(nodeid, engine or _NO_ENGINE, cause, replayer, when="setup")
-        self.write_line(f"gold: {cause.removeprefix('pytest-gold: ')}", problem=True)
-
-    def interrupted(self, client: Any, queue: DispatchQueue, replayer: Replayer) -> None:
-        """Ctrl-C: interrupt the running cases and report what finished; a second Ctrl-C
-        ends this at once (the cluster this run started is still stopped)."""
-        self.stop("interrupted", queue, client)
-        self.state.interrupted = True
-        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
-        while self.state.inflight and time.monotonic() < deadline:
-            done, _ = concurrent.futures.wait(
-                list(self.state.inflight),
-                timeout=POLL_SECONDS,
-                return_when=concurrent.futures.FIRST_COMPLETED,
-            )
-            for future in done:
-                self.collect(future, queue, replayer, client)
-
     def discover_engines(self, client: Any) -> None:
         known = self.state.engines.keys() | self.state.lost_engines
         new = [eid for eid in client.ids if eid not in known]
@@ -498,141 +362,6 @@ class GoldController:
         if outcome.exit_request is not None and state.exit_request is None:
             state.exit_request = outcome.exit_request
             self.stop(f"pytest.exit() in {outcome.exit_request.nodeid}", queue, client)
-
-    def batch_failed(
-        self, eid: int, batch: Batch, error: Exception, queue: DispatchQueue, replayer: Replayer
-    ) -> None:
-        """A task raised instead of returning: its engine died, or the supervisor failed."""
-        state = self.state
-        engine = state.engines[eid]
-        if _is_engine_lost(error):
-            del state.engines[eid]
-            state.lost_engines.add(eid)
-            retry = []
-            for nodeid in batch.nodeids:
-                state.losses[nodeid] = state.losses.get(nodeid, 0) + 1
-                if state.losses[nodeid] <= self.settings.retries and state.stop_reason is None:
-                    retry.append(nodeid)
-                else:
-                    self.report_failed(
-                        nodeid,
-                        engine,
-                        f"pytest-gold: engine lost: {engine.tag} (pid {engine.pid}) died while "
-                        f"running this case ({state.losses[nodeid]} time(s)); {error}",
-                        replayer,
-                    )
-            queue.requeue(retry)
-            sent_again = (
-                f"; {len(retry)} case{'s' if len(retry) != 1 else ''} sent again elsewhere"
-                if retry
-                else ""
-            )
-            self.write_line(
-                f"gold: lost engine {engine.tag} (pid {engine.pid}) while it ran "
-                f"{len(batch.nodeids)} case{'s' if len(batch.nodeids) != 1 else ''}{sent_again}",
-                problem=True,
-            )
-            if not state.engines and queue:
-                state.not_run.extend(queue.drain())
-                state.stop_reason = EVERY_ENGINE_LOST
-            return
-        state.idle.append(eid)
-        for nodeid in batch.nodeids:
-            self.report_failed(
-                nodeid,
-                engine,
-                f"pytest-gold: the supervisor on {engine.tag} failed while running this "
-                f"case's batch (this is a bug in pytest-gold, please report it): {error}",
-                replayer,
-            )
-
-    def report_failed(
-        self,
-        nodeid: str,
-        engine: EngineInfo,
-        message: str,
-        replayer: Replayer,
-        when: str = "call",
-    ) -> None:
-        events = failed_case_events(nodeid, None, {}, when, message)
-        self.account(replayer.replay(BatchResult(engine=engine, events=events)), engine)
-
-    def relay_output(self, futures: Any = None) -> None:
-        """With -s: what running cases print, as ipyparallel brings it in."""
-        if not self.stream_output:
-            return
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        for future in self.state.inflight if futures is None else futures:
-            text = future.metadata.get("stdout") or ""
-            seen = self.output_seen.get(future, 0)
-            if len(text) <= seen:
-                continue
-            self.output_seen[future] = len(text)
-            if terminal is None:
-                sys.stdout.write(text[seen:])
-                continue
-            terminal.ensure_newline()
-            if self.config.get_terminal_writer().width_of_current_line:
-                terminal.write("\n")
-            terminal.write(text[seen:], flush=True)
-
-    def forget(self, client: Any, future: Any) -> None:
-        """Drop a collected task's result from the client's and (in bulk) the hub's
-        memory: a campaign of 10^5 cases must not grow either without bound."""
-        client.purge_local_results(future)
-        self.collected.append(future.msg_ids[0])
-        if len(self.collected) >= PURGE_EVERY_TASKS:
-            collected, self.collected = self.collected, []
-            try:
-                client.purge_hub_results(collected)
-            except Exception:  # memory only; never worth failing a run over
-                pass
-
-    def account(self, outcome: ReplayOutcome, engine: EngineInfo) -> None:
-        if self.progress is None:
-            return
-        for nodeid, seconds in outcome.finished.items():
-            self.progress.finished(engine.host, outcome.outcomes.get(nodeid, ""), seconds)
-
-    def tick(self, queue: DispatchQueue, force: bool = False) -> None:
-        """Now and then: a status line on the terminal and a fresh --gold-status-file."""
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        line_due = now - self.last_status_line >= self.settings.status_interval
-        file_due = self.settings.status_file and (
-            force or now - self.last_status_file >= STATUS_FILE_SECONDS
-        )
-        if not (line_due or file_due):
-            return
-        state = self.state
-        running = [n for _, batch in state.inflight.values() for n in batch.nodeids]
-        snapshot = self.progress.snapshot(
-            running=len(running),
-            engines_busy=len(state.inflight),
-            engines_available=len(state.engines),
-            remaining_seconds=(queue.expected_seconds(n) for n in [*running, *queue.remaining()]),
-        )
-        if line_due and not force:
-            self.last_status_line = now
-            self.write_line(format_status(snapshot))
-        if file_due:
-            self.last_status_file = now
-            write_status_file(Path(self.settings.status_file), snapshot, self.status_state)
-
-    def check_stop(self, session: pytest.Session, queue: DispatchQueue, client: Any) -> None:
-        reason = session.shouldfail or session.shouldstop
-        if reason:
-            self.stop(str(reason), queue, client)
-
-    def stop(self, reason: str, queue: DispatchQueue, client: Any) -> None:
-        """No new case starts; the running ones are interrupted."""
-        state = self.state
-        state.stop_reason = reason
-        state.not_run.extend(queue.drain())
-        busy = sorted({eid for eid, _ in state.inflight.values()})
-        if busy:
-            client.send_signal("SIGINT", targets=busy, block=False)
 
     def finish(self, client: Any, replayer: Replayer) -> None:
         """End the workers: last teardowns (reported), then their pytest sessions."""
