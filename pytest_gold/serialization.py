@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -86,8 +87,16 @@ def report_data_to_wire(data: dict[str, Any]) -> dict[str, Any]:
 
 def report_data_from_wire(data: dict[str, Any]) -> dict[str, Any]:
     out = {key: from_jsonable(value) for key, value in data.items()}
+    # pytest keeps every report until the end of the run; strings shared by many reports
+    # (node ids, keyword names, paths) are interned so a campaign's reports stay small.
+    if isinstance(out.get("nodeid"), str):
+        out["nodeid"] = sys.intern(out["nodeid"])
+    if isinstance(out.get("keywords"), dict):
+        out["keywords"] = {sys.intern(key): value for key, value in out["keywords"].items()}
     if out.get("location") is not None:
-        out["location"] = tuple(out["location"])
+        out["location"] = tuple(
+            sys.intern(part) if isinstance(part, str) else part for part in out["location"]
+        )
     if isinstance(out.get("longrepr"), list):  # a skip's (path, lineno, reason)
         out["longrepr"] = tuple(out["longrepr"])
     if "sections" in out:
