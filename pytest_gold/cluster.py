@@ -48,6 +48,12 @@ class ClusterHandle:
     process_groups: list[int] = field(default_factory=list)
     #: Engines this run asked for (embedded cluster); more may register after the start.
     expected_engines: int | None = None
+    #: A temporary profile dir of this run's own, removed when the cluster stops.
+    private_dir: str | None = None
+    #: Leave a cluster this run started running at the end (--gold-keep-cluster).
+    keep: bool = False
+    #: Things the user should know about the cluster (e.g. a readable connection file).
+    warnings: list[str] = field(default_factory=list)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -64,6 +70,11 @@ class ClusterHandle:
         if self._closed:
             return
         self._closed = True
+        if self.keep:
+            self.client.close()
+            if self.watchdog is not None:
+                self.watchdog.disarm()
+            return
         nannies = _nanny_pids(self.cluster) if self.owned else []
         if at_once and self.owned:
             kill_process_groups(self.process_groups)
@@ -85,8 +96,8 @@ class ClusterHandle:
                     # run in sessions of their own and usually follow their engine out.
                     kill_process_groups(self.process_groups)
                     _kill_lingering(nannies)
-                    if self.profile_dir:
-                        shutil.rmtree(self.profile_dir, ignore_errors=True)
+                    if self.private_dir:
+                        shutil.rmtree(self.private_dir, ignore_errors=True)
                     if self.watchdog is not None:
                         self.watchdog.disarm()
 
@@ -113,6 +124,7 @@ def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
         cluster=cluster,
         owned=True,
         profile_dir=profile_dir,
+        private_dir=profile_dir,
         expected_engines=engines,
     )
     try:
@@ -176,13 +188,26 @@ class Watchdog:
             self.process.wait()
 
 
+def _local_pid(launcher: Any) -> int | None:
+    """The pid of a launcher's process on this machine; None for remote ones (an SSH
+    launcher's pid is on another host, a batch launcher's is a job)."""
+    from ipyparallel.cluster.launcher import LocalProcessLauncher, SSHLauncher
+
+    if isinstance(launcher, LocalProcessLauncher) and not isinstance(launcher, SSHLauncher):
+        pid = getattr(launcher, "pid", None)
+        return pid if isinstance(pid, int) and pid > 0 else None
+    return None
+
+
 def _nanny_pids(cluster: Any) -> list[int]:
     """The engines' child processes (nannies, workers): in sessions of their own, nannies
     do not always follow their engine out (Linux /proc; none found elsewhere)."""
     nannies = []
     for engine_set in cluster.engines.values():
-        for launcher in engine_set.launchers.values():
-            pid = getattr(launcher, "pid", None)
+        for launcher in getattr(engine_set, "launchers", {}).values():
+            pid = _local_pid(launcher)
+            if pid is None:
+                continue
             try:
                 with open(f"/proc/{pid}/task/{pid}/children") as children:
                     nannies.extend(int(child) for child in children.read().split())
@@ -223,15 +248,20 @@ def _exists(pid: int) -> bool:
 
 def _launcher_process_groups(cluster: Any) -> list[int]:
     """The process groups of the controller and engine launchers of a cluster."""
-    pids = [getattr(cluster.controller, "pid", None)]
+    launchers = [cluster.controller]
     for engine_set in cluster.engines.values():
-        pids.extend(getattr(launcher, "pid", None) for launcher in engine_set.launchers.values())
+        launchers.extend(getattr(engine_set, "launchers", {}).values())
     groups = []
-    for pid in pids:
-        try:
-            groups.append(os.getpgid(pid))
-        except (TypeError, ProcessLookupError):
+    for launcher in launchers:
+        pid = _local_pid(launcher)
+        if pid is None:
             continue
+        try:
+            group = os.getpgid(pid)
+        except ProcessLookupError:
+            continue
+        if group == pid:  # its own group (start_new_session), never ours
+            groups.append(group)
     return groups
 
 
@@ -242,74 +272,9 @@ def _stop_quietly(handle: ClusterHandle) -> None:
         else:
             handle.cluster.stop_cluster_sync()
             kill_process_groups(_launcher_process_groups(handle.cluster))
-            shutil.rmtree(handle.profile_dir or "", ignore_errors=True)
+            if handle.private_dir:
+                shutil.rmtree(handle.private_dir, ignore_errors=True)
             if handle.watchdog is not None:
                 handle.watchdog.disarm()
     except Exception:
         logging.getLogger(__name__).debug("stopping a half-started cluster failed", exc_info=True)
-
-
-def _check_profile_has_cluster(profile: str, cluster_id: str | None) -> None:
-    """Fail at once, saying what is missing, rather than wait for a file that never comes."""
-    from IPython.core.profiledir import ProfileDir, ProfileDirError
-    from IPython.paths import get_ipython_dir
-
-    ipython_dir = get_ipython_dir()
-    try:
-        profile_dir = ProfileDir.find_profile_dir_by_name(ipython_dir, profile)
-    except ProfileDirError:
-        raise ClusterError(
-            f"--gold-profile {profile}: there is no IPython profile of that name in "
-            f"{ipython_dir}. Check the name ('ipython profile list' shows them), or create "
-            f"one with 'ipython profile create --parallel {profile}'."
-        ) from None
-    suffix = f"-{cluster_id}" if cluster_id else ""
-    connection_file = Path(profile_dir.security_dir, f"ipcontroller{suffix}-client.json")
-    if not connection_file.is_file():
-        which = f"cluster {cluster_id!r} of profile" if cluster_id else "profile"
-        raise ClusterError(
-            f"--gold-profile {profile}: the {which} {profile!r} has no running cluster "
-            f"({connection_file} does not exist). Start it first, e.g. "
-            f"'ipcluster start --profile={profile}"
-            + (f" --cluster-id={cluster_id}" if cluster_id else "")
-            + "' (in tmux, or with --daemonize)."
-        )
-
-
-def attach(
-    *,
-    connection_file: str | None,
-    profile: str | None,
-    cluster_id: str | None,
-    wait_seconds: float,
-) -> ClusterHandle:
-    """Connect to a running cluster through a connection file or a profile."""
-    if connection_file:
-        path = Path(connection_file).expanduser()
-        if not path.is_file():
-            raise ClusterError(
-                f"--gold-connection-file {connection_file}: no such file. Pass the "
-                "ipcontroller-client.json of a running cluster (it is in the profile's "
-                "security/ directory, e.g. ~/.ipython/profile_gold/security/)."
-            )
-        what = f"connection file {path}"
-        kwargs: dict[str, Any] = {}
-        args: tuple[Any, ...] = (str(path),)
-    else:
-        assert profile
-        _check_profile_has_cluster(profile, cluster_id)
-        what = f"profile {profile!r}" + (f", cluster id {cluster_id!r}" if cluster_id else "")
-        args = ()
-        kwargs = {"profile": profile}
-        if cluster_id:
-            kwargs["cluster_id"] = cluster_id
-    try:
-        client = ipp.Client(*args, timeout=wait_seconds, **kwargs)
-    except (OSError, TimeoutError, ValueError, KeyError) as error:
-        raise ClusterError(
-            f"pytest-gold could not attach to the cluster of {what} "
-            f"({type(error).__name__}: {error}). Check that the cluster is running "
-            "('ipcluster start --profile=NAME') and that its connection file is current; "
-            "a connection file left from a stopped cluster cannot be used."
-        ) from None
-    return ClusterHandle(client=client, description=f"attached to the cluster of {what}")

@@ -9,6 +9,7 @@ into a failed report for the case it was running, then starts a new worker for t
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import math
 import os
 import platform
@@ -345,10 +346,21 @@ def interrupt_run(run_id: str) -> None:
 # -- entry points called through ipyparallel (plain data in, plain data out) ------------
 
 
-def remote_engine_info(engine_id: int) -> dict[str, Any]:
+def remote_engine_info(
+    engine_id: int, rootdir: str = "", invocation_dir: str = ""
+) -> dict[str, Any]:
+    """Who this engine is, and what the engine check needs to know about it."""
     global _engine_id
     _engine_id = engine_id
-    return to_wire(engine_info())
+    info = engine_info()
+    return to_wire(
+        dataclasses.replace(
+            info,
+            rootdir_visible=not rootdir or os.path.isdir(rootdir),
+            cwd_usable=not invocation_dir
+            or (os.path.isdir(invocation_dir) and os.access(invocation_dir, os.R_OK | os.X_OK)),
+        )
+    )
 
 
 def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,10 @@ class EngineInfo:
     platform: str
     pytest_gold: str = ""
     pytest: str = ""
+    #: Engine check: the controller's rootdir exists there (a shared filesystem).
+    rootdir_visible: bool = True
+    #: Engine check: the invocation directory can be the worker's cwd there.
+    cwd_usable: bool = True
 
     @property
     def tag(self) -> str:

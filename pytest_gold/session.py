@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from . import engine as engine_module
+from .attaching import attach, keep_message
 from .campaign import CampaignParts
-from .cluster import ClusterError, ClusterHandle, attach, start_embedded
+from .cluster import ClusterError, ClusterHandle, start_embedded
+from .enginepool import EnginePool
 from .faults import (
     EVERY_ENGINE_LOST,
     INTERRUPT_GRACE_SECONDS,
@@ -31,7 +33,6 @@ from .messages import (
     Batch,
     EngineInfo,
     RunSpec,
-    engine_from_wire,
     result_from_wire,
     to_wire,
 )
@@ -61,6 +62,8 @@ class RunState:
     used_engines: set[int] = field(default_factory=set)
     not_run: list[str] = field(default_factory=list)
     lost_engines: set[int] = field(default_factory=set)
+    #: Engines left out because the engine check failed: (what they said, what differs).
+    failed_check: dict[int, tuple[EngineInfo | None, list[str]]] = field(default_factory=dict)
     #: Cases that were running when the run stopped, with where they ran.
     cut_short: list[str] = field(default_factory=list)
     #: How often each case was lost with its engine (resubmitted up to --gold-retries).
@@ -77,7 +80,7 @@ class RunState:
     exit_request: Any = None
 
 
-class GoldController(FaultHandling, CampaignParts):
+class GoldController(EnginePool, FaultHandling, CampaignParts):
     """The controller-side plugin of a ``--gold`` run."""
 
     def __init__(self, config: pytest.Config, settings: GoldSettings) -> None:
@@ -174,6 +177,7 @@ class GoldController(FaultHandling, CampaignParts):
                 profile=settings.profile,
                 cluster_id=settings.cluster_id,
                 wait_seconds=settings.wait_seconds,
+                keep_cluster=settings.keep_cluster,
             )
         return start_embedded(settings.engines, settings.wait_seconds)
 
@@ -182,6 +186,8 @@ class GoldController(FaultHandling, CampaignParts):
             handle, self.handle = self.handle, None
             state = self.state
             handle.close(at_once=state.interrupted or state.hard_stop or state.controller_lost)
+            if handle.keep and self.settings.profile:
+                self.write_line(keep_message(self.settings.profile, self.settings.cluster_id))
 
     def write_line(self, text: str, *, problem: bool = False) -> None:
         """A line on the terminal; with -q only problems (lost engines, ...) are shown."""
@@ -196,17 +202,7 @@ class GoldController(FaultHandling, CampaignParts):
         assert self.handle is not None
         client = self.handle.client
         replayer = Replayer(self.config)
-        if not client.ids:
-            try:
-                client.wait_for_engines(1, timeout=self.settings.wait_seconds)
-            except TimeoutError:
-                raise pytest.UsageError(
-                    f"pytest-gold: no engine registered with the cluster "
-                    f"({self.handle.description}) within {self.settings.wait_seconds:g} s "
-                    "(--gold-wait). Start engines (e.g. 'ipcluster engines --profile=NAME "
-                    "-n 4') or wait longer with --gold-wait, and run again."
-                ) from None
-        self.discover_engines(client)
+        self.wait_for_engines(client)
         self.announce()
         if self.progress is not None:  # utilisation and status lines count from here
             self.progress.started = self.last_status_line = time.monotonic()
@@ -271,43 +267,6 @@ class GoldController(FaultHandling, CampaignParts):
                 self.check_stop(session, queue, client)
             self.discover_engines(client)
             self.tick(queue)
-
-    def discover_engines(self, client: Any) -> None:
-        known = self.state.engines.keys() | self.state.lost_engines
-        new = [eid for eid in client.ids if eid not in known]
-        if not new:
-            return
-        results = {
-            eid: client[eid].apply_async(engine_module.remote_engine_info, eid) for eid in new
-        }
-        engines = []
-        for eid, result in results.items():
-            info = engine_from_wire(result.get(timeout=self.settings.wait_seconds))
-            self.state.engines[eid] = info
-            self.state.idle.append(eid)
-            if self.progress is not None:
-                self.progress.add_engine(info.host)
-            engines.append(info)
-        self.config.hook.pytest_gold_cluster_ready(
-            config=self.config, client=client, engines=engines
-        )
-
-    def announce(self) -> None:
-        assert self.handle is not None
-        hosts: dict[str, int] = {}
-        for info in self.state.engines.values():
-            hosts[info.host] = hosts.get(info.host, 0) + 1
-        on_hosts = ", ".join(f"{host}: {count}" for host, count in sorted(hosts.items()))
-        started = f", started in {self.handle.started_seconds:.1f} s" if self.handle.owned else ""
-        count = len(self.state.engines)
-        engines = f"{count} engine{'s' if count != 1 else ''}"
-        expected = self.handle.expected_engines
-        if expected and count < expected:
-            engines += f" of {expected} registered (the others join as they start)"
-        self.write_line(
-            f"gold: {self.handle.description}{started}: {engines}"
-            f" on {len(hosts)} host{'s' if len(hosts) != 1 else ''} ({on_hosts})"
-        )
 
     def dispatch(self, client: Any, queue: DispatchQueue, wire_spec: dict[str, Any]) -> None:
         state = self.state

@@ -33,8 +33,9 @@ _VALUE_OPTIONS = [
     (
         "--gold-profile",
         "gold_profile",
-        "attach to the running cluster of this ipyparallel profile instead of starting an "
-        "embedded one.",
+        "run on the cluster of this ipyparallel profile instead of an embedded one: attach "
+        "to it when it is running, else start it from the profile's configuration (and "
+        "stop it at the end unless --gold-keep-cluster).",
     ),
     (
         "--gold-cluster-id",
@@ -50,6 +51,13 @@ _VALUE_OPTIONS = [
         "--gold-wait",
         "gold_wait",
         f"seconds to wait for a cluster to start or answer (default {DEFAULT_WAIT_SECONDS:.0f}).",
+    ),
+    (
+        "--gold-min-engines",
+        "gold_min_engines",
+        "engines that must have registered (and passed the engine check) before the first "
+        "case is dispatched; the run fails after --gold-wait seconds with fewer "
+        "(default 1). Engines that register later join the run.",
     ),
     (
         "--gold-timeout",
@@ -111,6 +119,14 @@ def addoption(parser: pytest.Parser) -> None:
         group.addoption(option, dest=dest, default=None, metavar="VALUE", help=text)
         parser.addini(ini, f"default for {option}: {text}", default=None)
     group.addoption(
+        "--gold-keep-cluster",
+        dest="gold_keep_cluster",
+        action="store_true",
+        default=False,
+        help="with --gold-profile, when the run starts the profile's cluster: leave it "
+        "running for the next run (the run prints how to stop it).",
+    )
+    group.addoption(
         "--gold-resume",
         dest="gold_resume",
         action="store_true",
@@ -153,6 +169,8 @@ class GoldSettings:
     connection_file: str | None
     wait_seconds: float
     batch_seconds: float
+    min_engines: int = 1
+    keep_cluster: bool = False
     retries: int = DEFAULT_RETRIES
     timeout_seconds: float | None = None
     order: str = ORDER_DURATION
@@ -166,7 +184,7 @@ class GoldSettings:
             return f"attach through {self.connection_file}"
         if self.profile:
             cluster = f", cluster id {self.cluster_id!r}" if self.cluster_id else ""
-            return f"attach to the cluster of profile {self.profile!r}{cluster}"
+            return f"the cluster of profile {self.profile!r}{cluster}"
         plural = "s" if self.engines != 1 else ""
         return f"embedded cluster, {self.engines} engine{plural} on 127.0.0.1"
 
@@ -224,6 +242,20 @@ def from_config(config: pytest.Config) -> GoldSettings:
                 f"least 1, not {raw_engines!r}. Leave it out to use one engine per usable CPU "
                 f"({usable_cpus()} here)."
             )
+    raw_min = _raw(config, "gold_min_engines")
+    min_engines = 1
+    if raw_min is not None:
+        if not raw_min.isdigit() or int(raw_min) < 1:
+            raise pytest.UsageError(
+                f"--gold-min-engines (ini gold_min_engines) must be a whole number of "
+                f"engines, at least 1, not {raw_min!r}."
+            )
+        min_engines = int(raw_min)
+    if raw_engines is not None and min_engines > engines:
+        raise pytest.UsageError(
+            f"--gold-min-engines {min_engines} is more than the {engines} engines of the "
+            "embedded cluster (--gold-engines); lower one of them."
+        )
     raw_retries = _raw(config, "gold_retries")
     retries = DEFAULT_RETRIES
     if raw_retries is not None:
@@ -251,6 +283,12 @@ def from_config(config: pytest.Config) -> GoldSettings:
             "cluster the run attaches to (--gold-profile / --gold-connection-file). "
             "Leave it out, or start the profile's cluster with the engine count you want."
         )
+    keep_cluster = bool(config.getoption("gold_keep_cluster"))
+    if keep_cluster and not profile:
+        raise pytest.UsageError(
+            "--gold-keep-cluster keeps a profile's cluster that the run starts: give "
+            "--gold-profile too (an embedded cluster is always stopped at the end)."
+        )
     order = _raw(config, "gold_order") or ORDER_DURATION
     if order not in ORDERS:
         raise pytest.UsageError(
@@ -272,6 +310,8 @@ def from_config(config: pytest.Config) -> GoldSettings:
             config, "gold_batch_seconds", "--gold-batch-seconds", DEFAULT_TARGET_BATCH_SECONDS
         ),
         retries=retries,
+        min_engines=min_engines,
+        keep_cluster=keep_cluster,
         timeout_seconds=(
             _positive_number(config, "gold_timeout", "--gold-timeout", math.inf)
             if _raw(config, "gold_timeout") is not None

@@ -46,7 +46,8 @@ def main() -> int:
     except Exception as error:  # stopped already, or half-started: nothing more to do
         print(f"pytest-gold watchdog: {type(error).__name__}: {error}", file=sys.stderr)
     finally:
-        shutil.rmtree(profile_dir, ignore_errors=True)
+        if profile_dir:  # a private one (embedded cluster); never a user's profile
+            shutil.rmtree(profile_dir, ignore_errors=True)
     return 0
 
 

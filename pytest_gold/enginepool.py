@@ -1,0 +1,167 @@
+"""The controller's engines: wait for them, check them, take in those that join later.
+
+A mixin of :class:`pytest_gold.session.GoldController`.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any
+
+import pytest
+
+from . import __version__
+from . import engine as engine_module
+from .enginecheck import Expected, advice, describe, mismatches
+from .messages import EngineInfo, engine_from_wire
+
+#: How often the registered engines are counted while the run waits for them.
+WAIT_POLL_SECONDS = 0.2
+#: How often a line saying how many engines registered is printed while waiting.
+WAIT_LINE_SECONDS = 5.0
+
+
+class EnginePool:
+    """Needs ``config``, ``settings``, ``state``, ``handle``, ``progress``, ``write_line``."""
+
+    config: pytest.Config
+    settings: Any
+    state: Any
+    handle: Any
+    progress: Any
+
+    def write_line(self, text: str, *, problem: bool = False) -> None:
+        raise NotImplementedError
+
+    def expected(self) -> Expected:
+        return Expected(
+            python=platform.python_version(),
+            pytest=pytest.__version__,
+            pytest_gold=__version__,
+            rootdir=str(self.config.rootpath),
+            invocation_dir=str(self.config.invocation_params.dir),
+        )
+
+    def wait_for_engines(self, client: Any) -> None:
+        """Until --gold-min-engines engines registered and passed the check, or fail."""
+        need = self.settings.min_engines
+        deadline = time.monotonic() + self.settings.wait_seconds
+        last_line = time.monotonic()
+        last_count = -1
+        while True:
+            self.discover_engines(client, initial=True)
+            usable = len(self.state.engines)
+            if usable >= need:
+                break
+            registered = len(client.ids)
+            now = time.monotonic()
+            if now >= deadline:
+                raise pytest.UsageError(self.too_few_engines(usable, registered))
+            if registered != last_count or now - last_line >= WAIT_LINE_SECONDS:
+                expected = self.handle.expected_engines
+                of = f" of {expected}" if expected else ""
+                self.write_line(
+                    f"gold: waiting for engines: {registered}{of} registered, {usable} "
+                    f"usable, {need} needed (--gold-min-engines); "
+                    f"{deadline - now:.0f} s left (--gold-wait)"
+                )
+                last_count, last_line = registered, now
+            time.sleep(WAIT_POLL_SECONDS)
+        if self.state.failed_check:
+            for line in describe(self.state.failed_check):
+                self.write_line(
+                    f"gold: left out of the run, engine check failed: {line}", problem=True
+                )
+
+    def too_few_engines(self, usable: int, registered: int) -> str:
+        need = self.settings.min_engines
+        failed = self.state.failed_check
+        text = (
+            f"pytest-gold: waited {self.settings.wait_seconds:g} s (--gold-wait) for "
+            f"{need} usable engine{'s' if need != 1 else ''} (--gold-min-engines) of the "
+            f"cluster ({self.handle.description}); {registered} registered"
+        )
+        if failed:
+            problems = [p for _, found in failed.values() for p in found]
+            text += (
+                f", {len(failed)} failed the engine check: "
+                + " | ".join(describe(failed))
+                + f". To fix: {advice(problems)}."
+            )
+        else:
+            text += (
+                ". Start more engines (e.g. 'ipcluster engines --profile=NAME -n 4'), check "
+                "the cluster's logs for engines that fail to start, or lower "
+                "--gold-min-engines / raise --gold-wait."
+            )
+        return text
+
+    def discover_engines(self, client: Any, initial: bool = False) -> None:
+        """Check engines that registered since last time; take in those that pass."""
+        state = self.state
+        known = state.engines.keys() | state.lost_engines | state.failed_check.keys()
+        new = [eid for eid in client.ids if eid not in known]
+        if not new:
+            return
+        expected = self.expected()
+        results = {
+            eid: client[eid].apply_async(
+                engine_module.remote_engine_info,
+                eid,
+                expected.rootdir,
+                expected.invocation_dir,
+            )
+            for eid in new
+        }
+        engines = []
+        for eid, result in results.items():
+            try:
+                info: EngineInfo | None = engine_from_wire(
+                    result.get(timeout=self.settings.wait_seconds)
+                )
+            except Exception as error:  # e.g. pytest-gold is not importable there
+                info, problems = (
+                    None,
+                    [
+                        f"could not run pytest-gold there ({type(error).__name__}: "
+                        f"{getattr(error, 'evalue', None) or error}); is pytest-gold installed in "
+                        "the engines' Python?"
+                    ],
+                )
+            else:
+                problems = mismatches(expected, info)
+            if problems:
+                state.failed_check[eid] = (info, problems)
+                if not initial:
+                    line = describe({eid: (info, problems)})[0]
+                    self.write_line(f"gold: engine check failed, left out: {line}", problem=True)
+                continue
+            assert info is not None
+            state.engines[eid] = info
+            state.idle.append(eid)
+            if self.progress is not None:
+                self.progress.add_engine(info.host)
+            engines.append(info)
+        if engines:
+            self.config.hook.pytest_gold_cluster_ready(
+                config=self.config, client=client, engines=engines
+            )
+
+    def announce(self) -> None:
+        hosts: dict[str, int] = {}
+        for info in self.state.engines.values():
+            hosts[info.host] = hosts.get(info.host, 0) + 1
+        on_hosts = ", ".join(f"{host}: {count}" for host, count in sorted(hosts.items()))
+        started = f", started in {self.handle.started_seconds:.1f} s" if self.handle.owned else ""
+        count = len(self.state.engines)
+        engines = f"{count} engine{'s' if count != 1 else ''}"
+        expected = self.handle.expected_engines
+        if expected and count < expected:
+            engines += f" of {expected} registered (the others join as they start)"
+        self.write_line(
+            f"gold: {self.handle.description}{started}: {engines}"
+            f" on {len(hosts)} host{'s' if len(hosts) != 1 else ''} ({on_hosts})"
+        )
+        for warning in self.handle.warnings:
+            self.write_line(f"gold: warning: {warning}", problem=True)
