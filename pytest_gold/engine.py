@@ -33,6 +33,7 @@ from .messages import (
     WorkerCrashed,
     batch_from_wire,
     event_from_wire,
+    is_event,
     spec_from_wire,
     to_wire,
 )
@@ -59,6 +60,11 @@ from .workerprocess import (
 
 #: How long an interrupted case gets to stop before its worker is killed.
 INTERRUPT_GRACE_SECONDS = 5.0
+#: The controller's request to interrupt the running batch (-x, Ctrl-C), sent through
+#: the engine's nanny. Not SIGINT: ipykernel catches a SIGINT that lands after our
+#: function returned but before the reply went out, and then never sends the reply (the
+#: controller would wait forever). This one only sets a flag the supervisor polls.
+INTERRUPT_SIGNAL = signal.SIGUSR2
 #: Lines of a timed-out worker's output quoted: the stacks of all its threads.
 STACK_TAIL_LINES = 400
 #: How long a worker gets to print its stacks before a timed-out case is killed.
@@ -68,9 +74,27 @@ HOST_ENV = "PYTEST_GOLD_HOST"
 
 
 _engine_id: int | None = None
+_interrupt_requested = False
 _workers: dict[str, WorkerProcess] = {}
 #: Workers that finished their run and are ending their pytest session.
 _exiting: list[WorkerProcess] = []
+
+
+def _request_interrupt(signum: int, frame: Any) -> None:
+    global _interrupt_requested
+    _interrupt_requested = True
+
+
+def _install_interrupt_handler() -> None:
+    # At import, which ipyparallel does in the engine's main thread when it unpickles the
+    # first call: from then on INTERRUPT_SIGNAL never ends the engine, even when late.
+    try:
+        signal.signal(INTERRUPT_SIGNAL, _request_interrupt)
+    except ValueError:  # not the main thread (imported elsewhere): nothing to install
+        pass
+
+
+_install_interrupt_handler()
 
 
 def engine_info() -> EngineInfo:
@@ -104,36 +128,47 @@ def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
 
 
 def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
+    global _interrupt_requested
     engine = engine_info()
     events: list[Event] = []
     pending = deque(batch.nodeids)
-    while pending:
-        try:
-            worker = _worker_for(spec, engine)
-        except WorkerStartFailed as error:
-            events += _errors_for(pending, f"could not start a worker on {engine.tag}: {error}")
-            break
-        worker.channel.send({"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))})
-        relay = BatchRelay(worker, engine, pending, batch.time_limits)
-        waiting = len(pending)
-        try:
-            pending = relay.run()
-        except KeyboardInterrupt:
-            # The controller interrupts (Ctrl-C, -x): pass it on to the case, then collect
-            # what the worker says about the rest of the batch.
-            interrupt_run(spec.run_id)
-            pending = relay.run(deadline=time.monotonic() + INTERRUPT_GRACE_SECONDS)
-        events.extend(relay.events)
-        if pending and len(pending) == waiting:
-            # The worker died before starting any case of what was left: report those
-            # cases rather than start worker after worker.
-            cause = next(
-                (e.cause for e in reversed(relay.events) if isinstance(e, WorkerCrashed)), "?"
+    try:
+        while pending:
+            if _interrupt_requested:  # before or between workers: start nothing more
+                events.append(NotRun(nodeids=list(pending), reason=INTERRUPTED))
+                break
+            try:
+                worker = _worker_for(spec, engine)
+            except WorkerStartFailed as error:
+                events += _errors_for(pending, f"could not start a worker on {engine.tag}: {error}")
+                break
+            worker.channel.send(
+                {"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))}
             )
-            events += _errors_for(
-                pending, f"the worker on {engine.tag} died before this case started: {cause}"
-            )
-            break
+            relay = BatchRelay(worker, engine, pending, batch.time_limits)
+            waiting = len(pending)
+            try:
+                pending = relay.run()
+            except KeyboardInterrupt:
+                # A SIGINT from an older controller or a user: handled as the flag is.
+                _interrupt_requested = True
+                pending = relay.run()
+            events.extend(relay.events)
+            if pending and len(pending) == waiting and not _interrupt_requested:
+                # The worker died before starting any case of what was left: report
+                # those cases rather than start worker after worker.
+                cause = next(
+                    (e.cause for e in reversed(relay.events) if isinstance(e, WorkerCrashed)),
+                    "?",
+                )
+                events += _errors_for(
+                    pending, f"the worker on {engine.tag} died before this case started: {cause}"
+                )
+                break
+    finally:
+        # Served: a request that arrives from now on is late, and is dropped by the next
+        # run's first call (remote_engine_info).
+        _interrupt_requested = False
     return BatchResult(engine=engine, events=events)
 
 
@@ -148,8 +183,8 @@ def _errors_for(nodeids: deque[str], reason: str) -> list[Event]:
 class BatchRelay:
     """Relays one batch's events from the worker, tracking the case it is running.
 
-    An object rather than a loop's locals, because an interruption (the controller's
-    SIGINT arrives as KeyboardInterrupt) restarts the loop and must keep what it knew.
+    An object rather than a loop's locals, because a KeyboardInterrupt (a SIGINT from a
+    user) restarts the loop, which must keep what it knew.
     """
 
     def __init__(
@@ -170,16 +205,22 @@ class BatchRelay:
         self.current_start = 0
         self.location: tuple[str, int | None, str] | None = None
         self.phases: dict[str, str] = {}
+        #: Once interrupted: when the worker is killed if the case has not stopped.
+        self.deadline = math.inf
 
-    def run(self, deadline: float = math.inf) -> deque[str]:
+    def run(self) -> deque[str]:
         """Relay until the batch is done; return the cases that must be rerun.
 
-        Past ``deadline`` (an interrupted case that ignores SIGINT) the worker is killed
-        and the case counts as not run.
+        When the controller asks for an interruption, the worker gets SIGINT (like
+        Ctrl-C); past :data:`INTERRUPT_GRACE_SECONDS` (a case that ignores SIGINT) it is
+        killed and the case counts as not run.
         """
         worker = self.worker
         while True:
-            if time.monotonic() > deadline:
+            if _interrupt_requested and self.deadline == math.inf:
+                interrupt_run(worker.spec.run_id)
+                self.deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+            if time.monotonic() > self.deadline:
                 return self.abandon()
             try:
                 message = worker.receive(POLL_SECONDS)
@@ -205,7 +246,8 @@ class BatchRelay:
                     }
                 worker.channel.send({"kind": CAPTURE_FD})  # the worker waits for this
                 continue
-            self.handle(event_from_wire(message))
+            if is_event(message):  # not a stray control message (a late "ready", ...)
+                self.handle(event_from_wire(message))
 
     def stream_output(self) -> None:
         """Print the worker's new complete lines to this engine's stdout, which ipyparallel
@@ -309,14 +351,16 @@ def finish_run(run_id: str) -> BatchResult:
                 break
             if message["kind"] == CAPTURE_FD:
                 worker.channel.send({"kind": CAPTURE_FD})
-            else:
+            elif is_event(message):
                 events.append(event_from_wire(message))
         else:
             worker.kill()
     except (EOFError, OSError):
         worker.kill()
-    worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
-    _exiting.append(worker)
+    finally:
+        # Whatever happened, the worker is reaped (or killed) later, never forgotten.
+        worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
+        _exiting.append(worker)
     return BatchResult(engine=engine, events=events)
 
 
@@ -349,9 +393,11 @@ def interrupt_run(run_id: str) -> None:
 def remote_engine_info(
     engine_id: int, rootdir: str = "", invocation_dir: str = ""
 ) -> dict[str, Any]:
-    """Who this engine is, and what the engine check needs to know about it."""
-    global _engine_id
+    """Who this engine is, and what the engine check needs to know about it. The first
+    call of every run: an interruption request left over from an earlier run is dropped."""
+    global _engine_id, _interrupt_requested
     _engine_id = engine_id
+    _interrupt_requested = False
     info = engine_info()
     return to_wire(
         dataclasses.replace(

@@ -28,6 +28,9 @@ POLL_SECONDS = 0.2
 #: After Ctrl-C, how long interrupted cases (and teardowns) get to report back: longer
 #: than an engine waits for an interrupted case before it kills its worker.
 INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
+#: After a stop (-x, --maxfail, pytest.exit()), how long running batches get to report
+#: back before their cases count as not run and their engines as unresponsive.
+STOP_GRACE_SECONDS = INTERRUPT_GRACE_SECONDS + 10
 #: Why a run stopped when no engine was left.
 EVERY_ENGINE_LOST = "every engine was lost"
 #: Stands for "no engine" on reports of cases that never reached one.
@@ -167,7 +170,27 @@ class FaultHandling:
         """No new case starts; the running ones are interrupted."""
         state = self.state
         state.stop_reason = reason
+        state.stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
         state.not_run.extend(queue.drain())
         busy = sorted({eid for eid, _ in state.inflight.values()})
         if busy:
-            client.send_signal("SIGINT", targets=busy, block=False)
+            client.send_signal(engine_module.INTERRUPT_SIGNAL.name, targets=busy, block=False)
+
+    def abandon_unanswered(self) -> None:
+        """Batches still out when the grace period after a stop ran out: their cases did
+        not run, and their engines get nothing more from this run (not even the final
+        teardown), so that nothing waits on them."""
+        state = self.state
+        engines = set()
+        for eid, batch in state.inflight.values():
+            engine = state.engines.get(eid, NO_ENGINE)
+            engines.add(engine.tag)
+            state.not_run.extend(batch.nodeids)
+            state.cut_short.extend(f"{nodeid} (on {engine.tag})" for nodeid in batch.nodeids)
+            state.unresponsive.add(eid)
+        state.inflight.clear()
+        self.write_line(
+            f"gold: no answer from {', '.join(sorted(engines))} within {STOP_GRACE_SECONDS:g} s "
+            "of the stop; the cases there count as not run",
+            problem=True,
+        )

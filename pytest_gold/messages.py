@@ -175,6 +175,11 @@ def to_wire(message: Any) -> dict[str, Any]:
     return data
 
 
+def is_event(message: dict[str, Any]) -> bool:
+    """Whether a worker message is an event (not a control message such as ``ready``)."""
+    return message.get("kind") in _EVENT_KINDS
+
+
 def event_from_wire(data: dict[str, Any]) -> Event:
     fields = dict(data)
     cls = _EVENT_KINDS[fields.pop("kind")]

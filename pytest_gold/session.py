@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -77,6 +78,10 @@ class RunState:
     interrupted: bool = False
     hard_stop: bool = False
     stop_reason: str | None = None
+    #: After a stop: when batches that have not answered are given up.
+    stop_deadline: float | None = None
+    #: Engines that did not answer after a stop: nothing more is sent to them.
+    unresponsive: set[int] = field(default_factory=set)
     exit_request: Any = None
 
 
@@ -265,6 +270,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
                 self.collect(future, queue, replayer, client)
             if state.stop_reason is None:
                 self.check_stop(session, queue, client)
+            elif state.inflight and time.monotonic() > (state.stop_deadline or math.inf):
+                self.abandon_unanswered()
             self.discover_engines(client)
             self.tick(queue)
 
@@ -326,7 +333,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         """End the workers: last teardowns (reported), then their pytest sessions."""
         state = self.state
         busy = {eid for eid, _ in state.inflight.values()}
-        used = sorted(state.used_engines - state.lost_engines - busy)
+        used = sorted(state.used_engines - state.lost_engines - state.unresponsive - busy)
         if not used or state.controller_lost or state.hard_stop:
             return
         result = client[used].apply_async(engine_module.remote_finish_run, self.run_id)

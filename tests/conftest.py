@@ -28,6 +28,8 @@ SESSION_ENGINES = 2
 TOKEN_ENV = "PYTEST_GOLD_TEST_TOKEN"
 #: How long stopped cluster processes get to exit before they count as left behind.
 EXIT_GRACE_SECONDS = 15.0
+#: How long a test waits for an engine's answer to a trivial request.
+REPLY_SECONDS = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +53,8 @@ def connection_file(gold_cluster: ClusterHandle) -> Path:
 def gold_args(connection_file: Path, gold_cluster: ClusterHandle) -> Iterator[list[str]]:
     """Arguments that make an inner run use the session cluster; checks workers are ended."""
     yield ["--gold", f"--gold-connection-file={connection_file}"]
-    engine_pids = gold_cluster.client[:].apply_sync(os.getpid)
+    # Bounded: an engine that never answers fails the test rather than hanging the suite.
+    engine_pids = gold_cluster.client[:].apply_async(os.getpid).get(timeout=REPLY_SECONDS)
     deadline = time.monotonic() + EXIT_GRACE_SECONDS
     while True:
         workers = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.cluster
@@ -122,3 +124,29 @@ def test_maxfail(pytester: pytest.Pytester, gold_args):
     # Cases already running on the other engine may still finish, never many more.
     assert 3 <= outcomes["failed"] <= 4
     result.stdout.fnmatch_lines(["*stopping after 3 failures*"])
+
+
+def test_late_interrupt_request_is_harmless(pytester: pytest.Pytester, gold_args, gold_cluster):
+    """An interruption request that reaches an engine after its batch (or between runs)
+    neither kills the engine nor cuts short a case of the next run."""
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_case(i):
+            time.sleep(0.2)
+        """
+    )
+    first = pytester.runpytest("-p", "no:cacheprovider", *gold_args)
+    first.assert_outcomes(passed=4)
+    from pytest_gold.engine import INTERRUPT_SIGNAL
+
+    client = gold_cluster.client
+    pids = client[:].apply_async(os.getpid).get(timeout=30)
+    client.send_signal(INTERRUPT_SIGNAL.name, targets=client.ids, block=True)
+    # Every engine survived it (the signal's default action would have ended them).
+    assert client[:].apply_async(os.getpid).get(timeout=30) == pids
+    second = pytester.runpytest("-p", "no:cacheprovider", *gold_args)
+    second.assert_outcomes(passed=4)
