@@ -14,7 +14,7 @@ from typing import Any
 
 import ipyparallel as ipp
 
-from .cluster import ClusterError, ClusterHandle, Watchdog, _launcher_process_groups, _stop_quietly
+from .cluster import ClusterError, ClusterHandle, Watchdog, _launcher_process_groups, abort_start
 
 #: Permission bits that let someone other than the owner read (or list) a path.
 OTHERS_READ = stat.S_IRWXG | stat.S_IRWXO
@@ -157,18 +157,15 @@ def start_from_profile(
             handle.watchdog = Watchdog(cluster.cluster_file, "", handle.process_groups)
         handle.client = cluster.connect_client_sync()
     except BaseException as error:
-        if handle is not None:
-            handle.keep = False
-            _stop_quietly(handle)
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise ClusterError(
+        abort_start(
+            handle,
+            error,
             f"--gold-profile {profile}: the profile has no running cluster, and starting it "
             f"from its configuration failed ({type(error).__name__}: {error}). The cluster's "
             f"logs are in {profile_dir / 'log'}; 'python -m pytest_gold profile show "
             f"{profile}' prints what the profile starts. Or start it yourself with "
-            f"'ipcluster start --profile={profile}' and run again."
-        ) from None
+            f"'ipcluster start --profile={profile}' and run again.",
+        )
     handle.started_seconds = time.monotonic() - started
     handle.description = f"started the cluster of profile {profile!r}"
     return handle

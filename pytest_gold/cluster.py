@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import ipyparallel as ipp
 
@@ -136,15 +136,14 @@ def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
         # Dispatch starts with the first engine; the others join as they register.
         client.wait_for_engines(1, timeout=wait_seconds)
     except BaseException as error:
-        _stop_quietly(handle)
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise ClusterError(
+        abort_start(
+            handle,
+            error,
             f"pytest-gold could not start an embedded cluster of {engines} engines within "
             f"{wait_seconds:.0f} s ({type(error).__name__}: {error}). The cluster's logs were "
             f"in {profile_dir}/log. Try fewer engines with --gold-engines, a longer wait "
-            "with --gold-wait, or check that 'python -m ipyparallel.engine' works here."
-        ) from None
+            "with --gold-wait, or check that 'python -m ipyparallel.engine' works here.",
+        )
     handle.started_seconds = time.monotonic() - started
     handle.description = f"embedded cluster on {EMBEDDED_IP}"
     return handle
@@ -263,6 +262,17 @@ def _launcher_process_groups(cluster: Any) -> list[int]:
         if group == pid:  # its own group (start_new_session), never ours
             groups.append(group)
     return groups
+
+
+def abort_start(handle: ClusterHandle | None, error: BaseException, message: str) -> NoReturn:
+    """A start failed: stop what it started, then raise ``message`` as a ClusterError (an
+    interruption is raised as it is)."""
+    if handle is not None:
+        handle.keep = False
+        _stop_quietly(handle)
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        raise error
+    raise ClusterError(message) from None
 
 
 def _stop_quietly(handle: ClusterHandle) -> None:
