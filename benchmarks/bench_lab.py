@@ -68,7 +68,7 @@ def pytest_gold_case_finished(config, nodeid, reports, engine):
 
 def pytest_unconfigure(config):
     path = os.environ.get("{TIMES_ENV}")
-    if path:
+    if path and not hasattr(config, "workerinput"):  # the controller, not a worker
         with open(path, "w") as out:
             json.dump(_times, out)
 """
