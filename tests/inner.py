@@ -18,14 +18,17 @@ class InnerPytest:
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
+            # Unbuffered bytes: communicate() with a timeout reads the pipe's fd directly,
+            # so anything a buffered reader had read ahead in read_until would be lost.
+            bufsize=0,
         )
         self.output = ""
 
     def read_until(self, needle: str) -> str:
         """Read output up to the first line containing ``needle`` (or to the end)."""
         assert self.process.stdout is not None
-        for line in self.process.stdout:
+        while raw := self.process.stdout.readline():  # byte by byte: no read-ahead
+            line = raw.decode(errors="replace")
             self.output += line
             if needle in line:
                 return line
@@ -37,7 +40,7 @@ class InnerPytest:
     def finish(self, timeout: float = 60) -> int:
         """Wait for the end; the whole output is then in ``output``."""
         rest, _ = self.process.communicate(timeout=timeout)
-        self.output += rest
+        self.output += rest.decode(errors="replace")
         return self.process.returncode
 
     def __enter__(self) -> InnerPytest:
