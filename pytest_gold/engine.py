@@ -21,6 +21,7 @@ from collections import deque
 from typing import Any
 
 from .messages import (
+    HOST_ENV,
     Batch,
     BatchResult,
     EngineInfo,
@@ -69,8 +70,6 @@ INTERRUPT_SIGNAL = signal.SIGUSR2
 STACK_TAIL_LINES = 400
 #: How long a worker gets to print its stacks before a timed-out case is killed.
 STACK_DUMP_WAIT_SECONDS = 1.0
-#: Environment variable that overrides the host name shown in reports (SSH host aliases).
-HOST_ENV = "PYTEST_GOLD_HOST"
 
 
 _engine_id: int | None = None

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 #: The ``kind`` of every event a worker produces, mapped to its class (filled below).
+#: An engine's environment variable naming its host in reports (SSH host aliases, or
+#: hosts that share a hostname); set per host by ``python -m pytest_gold profile create``.
+HOST_ENV = "PYTEST_GOLD_HOST"
 _EVENT_KINDS: dict[str, type[Event]] = {}
 
 

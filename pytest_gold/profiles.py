@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Thread counts of numerical libraries: one engine per core must not start a thread per core.
+from .messages import HOST_ENV
+from .settings import DEFAULT_WORKER_ENV
+
+#: Thread counts of numerical libraries: one engine per core must not start a thread per
+#: core. The workers' defaults, and those of two more libraries.
 BLAS_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
+    **DEFAULT_WORKER_ENV,
     "NUMEXPR_NUM_THREADS": "1",
     "VECLIB_MAXIMUM_THREADS": "1",
 }
-#: The engine-side variable that names the host in reports (see ``engine.HOST_ENV``).
-HOST_ENV = "PYTEST_GOLD_HOST"
 CONFIG_FILE = "ipcluster_config.py"
 _HOST_PATTERN = re.compile(r"^(?:[\w.+-]+@)?[A-Za-z0-9_.-]+$")
 

@@ -60,6 +60,19 @@ def stop_profile_cluster(ipython_dir: Path) -> Iterator[list[Path]]:
             pass
 
 
+def start_kept(
+    pytester: pytest.Pytester, ipython_dir: Path, name: str, stop_profile_cluster: list[Path]
+) -> tuple[Path, pytest.RunResult]:
+    """A run that starts the profile's cluster and keeps it (stopped by the fixture)."""
+    profile = make_profile(ipython_dir, name, LOCAL_PROFILE)
+    stop_profile_cluster.append(profile)
+    result = pytester.runpytest_subprocess(
+        "--gold", f"--gold-profile={name}", "--gold-keep-cluster"
+    )
+    result.assert_outcomes(passed=4)
+    return profile, result
+
+
 def test_profile_cluster_is_started_and_stopped(
     pytester: pytest.Pytester, ipython_dir: Path, leak_check: str
 ):
@@ -76,10 +89,7 @@ def test_profile_cluster_is_started_and_stopped(
 def test_keep_cluster_then_attach(
     pytester: pytest.Pytester, ipython_dir: Path, stop_profile_cluster: list[Path]
 ):
-    profile = make_profile(ipython_dir, "kept", LOCAL_PROFILE)
-    stop_profile_cluster.append(profile)
-    first = pytester.runpytest_subprocess("--gold", "--gold-profile=kept", "--gold-keep-cluster")
-    first.assert_outcomes(passed=4)
+    _, first = start_kept(pytester, ipython_dir, "kept", stop_profile_cluster)
     first.stdout.fnmatch_lines(
         [
             "gold: started the cluster of profile 'kept'*",
@@ -108,10 +118,7 @@ def test_keep_cluster_then_attach(
 def test_permission_warning_for_readable_connection_file(
     pytester: pytest.Pytester, ipython_dir: Path, stop_profile_cluster: list[Path]
 ):
-    profile = make_profile(ipython_dir, "open", LOCAL_PROFILE)
-    stop_profile_cluster.append(profile)
-    first = pytester.runpytest_subprocess("--gold", "--gold-profile=open", "--gold-keep-cluster")
-    first.assert_outcomes(passed=4)
+    profile, _ = start_kept(pytester, ipython_dir, "open", stop_profile_cluster)
     connection = profile / "security" / "ipcontroller-client.json"
     quiet = pytester.runpytest_subprocess("--gold", "--gold-profile=open")
     quiet.assert_outcomes(passed=4)
