@@ -251,12 +251,14 @@ class LabRig:
                 pass
         _kill_group(self.sshd)
 
-    def rig_processes(self) -> list[psutil.Process]:
-        marker = str(self.root)
+    def rig_processes(self, within: Path | None = None) -> list[psutil.Process]:
+        """Live processes of the rig (or of the profile dir ``within`` it); zombies have
+        exited and do not count."""
+        marker = str(within or self.root)
         found = []
         for process in psutil.process_iter():
             try:
-                if process.pid == os.getpid():
+                if process.pid == os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
                     continue
                 # Remote engines get their profile dir in IPP_PROFILE_DIR, not as arguments.
                 named = " ".join(process.cmdline()) + " " + " ".join(process.environ().values())

@@ -11,6 +11,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import ipyparallel as ipp
 import psutil
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.cluster
 
 #: How long the rig's killed processes get to be gone.
 EXIT_SECONDS = 10.0
+#: How long a stopped cluster's controller and engines get to exit.
+STOPPED_SECONDS = 30.0
 
 SWEEP = """
     import time
@@ -123,16 +126,21 @@ def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, 
     finally:
         in_lab.stop_cluster("pair")
     assert not (profile / "security" / "ipcontroller-client.json").exists()
-    assert not [p for p in in_lab.rig_processes() if "profile_pair" in " ".join(p.cmdline())]
+    assert_gone(in_lab, profile, "after 'ipcluster stop'")
     # Not kept: started for the run and stopped at its end.
     once = pytester.runpytest_subprocess("--gold", "--gold-profile=pair", "-v")
     once.assert_outcomes(passed=8)
     once.stdout.fnmatch_lines(["gold: started the cluster of profile 'pair'*"])
     assert "stays running" not in once.stdout.str()
     assert not (profile / "security" / "ipcontroller-client.json").exists()
-    deadline = time.monotonic() + 30
-    while [p for p in in_lab.rig_processes() if "profile_pair" in " ".join(p.cmdline())]:
-        assert time.monotonic() < deadline, "the pair cluster's processes outlived the run"
+    assert_gone(in_lab, profile, "after the run that started it")
+
+
+def assert_gone(lab: LabRig, profile: Path, when: str) -> None:
+    """No controller or engine of the profile's cluster is left (they get a moment)."""
+    deadline = time.monotonic() + STOPPED_SECONDS
+    while left := lab.rig_processes(profile):
+        assert time.monotonic() < deadline, f"{profile.name} processes left {when}: {left}"
         time.sleep(0.5)
 
 
