@@ -1,7 +1,7 @@
 """Campaign parts of the controller: resume, durations, progress, live output.
 
 A mixin of :class:`pytest_gold.session.GoldController`; it uses the controller's
-``config``, ``settings``, ``state``, ``progress`` and ``write_line``.
+``config``, ``settings``, ``state``, ``progress``, ``status_line`` and ``write_line``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .messages import EngineInfo
 from .progress import STATUS_FILE_SECONDS, format_status, write_status_file
 from .reporting import ReplayOutcome
 from .scheduling import DispatchQueue, merge_durations
+from .statusline import REDRAW_SECONDS, StatusLine
 
 #: Where each case's last duration is kept in pytest's cache (``--cache-clear`` resets it).
 DURATIONS_CACHE_KEY = "gold/durations"
@@ -95,6 +96,7 @@ class CampaignParts:
             if terminal is None:
                 sys.stdout.write(text[seen:])
                 continue
+            self.status_line.clear()
             terminal.ensure_newline()
             if self.config.get_terminal_writer().width_of_current_line:
                 terminal.write("\n")
@@ -119,15 +121,19 @@ class CampaignParts:
             self.progress.finished(engine.host, outcome.outcomes.get(nodeid, ""), seconds)
 
     def tick(self, queue: DispatchQueue, force: bool = False) -> None:
-        """Now and then: a status line on the terminal and a fresh --gold-status-file."""
+        """Now and then: the status on the terminal and a fresh --gold-status-file."""
         if self.progress is None:
             return
         now = time.monotonic()
-        line_due = now - self.last_status_line >= self.settings.status_interval
+        in_place = isinstance(self.status_line, StatusLine)
+        interval = REDRAW_SECONDS if in_place else self.settings.status_interval
+        line_due = not force and now - self.last_status_line >= interval
         file_due = self.settings.status_file and (
             force or now - self.last_status_file >= STATUS_FILE_SECONDS
         )
         if not (line_due or file_due):
+            if in_place and not force and not self.status_line.shown:
+                self.status_line.show()  # the last status again, below new output
             return
         state = self.state
         running = [n for _, batch in state.inflight.values() for n in batch.nodeids]
@@ -137,9 +143,12 @@ class CampaignParts:
             engines_available=len(state.engines),
             remaining_seconds=(queue.expected_seconds(n) for n in [*running, *queue.remaining()]),
         )
-        if line_due and not force:
+        if line_due:
             self.last_status_line = now
-            self.write_line(format_status(snapshot))
+            if in_place:
+                self.status_line.show(format_status(snapshot))
+            else:
+                self.write_line(format_status(snapshot))
         if file_due:
             self.last_status_file = now
             write_status_file(Path(self.settings.status_file), snapshot, self.status_state)

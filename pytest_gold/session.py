@@ -10,6 +10,8 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import math
+import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from .progress import (
 from .reporting import Replayer
 from .scheduling import DispatchQueue, dispatch_order
 from .settings import DEFAULT_WORKER_ENV, GoldSettings, time_limits
+from .statusline import NoStatusLine, StatusLine, in_place
 
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
@@ -101,6 +104,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         self.output_seen: dict[Any, int] = {}
         self.collected: list[str] = []
         self.stream_output = config.getoption("capture") == "no"
+        self.status_line: StatusLine | NoStatusLine = NoStatusLine()
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -129,6 +133,14 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             )
             for case in self.state.cut_short[:MAX_LISTED_CASES]:
                 terminalreporter.write_line(f"gold: cut short while running: {case}", yellow=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self) -> None:
+        self.status_line.clear()  # before the terminal reporter writes
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self) -> None:
+        self.status_line.clear()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close_cluster()
@@ -198,10 +210,23 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         """A line on the terminal; with -q only problems (lost engines, ...) are shown."""
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None and (problem or self.config.get_verbosity() >= 0):
+            self.status_line.clear()
             terminal.ensure_newline()
             if self.config.get_terminal_writer().width_of_current_line:
                 terminal.write("\n")  # after progress dots
             terminal.write_line(text, yellow=problem)
+
+    def make_status_line(self) -> StatusLine | NoStatusLine:
+        """In place on a terminal (--gold-status-line), not with -q or without pytest's
+        terminal reporter."""
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None or self.config.get_verbosity() < 0:
+            return NoStatusLine()
+        if not in_place(self.settings.status_line, sys.stdout, os.environ):
+            return NoStatusLine()
+        # pytest's terminal reporter writes to the sys.stdout of its start, which is this
+        # one: pytest's capturing is suspended while the run loop runs.
+        return StatusLine(self.config.get_terminal_writer(), sys.stdout)
 
     def run(self, session: pytest.Session, items: list[pytest.Item]) -> None:
         assert self.handle is not None
@@ -211,6 +236,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         self.announce()
         if self.progress is not None:  # utilisation and status lines count from here
             self.progress.started = self.last_status_line = time.monotonic()
+        self.status_line = self.make_status_line()
         spec = RunSpec(
             run_id=self.run_id,
             invocation_dir=str(self.config.invocation_params.dir),
@@ -240,6 +266,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
                     self.state.hard_stop = True  # a second Ctrl-C: leave at once
                 raise
         finally:
+            self.status_line.clear()
+            self.status_line = NoStatusLine()
             self.finish(client, replayer)
             self.status_state = self.state.stop_reason or "finished"
             self.tick(queue, force=True)

@@ -10,6 +10,7 @@ import pytest
 
 from .progress import STATUS_LINE_SECONDS
 from .scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
+from .statusline import STATUS_AUTO, STATUS_MODES
 
 #: Set in every worker unless the engine's environment or gold_env sets them: one
 #: thread per case, or N engines on N cores run N x cores threads.
@@ -89,6 +90,13 @@ _VALUE_OPTIONS = [
         "gold_status_interval",
         "seconds between progress lines on the terminal during a run (default "
         f"{STATUS_LINE_SECONDS:g}).",
+    ),
+    (
+        "--gold-status-line",
+        "gold_status_line",
+        "how progress shows on the terminal: 'auto' (default: one status line refreshed "
+        "in place when the output is a terminal, else a line every --gold-status-interval "
+        "seconds), 'inplace' or 'lines'.",
     ),
     (
         "--gold-batch-seconds",
@@ -176,6 +184,7 @@ class GoldSettings:
     order: str = ORDER_DURATION
     status_file: str | None = None
     status_interval: float = STATUS_LINE_SECONDS
+    status_line: str = STATUS_AUTO
     #: Environment for the worker processes given by the user (gold_env, --gold-env).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -294,7 +303,14 @@ def from_config(config: pytest.Config) -> GoldSettings:
         raise pytest.UsageError(
             f"--gold-order (ini gold_order) must be one of {', '.join(ORDERS)}, not {order!r}."
         )
+    status_line = _raw(config, "gold_status_line") or STATUS_AUTO
+    if status_line not in STATUS_MODES:
+        raise pytest.UsageError(
+            f"--gold-status-line (ini gold_status_line) must be one of "
+            f"{', '.join(STATUS_MODES)}, not {status_line!r}."
+        )
     return GoldSettings(
+        status_line=status_line,
         status_file=_raw(config, "gold_status_file"),
         status_interval=_positive_number(
             config, "gold_status_interval", "--gold-status-interval", STATUS_LINE_SECONDS
