@@ -96,6 +96,17 @@ def _install_interrupt_handler() -> None:
 _install_interrupt_handler()
 
 
+def this_machine() -> str:
+    """This machine's boot and pid namespace: processes that share it can signal each other
+    by pid. Empty where it cannot be told (not Linux)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            boot_id = boot.read().strip()
+        return f"{boot_id}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
+
+
 def engine_info() -> EngineInfo:
     import pytest
 
@@ -111,6 +122,7 @@ def engine_info() -> EngineInfo:
         platform=sys.platform,
         pytest_gold=__version__,
         pytest=pytest.__version__,
+        machine=this_machine(),
     )
 
 

@@ -98,55 +98,76 @@ class EnginePool:
         return text
 
     def discover_engines(self, client: Any, initial: bool = False) -> None:
-        """Check engines that registered since last time; take in those that pass."""
+        """Check engines that registered since last time; take in those that pass.
+
+        The first time (``initial``) this waits for the answers: nothing runs before. Later
+        it only looks at the answers that came in, so that engines still starting (each
+        imports pytest for its check) never hold up the cases already running.
+        """
         state = self.state
-        known = state.engines.keys() | state.lost_engines | state.failed_check.keys()
+        checks = state.engine_checks
+        known = (
+            state.engines.keys() | state.lost_engines | state.failed_check.keys() | checks.keys()
+        )
         new = [eid for eid in client.ids if eid not in known]
-        if not new:
+        if new:
+            expected = self.expected()
+            for eid in new:
+                request = client[eid].apply_async(
+                    engine_module.remote_engine_info,
+                    eid,
+                    expected.rootdir,
+                    expected.invocation_dir,
+                )
+                checks[eid] = (request, time.monotonic())
+        if not checks:
             return
-        expected = self.expected()
-        results = {
-            eid: client[eid].apply_async(
-                engine_module.remote_engine_info,
-                eid,
-                expected.rootdir,
-                expected.invocation_dir,
-            )
-            for eid in new
-        }
-        engines = []
-        for eid, result in results.items():
-            try:
-                info: EngineInfo | None = engine_from_wire(
-                    result.get(timeout=self.settings.wait_seconds)
-                )
-            except Exception as error:  # e.g. pytest-gold is not importable there
-                info, problems = (
-                    None,
-                    [
-                        f"could not run pytest-gold there ({type(error).__name__}: "
-                        f"{getattr(error, 'evalue', None) or error}); is pytest-gold installed in "
-                        "the engines' Python?"
-                    ],
-                )
-            else:
-                problems = mismatches(expected, info)
-            if problems:
-                state.failed_check[eid] = (info, problems)
-                if not initial:
-                    line = describe({eid: (info, problems)})[0]
-                    self.write_line(f"gold: engine check failed, left out: {line}", problem=True)
-                continue
-            assert info is not None
-            state.engines[eid] = info
-            state.idle.append(eid)
-            if self.progress is not None:
-                self.progress.add_engine(info.host)
-            engines.append(info)
+        answered = {}
+        for eid, (result, sent) in list(checks.items()):
+            if initial:
+                result.wait(timeout=self.settings.wait_seconds)
+            overdue = time.monotonic() - sent > self.settings.wait_seconds
+            if initial or overdue or result.ready():
+                answered[eid] = result
+                del checks[eid]
+        engines = [
+            info
+            for eid, result in answered.items()
+            if (info := self.take_in(eid, result, initial)) is not None
+        ]
         if engines:
             self.config.hook.pytest_gold_cluster_ready(
                 config=self.config, client=client, engines=engines
             )
+
+    def take_in(self, eid: int, result: Any, initial: bool) -> EngineInfo | None:
+        """The engine, if its check passed; else it is left out (and said so, later on)."""
+        state = self.state
+        try:  # an answer not there by now (after --gold-wait s) counts as a failure
+            info: EngineInfo | None = engine_from_wire(result.get(timeout=0))
+        except Exception as error:  # e.g. pytest-gold is not importable there
+            info, problems = (
+                None,
+                [
+                    f"could not run pytest-gold there ({type(error).__name__}: "
+                    f"{getattr(error, 'evalue', None) or error}); is pytest-gold installed in "
+                    "the engines' Python?"
+                ],
+            )
+        else:
+            problems = mismatches(self.expected(), info)
+        if problems:
+            state.failed_check[eid] = (info, problems)
+            if not initial:
+                line = describe({eid: (info, problems)})[0]
+                self.write_line(f"gold: engine check failed, left out: {line}", problem=True)
+            return None
+        assert info is not None
+        state.engines[eid] = info
+        state.idle.append(eid)
+        if self.progress is not None:
+            self.progress.add_engine(info.host)
+        return info
 
     def announce(self) -> None:
         hosts: dict[str, int] = {}

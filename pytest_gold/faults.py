@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -63,6 +64,23 @@ def _is_engine_lost(error: Exception) -> bool:
     if isinstance(error, ipp.error.EngineError):
         return True
     return getattr(error, "ename", None) == "EngineError"
+
+
+def signal_engines(client: Any, engines: dict[int, EngineInfo], signum: signal.Signals) -> None:
+    """Send ``signum`` to engines without waiting: by pid to those on this machine (an
+    embedded cluster's engines have no nanny), through their nanny to the others."""
+    here = engine_module.this_machine()
+    remote = []
+    for eid, engine in engines.items():
+        if not (engine.machine and engine.machine == here):
+            remote.append(eid)
+            continue
+        try:
+            os.kill(engine.pid, signum)
+        except ProcessLookupError:  # it died: the run hears of it from ipyparallel
+            pass
+    if remote:
+        client.send_signal(signum.name, targets=sorted(remote), block=False)
 
 
 class FaultHandling:
@@ -172,9 +190,10 @@ class FaultHandling:
         state.stop_reason = reason
         state.stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
         state.not_run.extend(queue.drain())
-        busy = sorted({eid for eid, _ in state.inflight.values()})
+        engines = state.engines
+        busy = {eid: engines[eid] for eid, _ in state.inflight.values() if eid in engines}
         if busy:
-            client.send_signal(engine_module.INTERRUPT_SIGNAL.name, targets=busy, block=False)
+            signal_engines(client, busy, engine_module.INTERRUPT_SIGNAL)
 
     def abandon_unanswered(self) -> None:
         """Batches still out when the grace period after a stop ran out: their cases did

@@ -66,6 +66,8 @@ class RunState:
     used_engines: set[int] = field(default_factory=set)
     not_run: list[str] = field(default_factory=list)
     lost_engines: set[int] = field(default_factory=set)
+    #: Engine checks sent and not answered yet, with when they were sent.
+    engine_checks: dict[int, tuple[Any, float]] = field(default_factory=dict)
     #: Engines left out because the engine check failed: (what they said, what differs).
     failed_check: dict[int, tuple[EngineInfo | None, list[str]]] = field(default_factory=dict)
     #: Cases that were running when the run stopped, with where they ran.

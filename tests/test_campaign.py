@@ -224,3 +224,26 @@ def test_example_sims_write_their_npz(pytester: pytest.Pytester, gold_args):
     assert data["tb_k"].shape == (54,) and np.all(np.isfinite(data["tb_k"]))
     assert data["layer_weights"].shape == (54, 40)
     assert set(data["outcome"]) == {"passed"}
+
+
+def test_the_controller_keeps_no_finished_task(pytester: pytest.Pytester, gold_args):
+    """A campaign's memory must not grow with its tasks: once replayed, a task's result
+    is gone from the client (ipyparallel kept up to 128 of them in a cache)."""
+    import gc
+
+    from ipyparallel.client.asyncresult import AsyncResult
+
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(200))
+        def test_case(i):
+            pass
+        """
+    )
+    result = pytester.runpytest(*gold_args, "-p", "no:cacheprovider", "--gold-batch-seconds=0.0001")
+    result.assert_outcomes(passed=200)
+    gc.collect()
+    alive = [obj for obj in gc.get_objects() if isinstance(obj, AsyncResult)]
+    assert len(alive) < 20, f"{len(alive)} finished tasks are still held"

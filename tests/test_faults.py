@@ -217,7 +217,8 @@ def test_worker_dies_with_its_engine(pytester: pytest.Pytester, leak_check):
 
 
 def test_lost_host_engine_and_nanny_gone(pytester: pytest.Pytester, leak_check):
-    """A host that disappears takes its engine and the engine's nanny at once."""
+    """A host that disappears takes its engine and (where there is one, as in a
+    profile's cluster) the engine's nanny at once."""
     pytester.makepyfile(
         """
         import os

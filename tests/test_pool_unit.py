@@ -1,0 +1,165 @@
+"""The controller's engine pool and signals, with fakes in place of ipyparallel."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import pytest_gold
+from pytest_gold import engine as engine_module
+from pytest_gold.enginepool import EnginePool
+from pytest_gold.faults import signal_engines
+from pytest_gold.messages import (
+    BatchResult,
+    EngineInfo,
+    LogFinish,
+    LogStart,
+    NotRun,
+    ReportEvent,
+    to_wire,
+)
+from pytest_gold.session import RunState
+
+
+class FakeResult:
+    """An engine check in flight: answered once ``answer`` is set; never waits."""
+
+    def __init__(self) -> None:
+        self.answer: dict[str, Any] | None = None
+
+    def ready(self) -> bool:
+        return self.answer is not None
+
+    def wait(self, timeout: float | None = None) -> None:
+        assert self.answer is not None, "the run waited on an engine check"
+
+    def get(self, timeout: float | None = None) -> dict[str, Any]:
+        if self.answer is None:
+            raise TimeoutError("Result not ready.")
+        return self.answer
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.checks: dict[int, FakeResult] = {}
+        self.signals: list[tuple[str, list[int]]] = []
+
+    def __getitem__(self, eid: int) -> Any:
+        def apply_async(function: Any, *args: Any) -> FakeResult:
+            assert function is engine_module.remote_engine_info
+            return self.checks.setdefault(eid, FakeResult())
+
+        return SimpleNamespace(apply_async=apply_async)
+
+    def send_signal(self, name: str, targets: list[int], block: bool) -> None:
+        self.signals.append((name, targets))
+
+
+class Pool(EnginePool):
+    def __init__(self, wait_seconds: float = 60.0) -> None:
+        self.ready_calls: list[list[EngineInfo]] = []
+        self.config = SimpleNamespace(
+            rootpath=Path.cwd(),
+            invocation_params=SimpleNamespace(dir=Path.cwd()),
+            hook=SimpleNamespace(
+                pytest_gold_cluster_ready=lambda config, client, engines: self.ready_calls.append(
+                    engines
+                )
+            ),
+        )
+        self.settings = SimpleNamespace(wait_seconds=wait_seconds, min_engines=1)
+        self.state = RunState()
+        self.progress = None
+        self.lines: list[str] = []
+
+    def write_line(self, text: str, *, problem: bool = False) -> None:
+        self.lines.append(text)
+
+
+def answer(eid: int, **changes: Any) -> dict[str, Any]:
+    info = dataclasses.replace(engine_module.engine_info(), engine_id=eid, **changes)
+    return to_wire(info)
+
+
+def test_engines_joining_later_never_hold_up_the_run():
+    pool, client = Pool(), FakeClient()
+    client.ids = [0]
+    client.checks[0] = FakeResult()
+    client.checks[0].answer = answer(0)
+    pool.discover_engines(client, initial=True)
+    assert list(pool.state.engines) == [0]
+
+    client.ids = [0, 1, 2]  # two engines registered while cases run
+    pool.discover_engines(client)  # FakeResult.wait asserts if this blocks on them
+    assert list(pool.state.engines) == [0]
+    assert set(pool.state.engine_checks) == {1, 2}
+
+    client.checks[2].answer = answer(2)
+    pool.discover_engines(client)
+    assert list(pool.state.engines) == [0, 2] and pool.state.idle == [0, 2]
+    assert [[e.engine_id for e in call] for call in pool.ready_calls] == [[0], [2]]
+
+    client.checks[1].answer = answer(1, pytest_gold="0.0.1")
+    pool.discover_engines(client)
+    assert 1 in pool.state.failed_check and 1 not in pool.state.engines
+    assert pool.lines and "engine check failed, left out" in pool.lines[-1]
+    assert "pytest-gold 0.0.1 where this run has " + pytest_gold.__version__ in pool.lines[-1]
+
+
+def test_an_engine_check_unanswered_for_the_wait_is_a_failed_check(monkeypatch):
+    pool, client = Pool(wait_seconds=5), FakeClient()
+    client.ids = [3]
+    clock = [100.0]
+    monkeypatch.setattr("pytest_gold.enginepool.time.monotonic", lambda: clock[0])
+    pool.discover_engines(client)
+    assert 3 in pool.state.engine_checks
+    clock[0] += 6
+    pool.discover_engines(client)
+    assert not pool.state.engine_checks and 3 in pool.state.failed_check
+    assert "TimeoutError" in pool.lines[-1]
+
+
+def test_signals_go_by_pid_here_and_through_the_nanny_elsewhere():
+    here = engine_module.this_machine()
+    if not here:
+        pytest.skip("no machine identity on this platform")
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        info = engine_module.engine_info()
+        local = dataclasses.replace(info, engine_id=0, pid=process.pid)
+        remote = dataclasses.replace(info, engine_id=1, pid=process.pid, machine="elsewhere")
+        client = FakeClient()
+        signal_engines(client, {1: remote}, signal.SIGTERM)
+        assert client.signals == [("SIGTERM", [1])]
+        assert process.poll() is None  # a pid on another machine is not ours to signal
+        signal_engines(client, {0: local}, signal.SIGTERM)
+        assert process.wait(timeout=10) == -signal.SIGTERM
+        assert client.signals == [("SIGTERM", [1])]
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_to_wire_matches_a_deep_conversion():
+    """The shallow conversion gives what ``dataclasses.asdict`` gave, plus the kinds."""
+    engine = engine_module.engine_info()
+    events = [
+        LogStart(nodeid="a.py::t", location=("a.py", 1, "t"), log_offset=3),
+        ReportEvent(data={"nodeid": "a.py::t", "when": "call", "sections": [["x", "y"]]}),
+        LogFinish(nodeid="a.py::t", location=("a.py", 1, "t")),
+        NotRun(nodeids=["a.py::u"], reason="interrupted", cut_short=[]),
+    ]
+    result = BatchResult(engine=engine, events=events)
+    wire = to_wire(result)
+    deep = dataclasses.asdict(result)
+    deep["events"] = [{**dataclasses.asdict(e), "kind": e.kind} for e in events]
+    assert wire == deep
+    assert to_wire(engine) == dataclasses.asdict(engine)
