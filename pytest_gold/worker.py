@@ -1,11 +1,13 @@
 """The worker: a pytest session in its own process, owned by an engine's supervisor.
 
-Started as ``python -m pytest_gold.worker FD`` by :mod:`pytest_gold.engine`, once per run
-and engine. It receives a :class:`~pytest_gold.messages.RunSpec` over the socket ``FD``,
-runs ``pytest.main`` with the controller's arguments (so conftest files, options and ini
-settings apply), collects only the files holding selected cases, then runs the batches of
-node ids it is sent and streams every log event back. Being a fresh process per run is
-what makes edited simulation code take effect and keeps module state from leaking.
+Started as ``python -m pytest_gold.worker FD TAG LAUNCHED_NS`` by
+:mod:`pytest_gold.engine`, once per run and engine (possibly ahead of its run, see
+``engine._take_standby``). It receives a :class:`~pytest_gold.messages.RunSpec` over the
+socket ``FD``, runs ``pytest.main`` with the controller's arguments (so conftest files,
+options and ini settings apply), collects only the files holding selected cases, then runs
+the batches of node ids it is sent and streams every log event back. Being a fresh process
+per run is what makes edited simulation code take effect and keeps module state from
+leaking.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -55,6 +58,9 @@ BATCH_DONE = "batch_done"
 CAPTURE_FD = "capture_fd"
 #: Worker to supervisor: its pytest session has ended (with its exit status).
 EXITED = "exited"
+#: Worker to supervisor, instead of READY: code imported before the spec came in has
+#: changed since (a worker started ahead of its run); start a fresh worker instead.
+STALE = "stale"
 #: Worker to supervisor: the end-of-run teardown is done and reported.
 TEARDOWN_DONE = "teardown_done"
 #: After the end-of-run teardown, the longest a worker may take to finish its session.
@@ -412,15 +418,48 @@ def _die_with_parent() -> None:
 PR_SET_PDEATHSIG = 1
 
 
+def loaded_module_times() -> dict[str, int]:
+    """Modification time of the file of every imported module."""
+    times = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            try:
+                times[path] = os.stat(path).st_mtime_ns
+            except OSError:
+                continue
+    return times
+
+
+def changed_since(times: dict[str, int], started_ns: int) -> bool:
+    """Whether a file changed since it was seen, or was written after this process
+    started (it may have been imported half-written, or before the change)."""
+    for path, mtime in times.items():
+        try:
+            now = os.stat(path).st_mtime_ns
+        except OSError:
+            return True
+        if now != mtime or now > started_ns:
+            return True
+    return False
+
+
 def main() -> int:
     fd, engine_tag = int(sys.argv[1]), sys.argv[2]
+    # When the supervisor started this process, before anything was imported.
+    launched_ns = int(sys.argv[3]) if len(sys.argv) > 3 else time.time_ns()
     _die_with_parent()
     # The worker's own stderr (a log file the supervisor reads) stays reachable even while
     # pytest captures fd 2: stack dumps on a timeout go there.
     stack_file = os.fdopen(os.dup(2), "w")
     faulthandler.register(STACK_DUMP_SIGNAL, file=stack_file, all_threads=True)
     channel = Channel(Connection(socket.socket(fileno=fd).detach()))
+    imported = loaded_module_times()
+    # A worker may be started ahead of its run (a standby); the spec comes when it does.
     spec = spec_from_wire(channel.recv())
+    if changed_since(imported, launched_ns):
+        channel.send({"kind": STALE})
+        return 0
     plugin = WorkerPlugin(spec, channel, engine_tag)
     plugin.log_fd = stack_file.fileno()
     status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal])

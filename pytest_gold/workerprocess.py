@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .messages import EngineInfo, RunSpec, to_wire
-from .worker import EXITED, READY, Channel
+from .worker import EXITED, READY, STALE, Channel
 
 #: Lines of a dead worker's stderr quoted in the failure report.
 STDERR_TAIL_LINES = 40
@@ -39,31 +39,60 @@ class WorkerStartFailed(RuntimeError):
     pass
 
 
+class WorkerStale(WorkerStartFailed):
+    """A worker started ahead of its run found code it had imported changed since."""
+
+
+def launch_settings(spec: RunSpec) -> tuple[str, dict[str, str]]:
+    """The working directory and environment of a worker of this run."""
+    env = {key: value for key, value in os.environ.items() if KERNEL_DISPLAY_ENV.get(key) != value}
+    for key, value in spec.default_env.items():
+        env.setdefault(key, value)
+    env.update(spec.env)
+    # The rootdir importable whatever the engine's own cwd, as the controller sees it.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (spec.rootdir, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONFAULTHANDLER"] = "1"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return spec.invocation_dir, env
+
+
+def launch_key(spec: RunSpec, engine: EngineInfo) -> tuple[Any, ...]:
+    """What a worker started for one run must share with another run to serve it: the
+    same directory (the same one, not one made again under the same name), environment
+    and engine."""
+    cwd, env = launch_settings(spec)
+    try:
+        where = os.stat(cwd)
+        directory = (cwd, where.st_dev, where.st_ino)
+    except OSError:
+        directory = (cwd, None, None)
+    return (directory, tuple(sorted(env.items())), engine.tag)
+
+
 class WorkerProcess:
     """One worker process and the socket to it."""
 
-    def __init__(self, spec: RunSpec, engine: EngineInfo) -> None:
+    def __init__(self, spec: RunSpec, engine: EngineInfo, *, standby: bool = False) -> None:
+        """Start a worker for ``spec``'s run; a ``standby`` waits for :meth:`activate` (it
+        imports pytest meanwhile) and may serve any run with the same :func:`launch_key`."""
         self.spec = spec
         self.engine = engine
+        self.launch_key = launch_key(spec, engine)
         ours, theirs = socket.socketpair()
         self.log = tempfile.NamedTemporaryFile(
             prefix=f"pytest-gold-worker-e{engine.engine_id}-", suffix=".log", delete=False
         )
-        env = {
-            key: value for key, value in os.environ.items() if KERNEL_DISPLAY_ENV.get(key) != value
-        }
-        for key, value in spec.default_env.items():
-            env.setdefault(key, value)
-        env.update(spec.env)
-        # The rootdir importable whatever the engine's own cwd, as the controller sees it.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (spec.rootdir, env.get("PYTHONPATH", "")) if p
-        )
-        env["PYTHONFAULTHANDLER"] = "1"
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        cwd, env = launch_settings(spec)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pytest_gold.worker", str(theirs.fileno()), engine.tag],
-            cwd=spec.invocation_dir,
+            [
+                sys.executable,
+                "-m",
+                "pytest_gold.worker",
+                str(theirs.fileno()),
+                engine.tag,
+                str(time.time_ns()),
+            ],
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self.log,
@@ -80,6 +109,12 @@ class WorkerProcess:
         self.exit_deadline = 0.0
         self.stream_offset = 0
         self.channel = Channel(Connection(ours.detach()))
+        if not standby:
+            self.activate(spec)
+
+    def activate(self, spec: RunSpec) -> None:
+        """Give the worker its run (it starts its pytest session)."""
+        self.spec = spec
         self.channel.send(to_wire(spec))
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
@@ -99,6 +134,9 @@ class WorkerProcess:
                 raise WorkerStartFailed(self.death_cause()) from None
             if message is not None and message["kind"] == READY:
                 return
+            if message is not None and message["kind"] == STALE:
+                self.process.wait()
+                raise WorkerStale("code imported by the worker changed before its run began")
             if message is not None and message["kind"] == EXITED:
                 self.process.wait()
                 raise WorkerStartFailed(

@@ -54,14 +54,17 @@ def gold_args(connection_file: Path, gold_cluster: ClusterHandle) -> Iterator[li
     """Arguments that make an inner run use the session cluster; checks workers are ended."""
     yield ["--gold", f"--gold-connection-file={connection_file}"]
     # Bounded: an engine that never answers fails the test rather than hanging the suite.
-    engine_pids = gold_cluster.client[:].apply_async(os.getpid).get(timeout=REPLY_SECONDS)
+    engines = gold_cluster.client[:]
+    engine_pids = engines.apply_async(os.getpid).get(timeout=REPLY_SECONDS)
     deadline = time.monotonic() + EXIT_GRACE_SECONDS
     while True:
+        # An engine keeps one worker started ahead for the next run: not a leftover.
+        standbys = set(engines.apply_async(standby_pid).get(timeout=REPLY_SECONDS))
         workers = [
             child
             for pid in engine_pids
             for child in _children(pid)
-            if "pytest_gold.worker" in " ".join(_cmdline(child))
+            if "pytest_gold.worker" in " ".join(_cmdline(child)) and child.pid not in standbys
         ]
         if not workers or time.monotonic() > deadline:
             break
@@ -69,6 +72,16 @@ def gold_args(connection_file: Path, gold_cluster: ClusterHandle) -> Iterator[li
     for worker in workers:
         worker.kill()
     assert not workers, f"worker processes left running after the run: {workers}"
+
+
+def standby_pid() -> int | None:
+    """On an engine: the pid of the worker it started ahead for the next run, if any."""
+    from pytest_gold import engine
+
+    standby = engine._standby
+    if standby is None or standby.process.poll() is not None:
+        return None
+    return standby.process.pid
 
 
 def _children(pid: int) -> list[psutil.Process]:
