@@ -15,8 +15,10 @@ under one temp dir, every run a ``python -m pytest`` subprocess in its own proce
    dispatch-to-last-result time (last result - first dispatch), which leaves out the
    cluster's start and stop.
 2. **Running cluster**: trivial cases on 4 engines of a cluster the script starts once
-   with ipyparallel; ``--gold --gold-connection-file`` attaches to it. Compared with
-   ``-n 4``.
+   with ipyparallel; ``--gold --gold-connection-file`` attaches to it, twice: the first
+   run on the fresh cluster, and the same run again 3 s later (as a campaign's repeated
+   runs are: the engines started its workers ahead). Compared with the mean of two
+   ``-n 4`` runs.
 3. **Scale**: many trivial cases, ``--gold --gold-engines N -q``. Reports the peak RSS of
    the pytest process (the gold controller; psutil, polled every 0.1 s) and its own CPU
    time (user + system of that process only, not of the cluster: ``getrusage(RUSAGE_SELF)``
@@ -85,6 +87,9 @@ TAIL_FACTOR = 10.0
 TAIL_CASES = 5
 #: Part-2 cluster size (fixed).
 CLUSTER_ENGINES = 4
+#: Pause between the two gold runs of part 2: engines start the next run's worker 1 s
+#: after a run ends (``pytest_gold.engine.STANDBY_DELAY_SECONDS``).
+STANDBY_WAIT_SECONDS = 3.0
 
 STAMPS_FILE = "stamps.txt"
 STAMP_CONFTEST = """\
@@ -469,37 +474,52 @@ def running_cluster(profile_dir: Path, engines: int) -> Iterator[Path]:
 
 
 def part_running_cluster(root: Path, plan: Plan) -> list[Row]:
+    """The first gold run on a just-started cluster, and a second one as in a campaign's
+    daily use (the engines' workers for it were started ahead); xdist twice as well."""
     cases = plan.trivial_cases
     print(
         f"part 2: {cases} trivial cases on {CLUSTER_ENGINES} engines of a running cluster",
         flush=True,
     )
     directory = write_suite(root / "trivial", {"test_trivial.py": trivial_tests(cases)})
+    gold_args = ["test_trivial.py", "-q", "--gold"]
     with running_cluster(root / "profile", CLUSTER_ENGINES) as connection_file:
-        gold, _ = run_once(
-            ["test_trivial.py", "-q", "--gold", "--gold-connection-file", str(connection_file)],
-            directory,
-            cases,
-            plan.timeout,
-            "2 gold, attached to the running cluster",
+        gold_args += ["--gold-connection-file", str(connection_file)]
+        first, _ = run_once(
+            gold_args, directory, cases, plan.timeout, "2 gold, first run on the cluster"
         )
-    xdist, _ = run_once(
-        ["test_trivial.py", "-q", "-p", "no:cacheprovider", "-n", str(CLUSTER_ENGINES)],
-        directory,
-        cases,
-        plan.timeout,
-        f"2 xdist -n {CLUSTER_ENGINES}",
-    )
+        time.sleep(STANDBY_WAIT_SECONDS)
+        again, _ = run_once(gold_args, directory, cases, plan.timeout, "2 gold, run again")
+    xdist_args = ["test_trivial.py", "-q", "-p", "no:cacheprovider", "-n", str(CLUSTER_ENGINES)]
+    xdist = [
+        run_once(xdist_args, directory, cases, plan.timeout, f"2 xdist -n {CLUSTER_ENGINES}")[0]
+        for _ in range(2)
+    ]
+    xdist_wall = statistics.mean(run.wall for run in xdist)
     return [
         Row(
             "2 running cluster",
-            "gold --gold-connection-file",
+            "gold, first run",
             CLUSTER_ENGINES,
             cases,
-            gold.wall,
-            [f"gold/xdist {ratio(gold.wall, xdist.wall):.2f}"],
+            first.wall,
+            [f"gold/xdist {ratio(first.wall, xdist_wall):.2f}"],
         ),
-        Row("2 running cluster", f"xdist -n {CLUSTER_ENGINES}", CLUSTER_ENGINES, cases, xdist.wall),
+        Row(
+            "2 running cluster",
+            "gold, run again",
+            CLUSTER_ENGINES,
+            cases,
+            again.wall,
+            [f"gold/xdist {ratio(again.wall, xdist_wall):.2f}"],
+        ),
+        Row(
+            "2 running cluster",
+            f"xdist -n {CLUSTER_ENGINES} (mean of 2)",
+            CLUSTER_ENGINES,
+            cases,
+            xdist_wall,
+        ),
     ]
 
 
@@ -569,11 +589,12 @@ def print_goals(sweep: SweepOutcome, trivial: list[Row]) -> None:
         f"({walls['gold2']:.2f} s vs load {walls['load']:.2f} s, "
         f"worksteal {walls['worksteal']:.2f} s)"
     )
-    gold, xdist = trivial[0].wall, trivial[1].wall
-    print(
-        f"goal 2: gold on a running cluster no worse than xdist -n {CLUSTER_ENGINES}: "
-        f"{yes_no(gold <= xdist)} ({gold:.2f} s vs {xdist:.2f} s)"
-    )
+    first, again, xdist = (row.wall for row in trivial)
+    for label, gold in (("first run", first), ("run again", again)):
+        print(
+            f"goal 2: gold ({label}) on a running cluster no worse than xdist -n "
+            f"{CLUSTER_ENGINES}: {yes_no(gold <= xdist)} ({gold:.2f} s vs {xdist:.2f} s)"
+        )
     print_leftover_notes()
 
 
