@@ -8,7 +8,6 @@ into a failed report for the case it was running, then starts a new worker for t
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import dataclasses
 import math
@@ -39,6 +38,7 @@ from .messages import (
     spec_from_wire,
     to_wire,
 )
+from .standby import StandbyWorker
 from .synthetic import failed_case_events
 from .worker import (
     BATCH_DONE,
@@ -57,7 +57,6 @@ from .workerprocess import (
     WORKER_FINISH_SECONDS,
     WorkerProcess,
     WorkerStartFailed,
-    launch_key,
     open_worker_fd,
 )
 
@@ -79,12 +78,8 @@ _interrupt_requested = False
 _workers: dict[str, WorkerProcess] = {}
 #: Workers that finished their run and are ending their pytest session.
 _exiting: list[WorkerProcess] = []
-#: How long after a run's end the worker for the next run is started: after the
-#: controller's own end of run, so the two do not compete for the CPU.
-STANDBY_DELAY_SECONDS = 1.0
-#: A worker started ahead for the next run, which then does not wait for Python to
-#: start and import pytest (see ``_take_standby``).
-_standby: WorkerProcess | None = None
+#: The worker started ahead for the next run (see :mod:`pytest_gold.standby`).
+_standby = StandbyWorker()
 
 
 def _request_interrupt(signum: int, frame: Any) -> None:
@@ -140,7 +135,7 @@ def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
         return worker
     for run_id in list(_workers):  # a previous run that never said finish, or a dead worker
         _workers.pop(run_id).close()
-    standby = _take_standby(spec, engine)
+    standby = _standby.take(spec, engine)
     if standby is not None:
         _workers[spec.run_id] = standby
         try:
@@ -152,40 +147,6 @@ def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
     _workers[spec.run_id] = worker
     worker.wait_ready()
     return worker
-
-
-def _take_standby(spec: RunSpec, engine: EngineInfo) -> WorkerProcess | None:
-    """The worker started ahead, given this run, if it can serve it."""
-    global _standby
-    standby, _standby = _standby, None
-    if standby is None:
-        return None
-    if standby.process.poll() is not None or standby.launch_key != launch_key(spec, engine):
-        standby.close()
-        return None
-    standby.activate(spec)
-    return standby
-
-
-def _schedule_standby(spec: RunSpec, engine: EngineInfo) -> None:
-    """Start the next run's worker a little later, on the engine's main thread: a worker
-    dies with the thread that started it (``PR_SET_PDEATHSIG``), so not in a timer's."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not inside the kernel's event loop
-        _start_standby(spec, engine)
-        return
-    loop.call_later(STANDBY_DELAY_SECONDS, _start_standby, spec, engine)
-
-
-def _start_standby(spec: RunSpec, engine: EngineInfo) -> None:
-    global _standby
-    if _standby is not None or _workers:  # there is one, or a run started meanwhile
-        return
-    try:
-        _standby = WorkerProcess(spec, engine, standby=True)
-    except Exception:  # only an optimisation: the next run starts its own worker
-        _standby = None
 
 
 def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
@@ -422,7 +383,7 @@ def finish_run(run_id: str) -> BatchResult:
         # Whatever happened, the worker is reaped (or killed) later, never forgotten.
         worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
         _exiting.append(worker)
-        _schedule_standby(worker.spec, engine)
+        _standby.schedule(worker.spec, engine, busy=lambda: bool(_workers))
     return BatchResult(engine=engine, events=events)
 
 
@@ -440,8 +401,7 @@ def _stop_workers_at_exit() -> None:
     """The engine is shutting down: a worker still running a case must not outlive it."""
     for worker in list(_workers.values()):
         worker.close()
-    if _standby is not None:
-        _standby.close()
+    _standby.close()
 
 
 def interrupt_run(run_id: str) -> None:

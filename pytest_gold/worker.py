@@ -2,7 +2,7 @@
 
 Started as ``python -m pytest_gold.worker FD TAG LAUNCHED_NS`` by
 :mod:`pytest_gold.engine`, once per run and engine (possibly ahead of its run, see
-``engine._take_standby``). It receives a :class:`~pytest_gold.messages.RunSpec` over the
+``pytest_gold.standby``). It receives a :class:`~pytest_gold.messages.RunSpec` over the
 socket ``FD``, runs ``pytest.main`` with the controller's arguments (so conftest files,
 options and ini settings apply), collects only the files holding selected cases, then runs
 the batches of node ids it is sent and streams every log event back. Being a fresh process
@@ -48,6 +48,7 @@ from .serialization import (
     to_jsonable,
     warning_to_event,
 )
+from .standby import changed_since, loaded_module_times
 from .synthetic import plain_report
 
 #: Worker to supervisor: the session is collected and waits for batches.
@@ -416,32 +417,6 @@ def _die_with_parent() -> None:
 
 #: prctl option number, from <linux/prctl.h>.
 PR_SET_PDEATHSIG = 1
-
-
-def loaded_module_times() -> dict[str, int]:
-    """Modification time of the file of every imported module."""
-    times = {}
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str):
-            try:
-                times[path] = os.stat(path).st_mtime_ns
-            except OSError:
-                continue
-    return times
-
-
-def changed_since(times: dict[str, int], started_ns: int) -> bool:
-    """Whether a file changed since it was seen, or was written after this process
-    started (it may have been imported half-written, or before the change)."""
-    for path, mtime in times.items():
-        try:
-            now = os.stat(path).st_mtime_ns
-        except OSError:
-            return True
-        if now != mtime or now > started_ns:
-            return True
-    return False
 
 
 def main() -> int:

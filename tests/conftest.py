@@ -78,10 +78,7 @@ def standby_pid() -> int | None:
     """On an engine: the pid of the worker it started ahead for the next run, if any."""
     from pytest_gold import engine
 
-    standby = engine._standby
-    if standby is None or standby.process.poll() is not None:
-        return None
-    return standby.process.pid
+    return engine._standby.pid
 
 
 def _children(pid: int) -> list[psutil.Process]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +28,7 @@ from pytest_gold.messages import (
     to_wire,
 )
 from pytest_gold.session import RunState
+from pytest_gold.standby import changed_since
 
 
 class FakeResult:
@@ -163,3 +166,18 @@ def test_to_wire_matches_a_deep_conversion():
     deep["events"] = [{**dataclasses.asdict(e), "kind": e.kind} for e in events]
     assert wire == deep
     assert to_wire(engine) == dataclasses.asdict(engine)
+
+
+def test_a_worker_started_ahead_sees_files_changed_since(tmp_path):
+    module = tmp_path / "simcode.py"
+    module.write_text("x = 1\n")
+    written = module.stat().st_mtime_ns
+    seen = {str(module): written}
+    later = time.time_ns() + 10**9  # a process that started after the file was written
+    assert not changed_since(seen, later)
+    os.utime(module, ns=(written, written + 1))  # changed after it was seen
+    assert changed_since(seen, later)
+    seen = {str(module): module.stat().st_mtime_ns}
+    assert changed_since(seen, written - 1)  # written after the process started
+    module.unlink()
+    assert changed_since(seen, later)
