@@ -15,7 +15,12 @@ import pytest
 
 from . import resume
 from .messages import EngineInfo
-from .progress import STATUS_FILE_SECONDS, format_status, write_status_file
+from .progress import (
+    STATUS_FILE_SECONDS,
+    format_status,
+    format_status_short,
+    write_status_file,
+)
 from .reporting import ReplayOutcome
 from .scheduling import DispatchQueue, merge_durations
 from .statusline import REDRAW_SECONDS, StatusLine
@@ -149,7 +154,7 @@ class CampaignParts:
         if line_due:
             self.last_status_line = now
             if in_place:
-                self.status_line.show(format_status(snapshot))
+                self.status_line.show(format_status_short(snapshot, self.status_line.width))
             else:
                 self.write_line(format_status(snapshot))
         if file_due:

@@ -127,6 +127,24 @@ def format_status(snapshot: Snapshot) -> str:
     )
 
 
+def format_status_short(snapshot: Snapshot, width: int) -> str:
+    """The status in at most ``width`` characters (a terminal's status line): the full
+    form if it fits, else shorter ones that keep the counts, failures and the ETA."""
+    eta = format_duration(snapshot.eta_seconds) if snapshot.eta_seconds is not None else "?"
+    done = f"{snapshot.done}/{snapshot.total}"
+    forms = [
+        format_status(snapshot),
+        f"gold: {done} done, {snapshot.passed} passed, {snapshot.failed} failed, "
+        f"{snapshot.running} running, engines {snapshot.engines_busy}/"
+        f"{snapshot.engines_available}, ETA {eta}",
+        f"gold: {done} done, {snapshot.failed} failed, ETA {eta}",
+    ]
+    for form in forms:
+        if len(form) <= width:
+            return form
+    return forms[-1][:width]
+
+
 def format_host_table(hosts: dict[str, HostTally], wall_seconds: float) -> list[str]:
     """Lines of the end-of-run per-host summary."""
     header = f"{'host':<16} {'engines':>7} {'cases':>7} {'failed':>6} {'busy':>10} {'use':>5}"

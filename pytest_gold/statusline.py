@@ -75,6 +75,11 @@ class StatusLine:
         self.text = ""
         self.shown = False
 
+    @property
+    def width(self) -> int:
+        """Characters the status may have (one column is left free)."""
+        return max(self.writer.fullwidth - 1, 1)
+
     def show(self, text: str | None = None) -> None:
         """Draw ``text`` (or the last text again)."""
         if text is not None:
@@ -104,6 +109,7 @@ class NoStatusLine:
     """Stands in for :class:`StatusLine` when the status is not shown in place."""
 
     shown = False
+    width = 0
 
     def show(self, text: str | None = None) -> None:
         pass

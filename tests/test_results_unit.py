@@ -135,3 +135,35 @@ def test_nan_stays_a_float_in_rows_and_becomes_null_in_jsonl(tmp_path):
     writer.close()
     data = json.loads((tmp_path / "r.jsonl").read_text())
     assert data["v"] is None and data["l"] == [1.0, None]
+
+
+@given(
+    done=st.integers(0, 10**6),
+    failed=st.integers(0, 10**6),
+    running=st.integers(0, 10**4),
+    eta=st.one_of(st.none(), st.floats(0, 10**7)),
+    width=st.integers(1, 300),
+)
+def test_short_status_fits_and_keeps_progress_failures_and_eta(done, failed, running, eta, width):
+    from pytest_gold.progress import Snapshot, format_status, format_status_short
+
+    failed = min(failed, done)
+    snapshot = Snapshot(
+        total=done + running + 5,
+        done=done,
+        passed=done - failed,
+        failed=failed,
+        running=running,
+        engines_busy=min(running, 24),
+        engines_available=24,
+        elapsed_seconds=3725.0,
+        eta_seconds=eta,
+    )
+    text = format_status_short(snapshot, width)
+    assert len(text) <= width
+    full = format_status(snapshot)
+    if len(full) <= width:
+        assert text == full
+    elif width >= 64:  # an 80-column terminal: progress, failures and ETA stay
+        assert f"{done}/{snapshot.total} done" in text
+        assert f"{failed} failed" in text and "ETA " in text
