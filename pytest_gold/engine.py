@@ -2,15 +2,15 @@
 
 The controller calls the ``remote_*`` functions through ipyparallel. The engine process
 itself never imports or runs a case: it starts a worker (:mod:`pytest_gold.worker`) per
-run, relays batches to it and the worker's events back, and turns the death of a worker
-into a failed report for the case it was running, then starts a new worker for the rest.
+run, relays batches to it and the worker's events back (:mod:`pytest_gold.relay`), which
+turns the death of a worker into a failed report for the case it was running; it then
+starts a new worker for the rest.
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
-import math
 import os
 import platform
 import signal
@@ -26,10 +26,7 @@ from .messages import (
     BatchResult,
     EngineInfo,
     Event,
-    LogFinish,
-    LogStart,
     NotRun,
-    ReportEvent,
     RunSpec,
     WorkerCrashed,
     batch_from_wire,
@@ -38,39 +35,31 @@ from .messages import (
     spec_from_wire,
     to_wire,
 )
+from .relay import BatchRelay
 from .standby import StandbyWorker
 from .synthetic import failed_case_events
 from .worker import (
-    BATCH_DONE,
     CAPTURE_FD,
     EXITED,
     FINISH,
     INTERRUPTED,
     RUN,
-    STACK_DUMP_SIGNAL,
     TEARDOWN_DONE,
     WORKER_EXIT_GRACE_SECONDS,
 )
 from .workerprocess import (
     POLL_SECONDS,
-    STDERR_TAIL_LINES,
     WORKER_FINISH_SECONDS,
     WorkerProcess,
     WorkerStartFailed,
-    open_worker_fd,
 )
 
-#: How long an interrupted case gets to stop before its worker is killed.
-INTERRUPT_GRACE_SECONDS = 5.0
-#: The controller's request to interrupt the running batch (-x, Ctrl-C), sent through
-#: the engine's nanny. Not SIGINT: ipykernel catches a SIGINT that lands after our
-#: function returned but before the reply went out, and then never sends the reply (the
-#: controller would wait forever). This one only sets a flag the supervisor polls.
+#: The controller's request to interrupt the running batch (-x, Ctrl-C), sent by pid on
+#: the controller's machine, else through the engine's nanny. Not SIGINT: ipykernel
+#: catches a SIGINT that lands after our function returned but before the reply went
+#: out, and then never sends the reply (the controller would wait forever). This one
+#: only sets a flag the supervisor polls.
 INTERRUPT_SIGNAL = signal.SIGUSR2
-#: Lines of a timed-out worker's output quoted: the stacks of all its threads.
-STACK_TAIL_LINES = 400
-#: How long a worker gets to print its stacks before a timed-out case is killed.
-STACK_DUMP_WAIT_SECONDS = 1.0
 
 
 _engine_id: int | None = None
@@ -167,7 +156,14 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
             worker.channel.send(
                 {"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))}
             )
-            relay = BatchRelay(worker, engine, pending, batch.time_limits)
+            relay = BatchRelay(
+                worker,
+                engine,
+                pending,
+                batch.time_limits,
+                interrupt_requested=_is_interrupt_requested,
+                forget=_forget,
+            )
             waiting = len(pending)
             try:
                 pending = relay.run()
@@ -202,156 +198,13 @@ def _errors_for(nodeids: deque[str], reason: str) -> list[Event]:
     return events
 
 
-class BatchRelay:
-    """Relays one batch's events from the worker, tracking the case it is running.
+def _is_interrupt_requested() -> bool:
+    return _interrupt_requested
 
-    An object rather than a loop's locals, because a KeyboardInterrupt (a SIGINT from a
-    user) restarts the loop, which must keep what it knew.
-    """
 
-    def __init__(
-        self,
-        worker: WorkerProcess,
-        engine: EngineInfo,
-        pending: deque[str],
-        time_limits: dict[str, float],
-    ) -> None:
-        self.worker = worker
-        self.engine = engine
-        self.pending = pending
-        self.time_limits = time_limits
-        self.current_started = 0.0
-        self.stream = worker.spec.stream_output
-        self.events: list[Event] = []
-        self.current: str | None = None
-        self.current_start = 0
-        self.location: tuple[str, int | None, str] | None = None
-        self.phases: dict[str, str] = {}
-        #: Once interrupted: when the worker is killed if the case has not stopped.
-        self.deadline = math.inf
-
-    def run(self) -> deque[str]:
-        """Relay until the batch is done; return the cases that must be rerun.
-
-        When the controller asks for an interruption, the worker gets SIGINT (like
-        Ctrl-C); past :data:`INTERRUPT_GRACE_SECONDS` (a case that ignores SIGINT) it is
-        killed and the case counts as not run.
-        """
-        worker = self.worker
-        while True:
-            if _interrupt_requested and self.deadline == math.inf:
-                interrupt_run(worker.spec.run_id)
-                self.deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
-            if time.monotonic() > self.deadline:
-                return self.abandon()
-            try:
-                message = worker.receive(POLL_SECONDS)
-            except EOFError:
-                return self.worker_died()
-            if self.stream:
-                self.stream_output()
-            if message is None:
-                limit = self.time_limits.get(self.current or "")
-                if limit is not None and time.monotonic() - self.current_started > limit:
-                    return self.timed_out(limit)
-                continue
-            kind = message["kind"]
-            if kind == BATCH_DONE:
-                if self.stream:
-                    self.stream_output()
-                return deque()
-            if kind == CAPTURE_FD:
-                if not worker.capture:
-                    worker.capture = {
-                        stream: open_worker_fd(worker.process.pid, message[stream])
-                        for stream in ("stdout", "stderr")
-                    }
-                worker.channel.send({"kind": CAPTURE_FD})  # the worker waits for this
-                continue
-            if is_event(message):  # not a stray control message (a late "ready", ...)
-                self.handle(event_from_wire(message))
-
-    def stream_output(self) -> None:
-        """Print the worker's new complete lines to this engine's stdout, which ipyparallel
-        forwards to the controller as it happens (``-s``)."""
-        text = self.worker.new_output()
-        for line in text.splitlines():
-            print(f"[{self.engine.tag}] {line}", flush=True)
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, NotRun) and self.current is not None and event.reason == INTERRUPTED:
-            # A case cut short reports nothing: it counts among those that did not run.
-            del self.events[self.current_start :]
-            event = NotRun(
-                nodeids=[self.current, *event.nodeids],
-                reason=event.reason,
-                cut_short=[self.current],
-            )
-            self.current = None
-        self.events.append(event)
-        if isinstance(event, LogStart):
-            self.current, self.location, self.phases = event.nodeid, event.location, {}
-            self.current_started = time.monotonic()
-            self.worker.case_log_offset = event.log_offset
-            self.current_start = len(self.events) - 1
-            if event.nodeid in self.pending:
-                self.pending.remove(event.nodeid)
-        elif isinstance(event, ReportEvent) and event.data.get("nodeid") == self.current:
-            self.phases[event.data["when"]] = event.data["outcome"]
-        elif isinstance(event, LogFinish):
-            self.current = None
-        elif isinstance(event, NotRun):
-            for nodeid in event.nodeids:
-                if nodeid in self.pending:
-                    self.pending.remove(nodeid)
-
-    def abandon(self) -> deque[str]:
-        self.worker.kill()
-        _workers.pop(self.worker.spec.run_id, None)
-        self.worker.close()
-        self.handle(NotRun(nodeids=list(self.pending), reason=INTERRUPTED))
-        return deque()
-
-    def timed_out(self, limit: float) -> deque[str]:
-        """Stop a case over its limit: stacks of every thread first, then SIGKILL, which
-        also stops code that ignores signals (a C or Fortran loop)."""
-        worker = self.worker
-        try:
-            os.kill(worker.process.pid, STACK_DUMP_SIGNAL)
-        except ProcessLookupError:
-            pass
-        time.sleep(STACK_DUMP_WAIT_SECONDS)
-        worker.kill()
-        return self.worker_died(
-            f"pytest-gold: {self.current} exceeded its time limit of {limit:g} s on "
-            f"{self.engine.tag} and was stopped (the stacks of every thread at that moment "
-            "are below, under the worker's own output)"
-        )
-
-    def worker_died(self, headline: str | None = None) -> deque[str]:
-        worker, current = self.worker, self.current
-        cause = worker.death_cause(STACK_TAIL_LINES if headline else STDERR_TAIL_LINES)
-        _workers.pop(worker.spec.run_id, None)
-        worker.close()
-        if current is None:
-            # Between cases (e.g. tearing down a module's fixtures): no case to blame;
-            # the rest of the batch goes to a fresh worker unless nothing progresses.
-            self.events.append(WorkerCrashed(nodeid=None, cause=cause))
-            return self.pending
-        self.events.extend(
-            failed_case_events(
-                current,
-                self.location,
-                self.phases,
-                None,
-                f"{headline}: {cause}"
-                if headline
-                else f"pytest-gold: {current} crashed its worker on {self.engine.tag} "
-                f"(pid {worker.process.pid}): {cause}",
-            )
-        )
-        self.events.append(WorkerCrashed(nodeid=current, cause=cause))
-        return self.pending
+def _forget(worker: WorkerProcess) -> None:
+    """A dead or killed worker is no longer the run's."""
+    _workers.pop(worker.spec.run_id, None)
 
 
 def finish_run(run_id: str) -> BatchResult:
@@ -407,8 +260,8 @@ def _stop_workers_at_exit() -> None:
 def interrupt_run(run_id: str) -> None:
     """Interrupt the case the run's worker is running (SIGINT, like Ctrl-C)."""
     worker = _workers.get(run_id)
-    if worker is not None and worker.process.poll() is None:
-        os.killpg(worker.process.pid, signal.SIGINT)
+    if worker is not None:
+        worker.interrupt()
 
 
 # -- entry points called through ipyparallel (plain data in, plain data out) ------------

@@ -19,6 +19,7 @@ import ipyparallel as ipp
 import pytest
 
 from . import engine as engine_module
+from . import relay
 from .messages import Batch, BatchResult, EngineInfo
 from .reporting import Replayer
 from .scheduling import DispatchQueue
@@ -28,7 +29,7 @@ from .synthetic import failed_case_events
 POLL_SECONDS = 0.2
 #: After Ctrl-C, how long interrupted cases (and teardowns) get to report back: longer
 #: than an engine waits for an interrupted case before it kills its worker.
-INTERRUPT_GRACE_SECONDS = engine_module.INTERRUPT_GRACE_SECONDS + 5
+INTERRUPT_GRACE_SECONDS = relay.INTERRUPT_GRACE_SECONDS + 5
 #: After a stop (-x, --maxfail, pytest.exit()), how long running batches get to report
 #: back before their cases count as not run and their engines as unresponsive.
 STOP_GRACE_SECONDS = INTERRUPT_GRACE_SECONDS + 10

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .messages import WarningEvent
+from .synthetic import plain_report
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -139,3 +140,36 @@ def warning_from_event(event: WarningEvent) -> warnings.WarningMessage:
         filename=event.filename,
         lineno=event.lineno,
     )
+
+
+def unsendable_report(data: dict[str, Any], error: Exception) -> dict[str, Any]:
+    """Replace a report that cannot be sent by a failure that says why."""
+    location = tuple(data.get("location") or (data["nodeid"], None, data["nodeid"]))
+    message = (
+        f"pytest-gold could not send the {data.get('when')} report of this case "
+        f"(outcome: {data.get('outcome')}) from the engine to the controller: {error}. "
+        "Record numbers, strings, lists, dicts or numpy values, or convert the value "
+        "before recording it."
+    )
+    report = plain_report(data["nodeid"], location, data.get("when", "call"), "failed", message)
+    report["duration"] = data.get("duration", 0.0)
+    return report
+
+
+def with_values_as_text(data: dict[str, Any]) -> dict[str, Any]:
+    """The report with recorded values as their repr and unknown attributes dropped."""
+    out = {}
+    for key, value in data.items():
+        if key == "user_properties":
+            out[key] = [(name, _sendable_or_repr(prop)) for name, prop in value]
+        elif _sendable_or_repr(value) is value:
+            out[key] = value
+    return out
+
+
+def _sendable_or_repr(value: Any) -> Any:
+    try:
+        to_jsonable(value)
+    except (UnserializableValue, TypeError, ValueError):
+        return repr(value)
+    return value

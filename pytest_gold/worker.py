@@ -45,8 +45,9 @@ from .messages import (
 from .serialization import (
     UnserializableValue,
     report_data_to_wire,
-    to_jsonable,
+    unsendable_report,
     warning_to_event,
+    with_values_as_text,
 )
 from .standby import changed_since, loaded_module_times
 from .synthetic import plain_report
@@ -227,10 +228,10 @@ class WorkerPlugin:
         except (UnserializableValue, TypeError, ValueError) as error:
             if report.nodeid in self.unsendable:
                 # Already failed for this: later phases go with the values as text.
-                wire = report_data_to_wire(_with_values_as_text(data))
+                wire = report_data_to_wire(with_values_as_text(data))
             else:
                 self.unsendable.add(report.nodeid)
-                wire = _unsendable_report(data, error)
+                wire = unsendable_report(data, error)
         self.send_event(ReportEvent(data=wire))
 
     def pytest_warning_recorded(
@@ -361,44 +362,11 @@ def _kept_after(item: pytest.Item, nextitem: pytest.Item | None) -> list[Any]:
     return kept
 
 
-def _unsendable_report(data: dict[str, Any], error: Exception) -> dict[str, Any]:
-    """Replace a report that cannot be sent by a failure that says why."""
-    location = tuple(data.get("location") or (data["nodeid"], None, data["nodeid"]))
-    message = (
-        f"pytest-gold could not send the {data.get('when')} report of this case "
-        f"(outcome: {data.get('outcome')}) from the engine to the controller: {error}. "
-        "Record numbers, strings, lists, dicts or numpy values, or convert the value "
-        "before recording it."
-    )
-    report = plain_report(data["nodeid"], location, data.get("when", "call"), "failed", message)
-    report["duration"] = data.get("duration", 0.0)
-    return report
-
-
 def _exit_after(seconds: float) -> None:
     """End this process after ``seconds`` whatever it is doing (a hung sessionfinish)."""
     timer = threading.Timer(seconds, os._exit, args=(0,))
     timer.daemon = True
     timer.start()
-
-
-def _with_values_as_text(data: dict[str, Any]) -> dict[str, Any]:
-    """The report with recorded values as their repr and unknown attributes dropped."""
-    out = {}
-    for key, value in data.items():
-        if key == "user_properties":
-            out[key] = [(name, _sendable_or_repr(prop)) for name, prop in value]
-        elif _sendable_or_repr(value) is value:
-            out[key] = value
-    return out
-
-
-def _sendable_or_repr(value: Any) -> Any:
-    try:
-        to_jsonable(value)
-    except (UnserializableValue, TypeError, ValueError):
-        return repr(value)
-    return value
 
 
 #: Signal that makes a worker print the stack of every thread (before a timeout kill).

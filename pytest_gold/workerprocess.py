@@ -181,6 +181,15 @@ class WorkerProcess:
         parts.append(f"the worker's own output (fatal errors land here):\n{logged or '(nothing)'}")
         return "; ".join(parts[:1]) + "\n" + "\n".join(parts[1:])
 
+    def interrupt(self) -> None:
+        """SIGINT to the worker's process group, as Ctrl-C would (programs a case
+        started get it too)."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
     def kill(self) -> None:
         if self.process.poll() is None:
             try:
