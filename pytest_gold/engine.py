@@ -207,9 +207,11 @@ def _forget(worker: WorkerProcess) -> None:
     _workers.pop(worker.spec.run_id, None)
 
 
-def finish_run(run_id: str) -> BatchResult:
+def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
     """End the run's worker: its final teardown (reported); the worker then finishes its
-    session on its own and exits (see ``WORKER_EXIT_GRACE_SECONDS``)."""
+    session on its own and exits (see ``WORKER_EXIT_GRACE_SECONDS``). With
+    ``prepare_next``, a worker for the next run is started ahead (not when the run is
+    about to stop this engine)."""
     engine = engine_info()
     events: list[Event] = []
     worker = _workers.pop(run_id, None)
@@ -236,7 +238,8 @@ def finish_run(run_id: str) -> BatchResult:
         # Whatever happened, the worker is reaped (or killed) later, never forgotten.
         worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
         _exiting.append(worker)
-        _standby.schedule(worker.spec, engine, busy=lambda: bool(_workers))
+        if prepare_next:
+            _standby.schedule(worker.spec, engine, busy=lambda: bool(_workers))
     return BatchResult(engine=engine, events=events)
 
 
@@ -291,5 +294,5 @@ def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, A
     return to_wire(run_batch(spec_from_wire(spec), batch_from_wire(batch)))
 
 
-def remote_finish_run(run_id: str) -> dict[str, Any]:
-    return to_wire(finish_run(run_id))
+def remote_finish_run(run_id: str, prepare_next: bool = True) -> dict[str, Any]:
+    return to_wire(finish_run(run_id, prepare_next))

@@ -366,7 +366,12 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         used = sorted(state.used_engines - state.lost_engines - state.unresponsive - busy)
         if not used or state.controller_lost or state.hard_stop:
             return
-        result = client[used].apply_async(engine_module.remote_finish_run, self.run_id)
+        # A worker ahead for the next run only where the engines outlive this one.
+        handle = self.handle
+        prepare_next = handle is None or not handle.owned or handle.keep
+        result = client[used].apply_async(
+            engine_module.remote_finish_run, self.run_id, prepare_next
+        )
         timeout = INTERRUPT_GRACE_SECONDS if state.interrupted else FINISH_TIMEOUT_SECONDS
         try:
             outcomes = result.get(timeout=timeout)

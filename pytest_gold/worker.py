@@ -1,6 +1,6 @@
 """The worker: a pytest session in its own process, owned by an engine's supervisor.
 
-Started as ``python -m pytest_gold.worker FD TAG LAUNCHED_NS`` by
+Started as ``python -m pytest_gold.worker FD TAG LAUNCHED_NS ENGINE_PID`` by
 :mod:`pytest_gold.engine`, once per run and engine (possibly ahead of its run, see
 ``pytest_gold.standby``). It receives a :class:`~pytest_gold.messages.RunSpec` over the
 socket ``FD``, runs ``pytest.main`` with the controller's arguments (so conftest files,
@@ -373,14 +373,20 @@ def _exit_after(seconds: float) -> None:
 STACK_DUMP_SIGNAL = signal.SIGUSR1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int | None) -> None:
     """Linux: the kernel kills this worker when its engine dies (a lost engine must not
-    leave its case running). Elsewhere the socket's end does it, at the next message."""
+    leave its case running). Elsewhere the socket's end does it, at the next message.
+
+    The engine may have died while this process was still importing, before it could ask
+    for that: then its parent is no longer ``parent``, and it ends at once.
+    """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(0)
 
 
 #: prctl option number, from <linux/prctl.h>.
@@ -391,7 +397,7 @@ def main() -> int:
     fd, engine_tag = int(sys.argv[1]), sys.argv[2]
     # When the supervisor started this process, before anything was imported.
     launched_ns = int(sys.argv[3]) if len(sys.argv) > 3 else time.time_ns()
-    _die_with_parent()
+    _die_with_parent(int(sys.argv[4]) if len(sys.argv) > 4 else None)
     # The worker's own stderr (a log file the supervisor reads) stays reachable even while
     # pytest captures fd 2: stack dumps on a timeout go there.
     stack_file = os.fdopen(os.dup(2), "w")

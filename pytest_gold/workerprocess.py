@@ -91,6 +91,7 @@ class WorkerProcess:
                 str(theirs.fileno()),
                 engine.tag,
                 str(time.time_ns()),
+                str(os.getpid()),
             ],
             cwd=cwd,
             env=env,

@@ -136,11 +136,20 @@ def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, 
     assert_gone(in_lab, profile, "after the run that started it")
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return ["(gone)"]
+
+
 def assert_gone(lab: LabRig, profile: Path, when: str) -> None:
     """No controller or engine of the profile's cluster is left (they get a moment)."""
     deadline = time.monotonic() + STOPPED_SECONDS
     while left := lab.rig_processes(profile):
-        assert time.monotonic() < deadline, f"{profile.name} processes left {when}: {left}"
+        assert time.monotonic() < deadline, f"{profile.name} processes left {when}: " + "; ".join(
+            f"{p.pid}: {' '.join(_cmdline(p))}" for p in left
+        )
         time.sleep(0.5)
 
 

@@ -181,3 +181,14 @@ def test_a_worker_started_ahead_sees_files_changed_since(tmp_path):
     assert changed_since(seen, written - 1)  # written after the process started
     module.unlink()
     assert changed_since(seen, later)
+
+
+def test_a_worker_whose_engine_died_during_its_start_ends_at_once():
+    """The engine passes its pid; a worker whose parent is someone else by the time it
+    can ask to die with its parent (it was orphaned while importing) exits at once."""
+    command = [sys.executable, "-m", "pytest_gold.worker", "999", "vm:e0", str(time.time_ns())]
+    orphan = subprocess.run([*command, "1"], capture_output=True, timeout=60)
+    assert orphan.returncode == 0 and not orphan.stderr
+    # With its real parent it goes on (and fails here on the bogus socket descriptor).
+    child = subprocess.run([*command, str(os.getpid())], capture_output=True, timeout=60)
+    assert child.returncode != 0 and b"Bad file descriptor" in child.stderr

@@ -80,7 +80,8 @@ def test_profile_cluster_is_started_and_stopped(
     result = pytester.runpytest_subprocess("--gold", "--gold-profile=local", "-v")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
-        ["gold: started the cluster of profile 'local', started in *: 2 engines on 1 host*"]
+        # 1 or 2 engines: the run starts with the first that registers.
+        ["gold: started the cluster of profile 'local', started in *: * on 1 host*"]
     )
     # Stopped at the end: no connection file, and leak_check finds no process.
     assert not (profile / "security" / "ipcontroller-client.json").exists()
