@@ -110,18 +110,14 @@ class EnginePool:
             state.engines.keys() | state.lost_engines | state.failed_check.keys() | checks.keys()
         )
         new = [eid for eid in client.ids if eid not in known]
-        if new:
-            expected = self.expected()
-            for eid in new:
-                request = client[eid].apply_async(
-                    engine_module.remote_engine_info,
-                    eid,
-                    expected.rootdir,
-                    expected.invocation_dir,
-                )
-                checks[eid] = (request, time.monotonic())
-        if not checks:
+        if not (new or checks):
             return
+        expected = self.expected()
+        for eid in new:
+            request = client[eid].apply_async(
+                engine_module.remote_engine_info, eid, expected.rootdir, expected.invocation_dir
+            )
+            checks[eid] = (request, time.monotonic())
         answered = {}
         for eid, (result, sent) in list(checks.items()):
             if initial:
@@ -133,14 +129,16 @@ class EnginePool:
         engines = [
             info
             for eid, result in answered.items()
-            if (info := self.take_in(eid, result, initial)) is not None
+            if (info := self.take_in(eid, result, expected, initial)) is not None
         ]
         if engines:
             self.config.hook.pytest_gold_cluster_ready(
                 config=self.config, client=client, engines=engines
             )
 
-    def take_in(self, eid: int, result: Any, initial: bool) -> EngineInfo | None:
+    def take_in(
+        self, eid: int, result: Any, expected: Expected, initial: bool
+    ) -> EngineInfo | None:
         """The engine, if its check passed; else it is left out (and said so, later on)."""
         state = self.state
         try:  # an answer not there by now (after --gold-wait s) counts as a failure
@@ -155,7 +153,7 @@ class EnginePool:
                 ],
             )
         else:
-            problems = mismatches(self.expected(), info)
+            problems = mismatches(expected, info)
         if problems:
             state.failed_check[eid] = (info, problems)
             if not initial:

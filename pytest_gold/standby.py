@@ -66,12 +66,13 @@ class StandbyWorker:
 
     def take(self, spec: RunSpec, engine: EngineInfo) -> WorkerProcess | None:
         """The worker, given this run, if it can serve it (else it is ended)."""
-        from .workerprocess import launch_key
+        from .workerprocess import launch_key, launch_settings
 
         worker, self.worker = self.worker, None
         if worker is None:
             return None
-        if worker.process.poll() is None and worker.launch_key == launch_key(spec, engine):
+        wanted = launch_key(*launch_settings(spec), engine)
+        if worker.process.poll() is None and worker.launch_key == wanted:
             try:
                 worker.activate(spec)
                 return worker

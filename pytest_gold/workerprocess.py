@@ -56,11 +56,10 @@ def launch_settings(spec: RunSpec) -> tuple[str, dict[str, str]]:
     return spec.invocation_dir, env
 
 
-def launch_key(spec: RunSpec, engine: EngineInfo) -> tuple[Any, ...]:
+def launch_key(cwd: str, env: dict[str, str], engine: EngineInfo) -> tuple[Any, ...]:
     """What a worker started for one run must share with another run to serve it: the
     same directory (the same one, not one made again under the same name), environment
-    and engine."""
-    cwd, env = launch_settings(spec)
+    (both from :func:`launch_settings`) and engine."""
     try:
         where = os.stat(cwd)
         directory = (cwd, where.st_dev, where.st_ino)
@@ -77,12 +76,12 @@ class WorkerProcess:
         imports pytest meanwhile) and may serve any run with the same :func:`launch_key`."""
         self.spec = spec
         self.engine = engine
-        self.launch_key = launch_key(spec, engine)
+        cwd, env = launch_settings(spec)
+        self.launch_key = launch_key(cwd, env, engine)
         ours, theirs = socket.socketpair()
         self.log = tempfile.NamedTemporaryFile(
             prefix=f"pytest-gold-worker-e{engine.engine_id}-", suffix=".log", delete=False
         )
-        cwd, env = launch_settings(spec)
         self.process = subprocess.Popen(
             [
                 sys.executable,
