@@ -1,0 +1,553 @@
+"""One run on the controller as a pure state machine: events in, actions out.
+
+:class:`Run` knows the engines (and what state each is in), the cases not yet dispatched,
+the batches in flight, and the run's phase. It does no I/O, has no clock of its own (every
+event that depends on time carries ``now``) and never talks to ipyparallel or pytest: the
+controller's driver polls the cluster, feeds what happened to the ``Run`` and carries out
+the actions it returns. That makes every rule of a run — who gets which batch, what a lost
+engine costs, what a stop does — testable without processes (tests/test_run_machine.py
+checks them over random interleavings of joins, losses, results, stops and time).
+
+Invariants (checked by :meth:`Run.check_invariants`):
+
+- every selected case ends exactly once: finished (its reports came back), failed on
+  the controller's behalf (:class:`FailCase`), or named as not run;
+- nothing is dispatched after a stop, or to an engine that is lost, unresponsive, left
+  out or not yet checked, or to an engine that is still busy;
+- a case is sent again only when its engine was lost, and at most ``retries`` times.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..messages import Batch
+from ..scheduling import DispatchQueue
+
+
+class EngineState(enum.Enum):
+    #: Registered; its engine check was sent and has not been answered.
+    CHECKING = "checking"
+    #: Checked and waiting for work.
+    IDLE = "idle"
+    #: Running a batch.
+    BUSY = "busy"
+    #: Failed the engine check: never used by this run.
+    LEFT_OUT = "left out"
+    #: Died (its task failed with an engine error).
+    LOST = "lost"
+    #: Did not answer within the grace period after a stop: nothing more is sent to it.
+    UNRESPONSIVE = "unresponsive"
+
+
+#: States in which an engine is part of the run and may get work (now or later).
+USABLE_STATES = frozenset({EngineState.IDLE, EngineState.BUSY})
+
+
+class Phase(enum.Enum):
+    #: Before the first dispatch: until ``min_engines`` engines passed the check.
+    WAITING = "waiting"
+    RUNNING = "running"
+    #: A stop was requested (-x, --maxfail, pytest.exit(), Ctrl-C, every engine lost):
+    #: nothing new is dispatched; batches in flight may still report.
+    STOPPING = "stopping"
+    #: Nothing is in flight and nothing will be dispatched.
+    DONE = "done"
+
+
+class StopKind(enum.Enum):
+    #: -x / --maxfail / a plugin's session.shouldstop: running cases are interrupted.
+    FAILURES = "failures"
+    #: A case called pytest.exit().
+    EXIT = "exit"
+    #: Ctrl-C or SIGTERM on the controller.
+    INTERRUPT = "interrupt"
+    #: The last engine was lost with cases left to run.
+    NO_ENGINES = "no engines"
+    #: The ipyparallel controller (hub) stopped answering.
+    CONTROLLER_LOST = "controller lost"
+
+
+#: Why a run stopped when no engine was left.
+EVERY_ENGINE_LOST = "every engine was lost"
+
+
+# -- actions (what the driver carries out) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckEngine:
+    """Send the engine check to a newly registered engine."""
+
+    engine_id: int
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Send ``batch`` to an engine (one ipyparallel task)."""
+
+    engine_id: int
+    batch: Batch
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """Ask these engines to interrupt the batches they run (a stop)."""
+
+    engine_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FailCase:
+    """Report a case as failed on the controller's behalf: it cannot report itself."""
+
+    nodeid: str
+    #: Where it ran (``None``: it never reached an engine).
+    engine_id: int | None
+    message: str
+    #: The phase the failure is reported in ("setup" for cases that never started).
+    when: str = "call"
+
+
+@dataclass(frozen=True)
+class EngineLeftOut:
+    """An engine failed its check (after the first wait, say so at once)."""
+
+    engine_id: int
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EngineJoinedRun:
+    """An engine passed its check and takes part from now on."""
+
+    engine_id: int
+
+
+@dataclass(frozen=True)
+class EngineLostNotice:
+    """An engine died while running ``cases`` cases; ``resent`` of them go elsewhere."""
+
+    engine_id: int
+    cases: int
+    resent: int
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """Engines that did not answer within the grace period after a stop."""
+
+    engine_ids: tuple[int, ...]
+    grace_seconds: float
+
+
+@dataclass(frozen=True)
+class GiveUpWaiting:
+    """Fewer than ``needed`` engines passed the check within the wait: the run fails."""
+
+    usable: int
+    needed: int
+
+
+Action = (
+    CheckEngine
+    | Dispatch
+    | Interrupt
+    | FailCase
+    | EngineLeftOut
+    | EngineJoinedRun
+    | EngineLostNotice
+    | Abandoned
+    | GiveUpWaiting
+)
+
+
+# -- events that carry data -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What came back for one batch, after its reports were replayed."""
+
+    #: Cases whose reports came back, with their durations in seconds.
+    finished: Mapping[str, float] = field(default_factory=dict)
+    #: Cases the engine did not run (interrupted, or after a pytest.exit()).
+    not_run: Sequence[str] = ()
+    #: Of ``not_run``, those that had started and were cut short.
+    cut_short: Sequence[str] = ()
+    #: The case that called pytest.exit(), if one did.
+    exit_nodeid: str | None = None
+
+
+@dataclass
+class EngineRecord:
+    state: EngineState
+    #: When its check was sent (CHECKING) — to give up on checks never answered.
+    checked_at: float = 0.0
+    batch: Batch | None = None
+    used: bool = False
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class Run:
+    """The state of one run; see the module docstring."""
+
+    queue: DispatchQueue
+    #: Engines that must pass the check before the first dispatch.
+    min_engines: int = 1
+    #: How often a case lost with its engine is sent again.
+    retries: int = 1
+    #: How long a check, or the whole first wait, may take (--gold-wait).
+    wait_seconds: float = 60.0
+    #: After a stop, how long batches in flight get to report before they are given up.
+    stop_grace_seconds: float = 15.0
+    #: After Ctrl-C, the same (shorter: the user is waiting).
+    interrupt_grace_seconds: float = 10.0
+    #: Run-time limit of each case that has one.
+    time_limits: Mapping[str, float] = field(default_factory=dict)
+    #: When the run began waiting for engines.
+    started_at: float = 0.0
+
+    phase: Phase = Phase.WAITING
+    engines: dict[int, EngineRecord] = field(default_factory=dict)
+    #: Engine ids in the order they became idle (the next batch goes to the first).
+    idle_order: list[int] = field(default_factory=list)
+    stop_kind: StopKind | None = None
+    stop_reason: str | None = None
+    stop_deadline: float = math.inf
+    #: The case that called pytest.exit() (the first one, if several did).
+    exit_nodeid: str | None = None
+    #: How often each case was lost with its engine.
+    losses: dict[str, int] = field(default_factory=dict)
+    #: Cases named as not run, in the order they were given up; and those cut short.
+    not_run: list[str] = field(default_factory=list)
+    cut_short: list[tuple[str, int]] = field(default_factory=list)
+    #: Every case and how it ended ("finished", "failed", "not run").
+    ended: dict[str, str] = field(default_factory=dict)
+    #: Every case selected for the run.
+    selected: frozenset[str] = frozenset()
+    #: Too few engines within the first wait: the run fails before anything ran.
+    gave_up: bool = False
+
+    def __post_init__(self) -> None:
+        self.selected = frozenset(self.queue.remaining())
+
+    # -- queries -----------------------------------------------------------------------
+
+    def engines_in(self, *states: EngineState) -> list[int]:
+        return [eid for eid, record in self.engines.items() if record.state in states]
+
+    @property
+    def usable(self) -> list[int]:
+        return self.engines_in(*USABLE_STATES)
+
+    @property
+    def busy(self) -> dict[int, Batch]:
+        return {
+            eid: record.batch
+            for eid, record in self.engines.items()
+            if record.state is EngineState.BUSY and record.batch is not None
+        }
+
+    @property
+    def running(self) -> list[str]:
+        return [nodeid for batch in self.busy.values() for nodeid in batch.nodeids]
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_kind is not None
+
+    @property
+    def over(self) -> bool:
+        """Nothing is in flight and nothing more will be dispatched."""
+        return self.phase is Phase.DONE
+
+    def engines_to_finish(self) -> list[int]:
+        """Engines whose workers get the end-of-run teardown: every engine that ran a
+        batch and is still there and answering."""
+        return sorted(
+            eid
+            for eid, record in self.engines.items()
+            if record.used and record.state is EngineState.IDLE
+        )
+
+    # -- events ------------------------------------------------------------------------
+
+    def engine_registered(self, engine_id: int, now: float) -> list[Action]:
+        """A new engine id appeared in the cluster: check it first."""
+        if engine_id in self.engines or self.phase is Phase.DONE:
+            return []
+        self.engines[engine_id] = EngineRecord(state=EngineState.CHECKING, checked_at=now)
+        return [CheckEngine(engine_id)]
+
+    def engine_checked(
+        self, engine_id: int, problems: Sequence[str], now: float
+    ) -> list[Action]:
+        """The engine check's answer: no problems, and the engine joins the run."""
+        record = self.engines.get(engine_id)
+        if record is None or record.state is not EngineState.CHECKING:
+            return []
+        if problems:
+            record.state, record.problems = EngineState.LEFT_OUT, tuple(problems)
+            return [EngineLeftOut(engine_id, record.problems), *self._stop_if_no_engines(now)]
+        record.state = EngineState.IDLE
+        self.idle_order.append(engine_id)
+        if self.phase is Phase.WAITING and len(self.usable) >= self.min_engines:
+            self.phase = Phase.RUNNING
+        return [EngineJoinedRun(engine_id)]
+
+    def batch_done(self, engine_id: int, summary: BatchSummary, now: float) -> list[Action]:
+        """A batch came back and its reports were replayed."""
+        record = self.engines.get(engine_id)
+        if record is None or record.batch is None:
+            return []
+        batch, record.batch = record.batch, None
+        if record.state is EngineState.BUSY:
+            record.state = EngineState.IDLE
+            self.idle_order.append(engine_id)
+        actions: list[Action] = []
+        self.queue.record(summary.finished.values())
+        not_run = set(summary.not_run)
+        for nodeid in batch.nodeids:
+            if nodeid in summary.finished:
+                self._end(nodeid, "finished")
+            elif nodeid in not_run:
+                self._end(nodeid, "not run")
+                self.not_run.append(nodeid)
+            else:
+                # The engine's supervisor guarantees one or the other; a case it forgot
+                # must still end, as a failure that says so.
+                self._end(nodeid, "failed")
+                actions.append(
+                    FailCase(
+                        nodeid,
+                        engine_id,
+                        "pytest-gold: the engine returned its batch without a result for "
+                        "this case (this is a bug in pytest-gold, please report it)",
+                    )
+                )
+        self.cut_short.extend((nodeid, engine_id) for nodeid in summary.cut_short)
+        if summary.exit_nodeid is not None and self.exit_nodeid is None:
+            self.exit_nodeid = summary.exit_nodeid
+            actions += self.stop_requested(
+                StopKind.EXIT, f"pytest.exit() in {summary.exit_nodeid}", now
+            )
+        self._settle()
+        return actions
+
+    def batch_errored(self, engine_id: int, message: str) -> list[Action]:
+        """A task raised although its engine lives (a supervisor bug): its cases fail and
+        the engine stays in the run."""
+        record = self.engines.get(engine_id)
+        if record is None or record.batch is None:
+            return []
+        batch, record.batch = record.batch, None
+        if record.state is EngineState.BUSY:
+            record.state = EngineState.IDLE
+            self.idle_order.append(engine_id)
+        actions: list[Action] = []
+        for nodeid in batch.nodeids:
+            self._end(nodeid, "failed")
+            actions.append(FailCase(nodeid, engine_id, message))
+        self._settle()
+        return actions
+
+    def engine_lost(self, engine_id: int, message: str, now: float) -> list[Action]:
+        """An engine died. Its batch's cases go to other engines up to ``retries`` times
+        (never after a stop); the others fail with ``message``."""
+        record = self.engines.get(engine_id)
+        if record is None or record.state in (EngineState.LOST, EngineState.LEFT_OUT):
+            return []
+        batch, record.batch = record.batch, None
+        record.state = EngineState.LOST
+        if engine_id in self.idle_order:
+            self.idle_order.remove(engine_id)
+        actions: list[Action] = []
+        retry: list[str] = []
+        nodeids = batch.nodeids if batch is not None else []
+        if nodeids:
+            for nodeid in nodeids:
+                self.losses[nodeid] = self.losses.get(nodeid, 0) + 1
+                if self.losses[nodeid] <= self.retries and not self.stopped:
+                    retry.append(nodeid)
+                else:
+                    self._end(nodeid, "failed")
+                    actions.append(
+                        FailCase(
+                            nodeid,
+                            engine_id,
+                            f"{message} ({self.losses[nodeid]} time(s))",
+                        )
+                    )
+            self.queue.requeue(retry)
+        actions.append(EngineLostNotice(engine_id, len(nodeids), len(retry)))
+        actions += self._stop_if_no_engines(now)
+        self._settle()
+        return actions
+
+    def _stop_if_no_engines(self, now: float) -> list[Action]:
+        """Once running, a run with cases left and no engine that could take them (none
+        usable, none being checked) stops."""
+        if (
+            self.phase is Phase.RUNNING
+            and self.queue
+            and not self.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.CHECKING)
+        ):
+            return self.stop_requested(StopKind.NO_ENGINES, EVERY_ENGINE_LOST, now)
+        return []
+
+    def stop_requested(self, kind: StopKind, reason: str, now: float) -> list[Action]:
+        """Stop: nothing new starts; every case not yet dispatched is not run; running
+        batches are interrupted and get a grace period (from ``now``) to report."""
+        if self.stopped or self.phase is Phase.DONE:
+            return []
+        self.stop_kind, self.stop_reason = kind, reason
+        self.phase = Phase.STOPPING
+        for nodeid in self.queue.drain():
+            self._end(nodeid, "not run")
+            self.not_run.append(nodeid)
+        self.stop_deadline = now + self._grace()
+        busy = tuple(sorted(self.busy))
+        self._settle()
+        return [Interrupt(busy)] if busy and kind is not StopKind.NO_ENGINES else []
+
+    def controller_lost(self, message: str) -> list[Action]:
+        """The hub stopped answering: every case not finished fails with ``message``;
+        nothing waits on the dead controller again."""
+        actions: list[Action] = []
+        for eid, batch in sorted(self.busy.items()):
+            for nodeid in batch.nodeids:
+                self._end(nodeid, "failed")
+                actions.append(FailCase(nodeid, eid, message, when="setup"))
+            record = self.engines[eid]
+            record.batch, record.state = None, EngineState.UNRESPONSIVE
+        for nodeid in self.queue.drain():
+            self._end(nodeid, "failed")
+            actions.append(FailCase(nodeid, None, message, when="setup"))
+        self.stop_kind, self.stop_reason = StopKind.CONTROLLER_LOST, "the controller was lost"
+        self.phase = Phase.DONE
+        return actions
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passed: dispatch to idle engines, give up on overdue checks, the first
+        wait, and batches that did not answer after a stop."""
+        if self.phase is Phase.DONE:
+            return []
+        actions: list[Action] = []
+        for eid in self.engines_in(EngineState.CHECKING):
+            if now - self.engines[eid].checked_at > self.wait_seconds:
+                actions += self.engine_checked(
+                    eid, [f"no answer to the engine check within {self.wait_seconds:g} s"], now
+                )
+        if self.phase is Phase.WAITING:
+            if now - self.started_at > self.wait_seconds:
+                self.phase, self.gave_up = Phase.DONE, True
+                actions.append(GiveUpWaiting(len(self.usable), self.min_engines))
+            return actions
+        if self.phase is Phase.STOPPING and self.busy and now > self.stop_deadline:
+            actions += self._abandon_unanswered()
+        actions += self._dispatch()
+        self._settle()
+        return actions
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _dispatch(self) -> list[Action]:
+        actions: list[Action] = []
+        while self.phase is Phase.RUNNING and self.idle_order and self.queue:
+            eid = self.idle_order.pop(0)
+            record = self.engines[eid]
+            if record.state is not EngineState.IDLE:
+                continue
+            batch = self.queue.next_batch()
+            assert batch is not None
+            limits = {n: self.time_limits[n] for n in batch.nodeids if n in self.time_limits}
+            batch = replace(batch, time_limits=limits)
+            record.state, record.batch, record.used = EngineState.BUSY, batch, True
+            actions.append(Dispatch(eid, batch))
+        return actions
+
+    def _abandon_unanswered(self) -> list[Action]:
+        abandoned = []
+        for eid, batch in sorted(self.busy.items()):
+            for nodeid in batch.nodeids:
+                self._end(nodeid, "not run")
+                self.not_run.append(nodeid)
+                self.cut_short.append((nodeid, eid))
+            record = self.engines[eid]
+            record.batch, record.state = None, EngineState.UNRESPONSIVE
+            abandoned.append(eid)
+        return [Abandoned(tuple(abandoned), self._grace())]
+
+    def _grace(self) -> float:
+        if self.stop_kind is StopKind.INTERRUPT:
+            return self.interrupt_grace_seconds
+        return self.stop_grace_seconds
+
+    def _end(self, nodeid: str, how: str) -> None:
+        if nodeid in self.ended:
+            raise AssertionError(f"{nodeid} ended twice ({self.ended[nodeid]}, then {how})")
+        self.ended[nodeid] = how
+
+    def _settle(self) -> None:
+        """Move to DONE once nothing is in flight and nothing more will be dispatched."""
+        if self.phase is Phase.DONE or self.busy:
+            return
+        if self.phase is Phase.STOPPING or (self.phase is Phase.RUNNING and not self.queue):
+            self.phase = Phase.DONE
+
+    # -- for tests ---------------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the run's bookkeeping is inconsistent."""
+        queued = self.queue.remaining()
+        running = self.running
+        assert len(set(queued)) == len(queued), "a case is queued twice"
+        assert len(set(running)) == len(running), "a case runs twice at once"
+        assert not (set(queued) & set(running)), "a case is queued and running"
+        open_cases = set(queued) | set(running)
+        assert not (open_cases & self.ended.keys()), "an ended case is still open"
+        assert open_cases | self.ended.keys() == self.selected, "a case was lost"
+        for eid, record in self.engines.items():
+            assert (record.batch is not None) == (record.state is EngineState.BUSY), eid
+        assert all(self.engines[eid].state is EngineState.IDLE for eid in self.idle_order)
+        assert len(set(self.idle_order)) == len(self.idle_order)
+        if self.stopped:
+            assert not queued, "cases queued after a stop"
+        for nodeid, count in self.losses.items():
+            assert count <= self.retries + 1, nodeid
+        if self.phase is Phase.DONE:
+            assert not self.busy, "a batch in flight after the end"
+            assert self.gave_up or self.ended.keys() == self.selected, "a case never ended"
+
+
+def summary_of(
+    finished: Iterable[str],
+    not_run: Iterable[str] = (),
+    cut_short: Iterable[str] = (),
+    exit_nodeid: str | None = None,
+    seconds: float = 0.0,
+) -> BatchSummary:
+    """A :class:`BatchSummary` from plain lists (tests, and cases without durations)."""
+    return BatchSummary(
+        finished={nodeid: seconds for nodeid in finished},
+        not_run=tuple(not_run),
+        cut_short=tuple(cut_short),
+        exit_nodeid=exit_nodeid,
+    )
+
+
+def describe_state(run: Run) -> dict[str, Any]:
+    """The run in plain data (for logs and a status file)."""
+    return {
+        "phase": run.phase.value,
+        "engines": {eid: record.state.value for eid, record in sorted(run.engines.items())},
+        "queued": len(run.queue),
+        "running": len(run.running),
+        "stop": run.stop_reason,
+    }

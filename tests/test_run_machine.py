@@ -1,0 +1,342 @@
+"""The pure run state machine (pytest_gold.policy.run): rules and invariants.
+
+A hypothesis ``RuleBasedStateMachine`` drives a :class:`Run` through random interleavings
+of engines registering, passing or failing their check, batches coming back (whole, cut
+short, with a pytest.exit()), engines lost with and without retries left, stops (-x,
+Ctrl-C), a lost controller, and time passing, and checks after every step that no case is
+lost or ended twice, that nothing is dispatched after a stop or to an engine that may not
+get work, and that retries happen only for lost engines and at most ``retries`` times.
+"""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from pytest_gold.policy.run import (
+    EVERY_ENGINE_LOST,
+    Abandoned,
+    BatchSummary,
+    CheckEngine,
+    Dispatch,
+    EngineLostNotice,
+    EngineState,
+    FailCase,
+    GiveUpWaiting,
+    Interrupt,
+    Phase,
+    Run,
+    StopKind,
+    summary_of,
+)
+from pytest_gold.scheduling import DispatchQueue
+
+
+def make_run(cases: int, engines_needed: int = 1, retries: int = 1, **kwargs) -> Run:
+    nodeids = [f"t.py::test[{i}]" for i in range(cases)]
+    queue = DispatchQueue(nodeids, engine_count=2, target_batch_seconds=0.5)
+    return Run(queue=queue, min_engines=engines_needed, retries=retries, **kwargs)
+
+
+def join(run: Run, eid: int, now: float = 0.0) -> None:
+    assert run.engine_registered(eid, now) == [CheckEngine(eid)]
+    run.engine_checked(eid, [], now)
+
+
+def dispatched(actions) -> dict[int, list[str]]:
+    return {a.engine_id: list(a.batch.nodeids) for a in actions if isinstance(a, Dispatch)}
+
+
+# -- examples -------------------------------------------------------------------------
+
+
+def test_nothing_is_dispatched_before_min_engines_passed_the_check():
+    run = make_run(4, engines_needed=2)
+    join(run, 0)
+    assert run.phase is Phase.WAITING and dispatched(run.tick(1.0)) == {}
+    run.engine_registered(1, 1.0)
+    assert dispatched(run.tick(2.0)) == {}  # still checking
+    run.engine_checked(1, [], 3.0)
+    sent = dispatched(run.tick(3.0))
+    assert set(sent) == {0, 1}
+
+
+def test_the_first_wait_gives_up_after_the_wait():
+    run = make_run(2, engines_needed=2, wait_seconds=10.0)
+    join(run, 0)
+    assert run.tick(5.0) == []
+    assert run.tick(10.5) == [GiveUpWaiting(usable=1, needed=2)]
+    assert run.over
+
+
+def test_an_unanswered_check_leaves_the_engine_out():
+    run = make_run(2, wait_seconds=10.0)
+    join(run, 0)
+    run.engine_registered(1, now=1.0)
+    run.tick(5.0)
+    assert run.engines[1].state is EngineState.CHECKING
+    run.tick(11.5)
+    assert run.engines[1].state is EngineState.LEFT_OUT
+    assert run.engine_checked(1, [], 12.0) == []  # a late answer changes nothing
+
+
+def test_a_lost_engine_s_cases_go_elsewhere_once_then_fail():
+    run = make_run(1, retries=1)
+    join(run, 0)
+    join(run, 1)
+    (eid, nodeids), *_ = dispatched(run.tick(0.0)).items()
+    actions = run.engine_lost(eid, "engine lost", now=1.0)
+    assert EngineLostNotice(eid, 1, 1) in actions
+    (other, again), *_ = dispatched(run.tick(1.0)).items()
+    assert other != eid and again == nodeids
+    actions = run.engine_lost(other, "engine lost", now=2.0)
+    assert [a for a in actions if isinstance(a, FailCase)] == [
+        FailCase(nodeids[0], other, "engine lost (2 time(s))")
+    ]
+    assert run.over and run.ended == {nodeids[0]: "failed"}
+
+
+def test_a_stop_names_every_queued_case_not_run_and_interrupts_the_busy_engines():
+    run = make_run(6)
+    join(run, 0)
+    join(run, 1)
+    sent = dispatched(run.tick(0.0))
+    actions = run.stop_requested(StopKind.FAILURES, "stopping after 1 failures", now=1.0)
+    assert actions == [Interrupt((0, 1))]
+    assert dispatched(run.tick(2.0)) == {}
+    queued = {n for n in run.selected} - {n for ids in sent.values() for n in ids}
+    assert set(run.not_run) == queued
+
+
+def test_batches_that_do_not_answer_after_a_stop_are_given_up():
+    run = make_run(2, stop_grace_seconds=5.0)
+    join(run, 0)
+    sent = dispatched(run.tick(0.0))
+    run.stop_requested(StopKind.FAILURES, "x", now=1.0)
+    assert run.tick(5.0) == []
+    assert run.tick(6.5) == [Abandoned((0,), 5.0)]
+    assert run.engines[0].state is EngineState.UNRESPONSIVE
+    assert set(sent[0]) <= set(run.not_run) and run.over
+    assert run.engines_to_finish() == []
+
+
+def test_pytest_exit_stops_the_run():
+    run = make_run(4)
+    join(run, 0)
+    (batch,) = dispatched(run.tick(0.0)).values()
+    actions = run.batch_done(0, summary_of(batch[:1], exit_nodeid=batch[0]), now=1.0)
+    assert run.stop_kind is StopKind.EXIT and run.exit_nodeid == batch[0]
+    assert not any(isinstance(a, Interrupt) for a in actions)  # nothing else runs
+    assert run.over
+
+
+def test_every_engine_lost_stops_the_run():
+    run = make_run(4, retries=0)
+    join(run, 0)
+    run.tick(0.0)
+    run.engine_lost(0, "lost", now=1.0)
+    assert run.stop_reason == EVERY_ENGINE_LOST and run.over
+    assert run.ended.keys() == run.selected
+
+
+def test_a_case_the_engine_forgot_still_ends_as_a_failure():
+    run = make_run(2)
+    join(run, 0)
+    (batch,) = dispatched(run.tick(0.0)).values()
+    actions = run.batch_done(0, BatchSummary(), now=1.0)
+    assert [a.nodeid for a in actions if isinstance(a, FailCase)] == batch
+
+
+def test_the_controller_lost_fails_every_unfinished_case():
+    run = make_run(5)
+    join(run, 0)
+    run.tick(0.0)
+    actions = run.controller_lost("gone")
+    assert {a.nodeid for a in actions if isinstance(a, FailCase)} == set(run.selected)
+    assert run.over
+
+
+def test_only_engines_that_ran_and_are_still_there_are_finished():
+    run = make_run(3)
+    for eid in range(3):
+        join(run, eid)
+    sent = dispatched(run.tick(0.0))
+    assert len(sent) >= 2
+    first, second = sorted(sent)[:2]
+    run.batch_done(first, summary_of(sent[first]), now=1.0)
+    run.engine_lost(second, "lost", now=1.0)
+    run.tick(1.0)
+    for eid, batch in list(run.busy.items()):
+        run.batch_done(eid, summary_of(batch.nodeids), now=2.0)
+    assert first in run.engines_to_finish() and second not in run.engines_to_finish()
+
+
+# -- the stateful test ------------------------------------------------------------------
+
+
+class RunMachine(RuleBasedStateMachine):
+    """Random runs; the model checks dispatch targets and the invariants of the run."""
+
+    @initialize(
+        cases=st.integers(1, 25),
+        needed=st.sampled_from([1, 1, 2, 3]),
+        retries=st.integers(0, 2),
+        engines=st.integers(0, 4),
+    )
+    def start(self, cases: int, needed: int, retries: int, engines: int) -> None:
+        self.run = make_run(
+            cases,
+            engines_needed=needed,
+            retries=retries,
+            wait_seconds=30.0,
+            stop_grace_seconds=5.0,
+            interrupt_grace_seconds=3.0,
+        )
+        self.now = 0.0
+        self.next_engine = 0
+        self.sent_counts: dict[str, int] = {}
+        for _ in range(engines):
+            self.register()
+            self.apply(self.run.engine_checked(self.next_engine - 1, [], self.now))
+        self.apply(self.run.tick(self.now))
+
+    def apply(self, actions, *, then_tick: bool = False) -> None:
+        """Carry out actions; with ``then_tick``, then run one driver step (the driver's
+        loop ticks after every event, which is when idle engines get work)."""
+        if then_tick:
+            actions = [*actions, *self.run.tick(self.now)]
+        for action in actions:
+            if isinstance(action, Dispatch):
+                record = self.run.engines[action.engine_id]
+                assert record.state is EngineState.BUSY and record.batch == action.batch
+                assert not self.run.stopped, "dispatch after a stop"
+                assert self.run.phase is Phase.RUNNING, "dispatch before enough engines"
+                for nodeid in action.batch.nodeids:
+                    self.sent_counts[nodeid] = self.sent_counts.get(nodeid, 0) + 1
+
+    def can(self, *states: EngineState) -> bool:
+        return bool(self.run.engines_in(*states)) and not self.run.over
+
+    @precondition(lambda self: not self.run.over)
+    @rule()
+    def register(self) -> None:
+        eid, self.next_engine = self.next_engine, self.next_engine + 1
+        self.apply(self.run.engine_registered(eid, self.now))
+
+    @precondition(lambda self: self.can(EngineState.CHECKING))
+    @rule(data=st.data(), ok=st.sampled_from([True, True, True, False]))
+    def answer_check(self, data, ok: bool) -> None:
+        eid = data.draw(st.sampled_from(self.run.engines_in(EngineState.CHECKING)))
+        self.apply(
+            self.run.engine_checked(eid, [] if ok else ["pytest 0.1 here"], self.now),
+            then_tick=True,
+        )
+
+    @precondition(lambda self: not self.run.over)
+    @rule(seconds=st.sampled_from([0.0, 0.5, 1.0, 4.0, 12.0, 40.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+        self.apply(self.run.tick(self.now))
+
+    @precondition(lambda self: bool(self.run.busy))
+    @rule(data=st.data())
+    def batch_returns(self, data) -> None:
+        busy = self.run.busy
+        eid = data.draw(st.sampled_from(sorted(busy)))
+        nodeids = list(busy[eid].nodeids)
+        how = data.draw(st.sampled_from(["whole", "whole", "interrupted", "exit", "forgot"]))
+        done = data.draw(st.integers(0, len(nodeids)))
+        finished, rest, cut, exit_at = nodeids, [], [], None
+        if how == "interrupted" and done < len(nodeids):
+            finished, rest = nodeids[:done], nodeids[done:]
+            cut = rest[:1]
+        elif how == "exit" and done > 0:
+            exit_at = nodeids[done - 1]
+            finished, rest = nodeids[:done], nodeids[done:]
+        elif how == "forgot":
+            finished = nodeids[:done]
+        summary = summary_of(finished, not_run=rest, cut_short=cut, exit_nodeid=exit_at)
+        self.apply(self.run.batch_done(eid, summary, self.now), then_tick=True)
+
+    @precondition(lambda self: self.can(EngineState.IDLE, EngineState.BUSY))
+    @rule(data=st.data(), busy_one=st.booleans())
+    def lose_engine(self, data, busy_one: bool) -> None:
+        busy = sorted(self.run.busy)
+        candidates = (
+            busy if busy_one and busy else self.run.engines_in(EngineState.IDLE, EngineState.BUSY)
+        )
+        eid = data.draw(st.sampled_from(candidates))
+        batch = self.run.engines[eid].batch
+        before = {n: self.run.losses.get(n, 0) for n in (batch.nodeids if batch else [])}
+        stopped = self.run.stopped
+        actions = self.run.engine_lost(eid, "lost", self.now)
+        if batch is not None:
+            resent = set(self.run.queue.remaining())
+            for nodeid in batch.nodeids:
+                if nodeid in resent:
+                    assert not stopped, "a lost case sent again after a stop"
+                    assert before[nodeid] + 1 <= self.run.retries, "retried past --gold-retries"
+        self.apply(actions, then_tick=True)
+
+    @precondition(lambda self: self.run.phase is Phase.RUNNING)
+    @rule(kind=st.sampled_from([StopKind.FAILURES, StopKind.INTERRUPT]))
+    def stop(self, kind: StopKind) -> None:
+        busy = set(self.run.busy)
+        actions = self.run.stop_requested(kind, kind.value, self.now)
+        interrupted = {e for a in actions if isinstance(a, Interrupt) for e in a.engine_ids}
+        assert interrupted == busy, "a stop interrupts exactly the busy engines"
+        self.apply(actions, then_tick=True)
+
+    @precondition(lambda self: self.run.phase is Phase.RUNNING)
+    @rule()
+    def lose_controller(self) -> None:
+        actions = self.run.controller_lost("hub gone")
+        assert not any(isinstance(a, Dispatch) for a in actions)
+
+    @precondition(lambda self: self.run.over)
+    @rule()
+    def an_over_run_does_nothing(self) -> None:
+        self.now += 100.0
+        assert self.run.tick(self.now) == []
+        assert self.run.engine_registered(self.next_engine, self.now) == []
+
+    @invariant()
+    def bookkeeping_holds(self) -> None:
+        self.run.check_invariants()
+
+    @invariant()
+    def a_case_is_sent_again_only_after_a_loss(self) -> None:
+        for nodeid, count in self.sent_counts.items():
+            assert count <= 1 + self.run.losses.get(nodeid, 0), nodeid
+
+
+TestRunMachine = RunMachine.TestCase
+TestRunMachine.settings = settings(
+    max_examples=400,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3])
+def test_a_run_where_every_batch_returns_ends_every_case_once(retries: int) -> None:
+    run = make_run(40, retries=retries)
+    for eid in range(4):
+        join(run, eid)
+    now = 0.0
+    while not run.over:
+        now += 1
+        run.tick(now)
+        for eid, batch in list(run.busy.items()):
+            run.batch_done(eid, summary_of(batch.nodeids, seconds=0.01), now)
+        run.check_invariants()
+    assert set(run.ended.values()) == {"finished"} and run.ended.keys() == run.selected
