@@ -285,9 +285,7 @@ class Run:
         self.engines[engine_id] = EngineRecord(state=EngineState.CHECKING, checked_at=now)
         return [CheckEngine(engine_id)]
 
-    def engine_checked(
-        self, engine_id: int, problems: Sequence[str], now: float
-    ) -> list[Action]:
+    def engine_checked(self, engine_id: int, problems: Sequence[str], now: float) -> list[Action]:
         """The engine check's answer: no problems, and the engine joins the run."""
         record = self.engines.get(engine_id)
         if record is None or record.state is not EngineState.CHECKING:
