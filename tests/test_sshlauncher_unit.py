@@ -100,8 +100,11 @@ def test_one_ssh_command_per_host_starts_watches_and_stops(tmp_path, fake_ssh):
         assert engines["me@hostb"]["n"] == 1  # the configuration is left as it was
         pids = {key: el.pid for key, el in launcher.launchers.items()}
         assert all(running(pid) for pid in pids.values())
-        b = psutil.Process(pids["me@hostb/0"]).environ()
-        assert b["PYTEST_GOLD_HOST"] == "b" and b["IPP_CLUSTER_ID"] == "t"
+        # Its pid is the engine's from the start (nohup, setsid and env exec in turn).
+        engine_b = psutil.Process(pids["me@hostb/0"])
+        await until(lambda: "PYTEST_GOLD_HOST" in engine_b.environ(), "env applied")
+        assert engine_b.environ()["PYTEST_GOLD_HOST"] == "b"
+        assert engine_b.environ()["IPP_CLUSTER_ID"] == "t"
         # An engine that dies is noticed by its host's watcher.
         os.kill(pids["hosta/1"], signal.SIGKILL)
         await until(lambda: "hosta/1" not in launcher.launchers, "hosta/1 noticed as stopped")
@@ -156,11 +159,14 @@ def test_no_host_at_all_is_an_error(tmp_path, fake_ssh):
 def test_an_engine_deaf_to_sigterm_is_killed(tmp_path, fake_ssh):
     command, _ = fake_ssh
     launcher = make_set(tmp_path, command, {"hosta": 1})
-    launcher.engine_cmd = ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]
+    launcher.engine_cmd = ["sh", "-c", "trap '' TERM; echo deaf; while :; do sleep 1; done"]
 
     async def scenario() -> None:
         launcher.start(1)
-        pid = launcher.launchers["hosta/0"].pid
+        engine = launcher.launchers["hosta/0"]
+        pid = engine.pid
+        output = Path(engine.local_output_file)
+        await until(lambda: output.exists() and "deaf" in output.read_text(), "SIGTERM ignored")
         await launcher.stop()
         assert launcher.stop_data["engines"]["hosta/0"]["exit_code"] == -signal.SIGKILL
         await until(lambda: not running(pid), "the SIGKILLed engine gone")
