@@ -152,7 +152,7 @@ def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, 
     once.stdout.fnmatch_lines(["gold: started the cluster of profile 'pair'*"])
     assert "stays running" not in once.stdout.str()
     output = once.stdout.str() + once.stderr.str()
-    for alarming in ("Traceback", "ProcessLookupError", "scp", "Failed to get output"):
+    for alarming in ("Traceback", "ProcessLookupError", "scp", "Failed to get output", "[Profile"):
         assert alarming not in output, output
     assert not (profile / "security" / "ipcontroller-client.json").exists()
     assert_gone(in_lab, profile, "after the run that started it")
