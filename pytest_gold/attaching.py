@@ -6,7 +6,6 @@ stopped at the end, unless ``--gold-keep-cluster`` leaves it for the next run.
 
 from __future__ import annotations
 
-import json
 import stat
 import time
 from pathlib import Path
@@ -139,31 +138,18 @@ def explicit_engine_count(cluster: Any) -> int | None:
 
 
 def profile_engines(profile_dir: Path, cluster_id: str | None) -> tuple[int | None, dict[str, int]]:
-    """How many engines the profile's cluster has (its configuration, or more if engine
-    sets were added to the running cluster, e.g. with 'ipcluster engines'), and how many
-    of them each host runs by the name runs show; ``None`` if the profile does not say."""
+    """How many engines the profile's configuration defines, and how many of them each
+    host runs, by the names runs show; ``None`` if the profile does not say. (Not the
+    running cluster's file: it keeps listing engines that were lost.)"""
     try:
         cluster = ipp.Cluster(
             profile_dir=str(profile_dir), cluster_id=cluster_id or "", shutdown_atexit=False
         )
         count = explicit_engine_count(cluster)
         hosts = summarize("", profile_dir, cluster.config, running=True).host_names
-        cluster_file = Path(cluster.cluster_file)
     except Exception:  # a profile that ipyparallel cannot read says nothing here
         return None, {}
-    started = _engines_in_cluster_file(cluster_file)
-    if started is not None and (count is None or started > count):
-        return started, hosts if started == sum(hosts.values()) else {}
     return count, hosts
-
-
-def _engines_in_cluster_file(path: Path) -> int | None:
-    """The engines the running cluster's launchers started (ipyparallel's cluster file)."""
-    try:
-        sets = json.loads(path.read_text())["engines"]["sets"]
-        return sum(len(engine_set.get("engines", {})) or 1 for engine_set in sets.values())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 def start_from_profile(
