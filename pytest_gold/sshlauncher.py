@@ -37,6 +37,10 @@ from . import hostscripts
 from .hostscripts import explain_ssh_error, run_on_host
 from .profiles import LAUNCHER_PATH
 
+#: At most this many hosts are started, stopped or signalled at the same time (each one
+#: ssh process here): enough for a lab, not a flood for a big cluster.
+MAX_PARALLEL_HOSTS = 32
+
 #: The watchers' ssh commands of each engine set of this process: ended when the set
 #: stops, and when the process exits (e.g. a pytest run that keeps the cluster it
 #: started), so that none outlives it by a watch period.
@@ -132,7 +136,7 @@ class GoldSSHEngineSetLauncher(SSHEngineSetLauncher):
         by_host = self._create_launchers(n)
         if not by_host:
             raise RuntimeError("no engines to start: c.SSHEngineSetLauncher.engines is empty")
-        with ThreadPoolExecutor(max_workers=len(by_host)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(by_host), MAX_PARALLEL_HOSTS)) as pool:
             outcomes = list(pool.map(self._start_host, by_host.values()))
         started: list[str] = []
         failures = []
@@ -292,9 +296,14 @@ class GoldSSHEngineSetLauncher(SSHEngineSetLauncher):
         one ssh command per host, all hosts at once."""
         self._stop_watching()
         by_host = self._running_by_host()
-        killed = await asyncio.gather(
-            *(asyncio.to_thread(self._stop_host, launchers) for launchers in by_host.values())
-        )
+        with ThreadPoolExecutor(max_workers=max(1, min(len(by_host), MAX_PARALLEL_HOSTS))) as pool:
+            loop = asyncio.get_running_loop()
+            killed = await asyncio.gather(
+                *(
+                    loop.run_in_executor(pool, self._stop_host, launchers)
+                    for launchers in by_host.values()
+                )
+            )
         for launchers, killed_pids in zip(by_host.values(), killed, strict=True):
             for launcher in launchers:
                 # Stopped on purpose: 0 where SIGTERM did it (its real exit code is the
@@ -353,5 +362,5 @@ def _signal_hosts(
             )
 
     if by_host:
-        with ThreadPoolExecutor(max_workers=len(by_host)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(by_host), MAX_PARALLEL_HOSTS)) as pool:
             list(pool.map(signal_host, by_host.values()))
