@@ -9,18 +9,23 @@ import shlex
 import sys
 from pathlib import Path
 
+from .addengines import add_engines
 from .profiles import (
     CONFIG_FILE,
+    CONTROLLER_CONFIG_FILE,
     ProfileError,
     ProfileSpec,
-    default_controller_ip,
+    ProfileSummary,
+    SSHHost,
     describe,
     parse_env,
     parse_ssh_host,
     render_config,
+    render_controller_config,
     summarize,
-    write_config,
+    write_configs,
 )
+from .routes import Route, RouteError, choose_controller_ip, loopback_problem, route_to
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument(
         "--controller-ip",
-        help="the address of this machine that the hosts reach (default: the one used to "
-        "reach the first host). Avoid '*': see the security notes in the docs",
+        help="the address of this machine that the hosts reach (default: the one this "
+        "machine uses to reach them; loopback only when every host is this machine). "
+        "Avoid '*': see the security notes in the docs",
     )
     create.add_argument(
         "--env",
@@ -78,6 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--ipython-dir", help="IPython directory (default: $IPYTHONDIR or ~/.ipython)"
     )
     create.add_argument("--force", action="store_true", help="replace an existing config")
+
+    engines = actions.add_parser(
+        "engines",
+        help="start a host's engines again in the profile's running cluster",
+        description="Start the engines the profile defines on the given hosts (e.g. a host "
+        "whose engines were lost and that is back) in the profile's running cluster. "
+        "'ipcluster stop --profile=NAME' stops them with the others.",
+    )
+    engines.add_argument("name", help="profile name, e.g. gold")
+    engines.add_argument(
+        "hosts",
+        nargs="+",
+        metavar="HOST[:ENGINES]",
+        help="a host of the profile, and how many engines to start there (default: as many "
+        "as the profile defines for it)",
+    )
+    engines.add_argument("--cluster-id", default="", help="the cluster's id, if it has one")
+    engines.add_argument(
+        "--ipython-dir", help="IPython directory (default: $IPYTHONDIR or ~/.ipython)"
+    )
 
     show = actions.add_parser("show", help="print what a profile will start")
     show.add_argument("name", help="profile name, e.g. gold")
@@ -99,19 +125,22 @@ def create(args: argparse.Namespace) -> int:
     hosts = [parse_ssh_host(text) for text in args.ssh_host]
     spec = ProfileSpec(
         hosts=hosts,
-        controller_ip=args.controller_ip
-        or default_controller_ip(hosts[0].location, args.ssh_option),
+        controller_ip=controller_ip(args.controller_ip, hosts, args.ssh_option),
         remote_python=args.remote_python,
         ssh_args=list(args.ssh_option),
         environment=parse_env(args.env),
     )
     command = shlex.join(["python", "-m", "pytest_gold", *sys.argv[1:]])
-    text = render_config(spec, command, datetime.datetime.now())
+    now = datetime.datetime.now()
+    texts = {
+        CONFIG_FILE: render_config(spec, command, now),
+        CONTROLLER_CONFIG_FILE: render_controller_config(command, now),
+    }
     ipython_dir = _ipython_dir(args.ipython_dir)
     os.makedirs(ipython_dir, mode=0o700, exist_ok=True)
     directory = Path(ProfileDir.create_profile_dir_by_name(ipython_dir, args.name).location)
-    path = write_config(directory, text, args.force)
-    print(f"wrote {path}")
+    for path in write_configs(directory, texts, args.force):
+        print(f"wrote {path}")
     for line in _describe(args.name, directory):
         print(line)
     print(
@@ -123,35 +152,85 @@ def create(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
+    for line in _describe(args.name, _existing_profile(args)):
+        print(line)
+    return 0
+
+
+def engines(args: argparse.Namespace) -> int:
+    for line in add_engines(args.name, _existing_profile(args), args.hosts, args.cluster_id):
+        print(line)
+    return 0
+
+
+def _existing_profile(args: argparse.Namespace) -> Path:
     from IPython.core.profiledir import ProfileDir, ProfileDirError
 
     ipython_dir = _ipython_dir(args.ipython_dir)
     try:
-        directory = Path(ProfileDir.find_profile_dir_by_name(ipython_dir, args.name).location)
+        return Path(ProfileDir.find_profile_dir_by_name(ipython_dir, args.name).location)
     except ProfileDirError:
         raise ProfileError(
             f"there is no profile {args.name!r} in {ipython_dir}; create it with "
             f"'python -m pytest_gold profile create {args.name} --ssh-host HOST:ENGINES ...'."
         ) from None
-    for line in _describe(args.name, directory):
-        print(line)
-    return 0
+
+
+def controller_ip(given: str | None, hosts: list[SSHHost], ssh_args: list[str]) -> str:
+    """The controller's address: the one every host reaches (never loopback when a host
+    is another machine), checked when given."""
+    if given:
+        problem = loopback_problem(given, _known_routes(hosts, ssh_args))
+        if problem:
+            raise ProfileError(problem)
+        return given
+    try:
+        routes = [route_to(host.location, ssh_args) for host in hosts]
+        return choose_controller_ip(routes)
+    except RouteError as error:
+        raise ProfileError(
+            f"could not work out the address of this machine that the hosts reach ({error}); "
+            "give it with --controller-ip, e.g. --controller-ip=192.168.1.10."
+        ) from None
+
+
+def _known_routes(hosts: list[SSHHost], ssh_args: list[str]) -> list[Route]:
+    """The routes that can be worked out (a host that does not resolve is left out)."""
+    routes = []
+    for host in hosts:
+        try:
+            routes.append(route_to(host.location, ssh_args))
+        except RouteError:
+            continue
+    return routes
 
 
 def _describe(name: str, directory: Path) -> list[str]:
     from traitlets.config.loader import Config, PyFileConfigLoader
 
-    config = Config()
-    if (directory / CONFIG_FILE).is_file():
-        config = PyFileConfigLoader(CONFIG_FILE, path=str(directory)).load_config()
+    configs = {}
+    for file in (CONFIG_FILE, CONTROLLER_CONFIG_FILE):
+        configs[file] = Config()
+        if (directory / file).is_file():
+            configs[file] = PyFileConfigLoader(file, path=str(directory)).load_config()
     running = (directory / "security" / "ipcontroller-client.json").is_file()
-    return describe(summarize(name, directory, config, running), os.cpu_count() or 1)
+    summary = summarize(
+        name, directory, configs[CONFIG_FILE], running, configs[CONTROLLER_CONFIG_FILE]
+    )
+    return describe(summary, os.cpu_count() or 1, _loopback_problem(summary))
+
+
+def _loopback_problem(summary: ProfileSummary) -> str | None:
+    hosts = [SSHHost(location=host, engines=n) for host, n in summary.engines_by_host.items()]
+    routes = _known_routes(hosts, summary.ssh_args)
+    return loopback_problem(summary.controller_ip or "127.0.0.1", routes)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    actions = {"create": create, "show": show, "engines": engines}
     try:
-        return create(args) if args.action == "create" else show(args)
+        return actions[args.action](args)
     except ProfileError as error:
         print(f"python -m pytest_gold profile {args.action}: {error}", file=sys.stderr)
         return 2

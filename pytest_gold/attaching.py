@@ -6,7 +6,6 @@ stopped at the end, unless ``--gold-keep-cluster`` leaves it for the next run.
 
 from __future__ import annotations
 
-import logging
 import stat
 import time
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import ipyparallel as ipp
 
 from .cluster import ClusterError, ClusterHandle, Watchdog, _launcher_process_groups, abort_start
+from .clusterlog import ClusterLog
+from .profiles import summarize
 
 #: Permission bits that let someone other than the owner read (or list) a path.
 OTHERS_READ = stat.S_IRWXG | stat.S_IRWXO
@@ -71,6 +72,7 @@ def attach(
     cluster_id: str | None,
     wait_seconds: float,
     keep_cluster: bool = False,
+    min_engines: int = 1,
 ) -> ClusterHandle:
     """Connect to a running cluster through a connection file or a profile; start the
     profile's cluster when it is not running."""
@@ -90,13 +92,18 @@ def attach(
         profile_dir = profile_dir_of(profile)
         path = client_file(profile_dir, cluster_id)
         if not path.is_file():
-            return start_from_profile(profile, profile_dir, cluster_id, wait_seconds, keep_cluster)
+            return start_from_profile(
+                profile, profile_dir, cluster_id, wait_seconds, keep_cluster, min_engines
+            )
         what = f"profile {profile!r}" + (f", cluster id {cluster_id!r}" if cluster_id else "")
         args = ()
         kwargs = {"profile": profile}
         if cluster_id:
             kwargs["cluster_id"] = cluster_id
     warnings = permission_warnings(path)
+    defined: tuple[int | None, dict[str, int]] = (None, {})
+    if profile:
+        defined = profile_engines(profile_dir, cluster_id)
     try:
         client = ipp.Client(*args, timeout=wait_seconds, **kwargs)
     except (OSError, TimeoutError, ValueError, KeyError) as error:
@@ -108,7 +115,11 @@ def attach(
             "with --gold-profile the run starts the profile's cluster itself)."
         ) from None
     return ClusterHandle(
-        client=client, description=f"attached to the cluster of {what}", warnings=warnings
+        client=client,
+        description=f"attached to the cluster of {what}",
+        warnings=warnings,
+        profile_engines=defined[0],
+        profile_hosts=defined[1],
     )
 
 
@@ -126,20 +137,45 @@ def explicit_engine_count(cluster: Any) -> int | None:
     )
 
 
+def profile_engines(profile_dir: Path, cluster_id: str | None) -> tuple[int | None, dict[str, int]]:
+    """How many engines the profile's configuration defines, and how many of them each
+    host runs, by the names runs show; ``None`` if the profile does not say. (Not the
+    running cluster's file: it keeps listing engines that were lost.)"""
+    try:
+        cluster = ipp.Cluster(
+            profile_dir=str(profile_dir), cluster_id=cluster_id or "", shutdown_atexit=False
+        )
+        count = explicit_engine_count(cluster)
+        hosts = summarize("", profile_dir, cluster.config, running=True).host_names
+    except Exception:  # a profile that ipyparallel cannot read says nothing here
+        return None, {}
+    return count, hosts
+
+
 def start_from_profile(
-    profile: str, profile_dir: Path, cluster_id: str | None, wait_seconds: float, keep: bool
+    profile: str,
+    profile_dir: Path,
+    cluster_id: str | None,
+    wait_seconds: float,
+    keep: bool,
+    min_engines: int = 1,
 ) -> ClusterHandle:
     """Start the profile's cluster with its own launchers (SSH, MPI, Slurm, local)."""
     started = time.monotonic()
     handle: ClusterHandle | None = None
+    log = ClusterLog(profile_dir, profile)
     try:
         cluster = ipp.Cluster(
             profile_dir=str(profile_dir),
             cluster_id=cluster_id or "",
             shutdown_atexit=not keep,
-            log_level=logging.WARNING,
+            log=log.logger,
         )
         expected = explicit_engine_count(cluster)
+        hosts = summarize("", profile_dir, cluster.config, running=True).host_names
+        if expected is not None and min_engines > expected:
+            # Said before anything starts: waiting could never be enough.
+            raise ClusterError(more_engines_than_defined(min_engines, expected, profile, hosts))
         if expected is not None:
             cluster.n = expected
         handle = ClusterHandle(
@@ -150,12 +186,19 @@ def start_from_profile(
             profile_dir=str(profile_dir),
             expected_engines=expected,
             keep=keep,
+            log=log,
+            profile_engines=expected,
+            profile_hosts=hosts,
         )
-        cluster.start_cluster_sync()
+        with log.capturing_stderr():
+            cluster.start_cluster_sync()
         handle.process_groups = _launcher_process_groups(cluster)
         if not keep:
             handle.watchdog = Watchdog(cluster.cluster_file, "", handle.process_groups)
         handle.client = cluster.connect_client_sync()
+    except ClusterError:
+        log.close()
+        raise
     except BaseException as error:
         abort_start(
             handle,
@@ -168,7 +211,47 @@ def start_from_profile(
         )
     handle.started_seconds = time.monotonic() - started
     handle.description = f"started the cluster of profile {profile!r}"
+    problem = log.take_problems("starting")
+    if problem:
+        handle.warnings.append(problem)
     return handle
+
+
+def more_engines_than_defined(
+    need: int, defined: int, profile: str | None, hosts: dict[str, int]
+) -> str:
+    """--gold-min-engines asks for more engines than the cluster can have."""
+    on_hosts = f" ({', '.join(f'{h}: {n}' for h, n in hosts.items())})" if hosts else ""
+    if profile:
+        what = f"the profile {profile!r} defines only {defined}{on_hosts}"
+        fix = (
+            "add hosts or engines to the profile ('python -m pytest_gold profile create "
+            f"{profile} ... --force')"
+        )
+        if not hosts:  # not SSH hosts: engines can be added to the running cluster
+            fix += (
+                f", or start more with 'ipcluster engines --profile={profile} -n {need - defined}'"
+            )
+    else:
+        what = f"--gold-engines={defined} starts only {defined}"
+        fix = f"raise --gold-engines to at least {need}"
+    return (
+        f"pytest-gold: --gold-min-engines={need} asks for more engines than the cluster "
+        f"can have: {what}, so the run would wait --gold-wait for engines that never "
+        f"come. Lower --gold-min-engines, or {fix}."
+    )
+
+
+def start_more_engines(profile: str | None, hosts: dict[str, int], missing: int) -> str:
+    """How to get engines that did not come (the profile's real name, never NAME)."""
+    if profile and hosts:
+        return (
+            f"'python -m pytest_gold profile engines {profile} HOST' for a host whose engines "
+            "are missing"
+        )
+    if profile:
+        return f"'ipcluster engines --profile={profile} -n {missing}'"
+    return f"'ipcluster engines --profile=PROFILE -n {missing}' with the cluster's profile"
 
 
 def keep_message(profile: str, cluster_id: str | None) -> str:

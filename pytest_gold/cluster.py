@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import ipyparallel as ipp
 
+from .clusterlog import ClusterLog
 from .watchdog import DONE, kill_process_groups
 
 #: Heartbeat period of an embedded controller, in ms: short, so engines register fast.
@@ -58,6 +59,14 @@ class ClusterHandle:
     disposable: bool = False
     #: Things the user should know about the cluster (e.g. a readable connection file).
     warnings: list[str] = field(default_factory=list)
+    #: The engines the cluster's profile defines (started or attached to), and how many
+    #: of them each host runs, by the names runs show.
+    profile_engines: int | None = None
+    profile_hosts: dict[str, int] = field(default_factory=dict)
+    #: Where ipyparallel's messages about a cluster this run started go (not the terminal).
+    log: ClusterLog | None = None
+    #: What went wrong while stopping the cluster, for the user (one line each).
+    stop_notes: list[str] = field(default_factory=list)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -94,7 +103,7 @@ class ClusterHandle:
         finally:
             if self.owned and self.cluster is not None:
                 try:
-                    self.cluster.stop_cluster_sync()
+                    self._stop_cluster()
                 finally:
                     # What ipyparallel's stop missed, e.g. the schedulers of a controller
                     # that was killed: each launcher started its own process group. Nannies
@@ -105,6 +114,19 @@ class ClusterHandle:
                         shutil.rmtree(self.private_dir, ignore_errors=True)
                     if self.watchdog is not None:
                         self.watchdog.disarm()
+
+    def _stop_cluster(self) -> None:
+        if self.log is None:
+            self.cluster.stop_cluster_sync()
+            return
+        try:
+            with self.log.capturing_stderr():
+                self.cluster.stop_cluster_sync()
+        finally:
+            note = self.log.take_problems("stopping")
+            if note:
+                self.stop_notes.append(note)
+            self.log.close()
 
 
 def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:

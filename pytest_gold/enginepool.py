@@ -13,6 +13,7 @@ import pytest
 
 from . import __version__
 from . import engine as engine_module
+from .attaching import more_engines_than_defined, start_more_engines
 from .enginecheck import Expected, advice, describe, mismatches
 from .messages import EngineInfo, engine_from_wire
 
@@ -49,6 +50,9 @@ class EnginePool:
         deadline = time.monotonic() + self.settings.wait_seconds
         last_line = time.monotonic()
         last_count = -1
+        defined = self.defined_engines()
+        if defined is not None and need > defined and len(client.ids) < need:
+            raise pytest.UsageError(self.more_than_defined(need, defined))
         while True:
             self.discover_engines(client, initial=True)
             usable = len(self.state.engines)
@@ -59,8 +63,7 @@ class EnginePool:
             if now >= deadline:
                 raise pytest.UsageError(self.too_few_engines(usable, registered))
             if registered != last_count or now - last_line >= WAIT_LINE_SECONDS:
-                expected = self.handle.expected_engines
-                of = f" of {expected}" if expected else ""
+                of = f" of {defined}" if defined else ""
                 self.write_line(
                     f"gold: waiting for engines: {registered}{of} registered, {usable} "
                     f"usable, {need} needed (--gold-min-engines); "
@@ -73,6 +76,17 @@ class EnginePool:
                 self.write_line(
                     f"gold: left out of the run, engine check failed: {line}", problem=True
                 )
+
+    def defined_engines(self) -> int | None:
+        """How many engines the cluster can have at most: what this run started, or what
+        the profile of the cluster it attached to defines (``None``: unknown)."""
+        handle = self.handle
+        return handle.expected_engines or handle.profile_engines
+
+    def more_than_defined(self, need: int, defined: int) -> str:
+        return more_engines_than_defined(
+            need, defined, self.settings.profile, self.handle.profile_hosts
+        )
 
     def too_few_engines(self, usable: int, registered: int) -> str:
         need = self.settings.min_engines
@@ -90,10 +104,12 @@ class EnginePool:
                 + f". To fix: {advice(problems)}."
             )
         else:
+            more = start_more_engines(
+                self.settings.profile, self.handle.profile_hosts, need - registered
+            )
             text += (
-                ". Start more engines (e.g. 'ipcluster engines --profile=NAME -n 4'), check "
-                "the cluster's logs for engines that fail to start, or lower "
-                "--gold-min-engines / raise --gold-wait."
+                f". Start more engines (e.g. {more}), check the cluster's logs for engines "
+                "that fail to start, or lower --gold-min-engines / raise --gold-wait."
             )
         return text
 
@@ -181,6 +197,22 @@ class EnginePool:
         self.write_line(
             f"gold: {self.handle.description}{started}: {engines}"
             f" on {len(hosts)} host{'s' if len(hosts) != 1 else ''} ({on_hosts})"
+            + self.fewer_than_defined(hosts)
         )
         for warning in self.handle.warnings:
             self.write_line(f"gold: warning: {warning}", problem=True)
+
+    def fewer_than_defined(self, hosts: dict[str, int]) -> str:
+        """For a cluster this run attached to: how far it is from what its profile defines
+        (e.g. a host lost in an earlier run), by host where the profile names them."""
+        handle = self.handle
+        defined = handle.profile_engines
+        count = sum(hosts.values())
+        if handle.owned or defined is None or count >= defined:
+            return ""
+        short = [
+            f"{host}: {hosts.get(host, 0)} of {n}"
+            for host, n in handle.profile_hosts.items()
+            if hosts.get(host, 0) < n
+        ]
+        return f"; the profile defines {defined}" + (f" ({', '.join(short)})" if short else "")

@@ -129,8 +129,7 @@ class FaultHandling:
         state = self.state
         engine = state.engines[eid]
         if _is_engine_lost(error):
-            del state.engines[eid]
-            state.lost_engines.add(eid)
+            self.engine_lost(eid)
             retry = []
             for nodeid in batch.nodeids:
                 state.losses[nodeid] = state.losses.get(nodeid, 0) + 1
@@ -145,6 +144,8 @@ class FaultHandling:
                         replayer,
                     )
             queue.requeue(retry)
+            state.cases_resent += len(retry)
+            state.cases_failed_lost += len(batch.nodeids) - len(retry)
             sent_again = (
                 f"; {len(retry)} case{'s' if len(retry) != 1 else ''} sent again elsewhere"
                 if retry
@@ -168,6 +169,65 @@ class FaultHandling:
                 f"case's batch (this is a bug in pytest-gold, please report it): {error}",
                 replayer,
             )
+
+    def engine_lost(self, eid: int) -> None:
+        state = self.state
+        engine = state.lost[eid] = state.engines.pop(eid)
+        state.lost_engines.add(eid)
+        if self.progress is not None:
+            self.progress.lose_engine(engine.host)
+
+    def drop_lost_idle(self, client: Any, queue: DispatchQueue) -> None:
+        """Idle engines that ipyparallel no longer has (the controller stopped hearing
+        their heartbeat): lost, and never sent a batch (ipyparallel would refuse it)."""
+        state = self.state
+        registered = set(client.ids)
+        for eid in [eid for eid in state.idle if eid not in registered]:
+            state.idle.remove(eid)
+            engine = state.engines[eid]
+            self.engine_lost(eid)
+            self.write_line(
+                f"gold: lost engine {engine.tag} (pid {engine.pid}) while it was idle",
+                problem=True,
+            )
+        if not state.engines and queue and state.stop_reason is None:
+            state.not_run.extend(queue.drain())
+            state.stop_reason = EVERY_ENGINE_LOST
+
+    def lost_recap(self) -> list[str]:
+        """End-of-run lines about the engines lost during the run and their cases: the
+        lines printed when they were lost may be far up among the results."""
+        state = self.state
+        if not state.lost:
+            return []
+        by_host: dict[str, list[EngineInfo]] = {}
+        for engine in state.lost.values():
+            by_host.setdefault(engine.host, []).append(engine)
+        progress = self.progress
+        parts = []
+        for host, engines in sorted(by_host.items()):
+            had = progress.hosts[host].engines if progress and host in progress.hosts else 0
+            tags = ", ".join(engine.tag for engine in sorted(engines, key=lambda e: e.engine_id))
+            whole = f"every engine of {host}: " if had and len(engines) >= had else ""
+            parts.append(f"{whole}{tags}")
+        count = len(state.lost)
+        lines = [
+            f"gold: {count} engine{'s' if count != 1 else ''} lost during the run "
+            f"({'; '.join(parts)})"
+        ]
+        moved = state.cases_resent
+        lines.append(
+            f"gold: {moved} case{'s' if moved != 1 else ''} running on "
+            f"{'them' if count != 1 else 'it'} went to other engines"
+            + (
+                f", {state.cases_failed_lost} failed as lost (--gold-retries)"
+                if state.cases_failed_lost
+                else ""
+            )
+            + "; the cluster keeps running without them: see 'Restarting lost engines' in "
+            "the lab-cluster guide"
+        )
+        return lines
 
     def report_failed(
         self,

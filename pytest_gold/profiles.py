@@ -9,11 +9,10 @@ rendering the config text, summarising a loaded config) have no I/O.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import shlex
-import socket
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,16 @@ BLAS_THREAD_ENV = {
     "VECLIB_MAXIMUM_THREADS": "1",
 }
 CONFIG_FILE = "ipcluster_config.py"
+#: pytest-gold's SSH engine launcher (:mod:`pytest_gold.sshlauncher`), as profiles name it.
+LAUNCHER_PATH = "pytest_gold.sshlauncher.GoldSSHEngineSetLauncher"
+#: The controller's own configuration: ipyparallel starts the controller as a process of
+#: its own, which reads this file of the profile (not ipcluster_config.py).
+CONTROLLER_CONFIG_FILE = "ipcontroller_config.py"
+#: The controller's heartbeat, in ms, and how many beats in a row an engine may miss before
+#: it counts as lost: about 10 s to notice a lost host (ipyparallel's 3000 ms and 10 misses
+#: take 33 s), and a registering engine is seen within a second.
+HEARTBEAT_PERIOD_MS = 1000
+HEARTBEAT_MISSES = 9
 _HOST_PATTERN = re.compile(r"^(?:[\w.+-]+@)?[A-Za-z0-9_.-]+$")
 
 
@@ -44,8 +53,18 @@ class SSHHost:
 
     @property
     def name(self) -> str:
-        """The short host name shown in reports (``gold3``, not ``me@gold3.example.org``)."""
-        return self.location.rsplit("@", 1)[-1].split(".")[0]
+        """The short host name shown in reports (``gold3``, not ``me@gold3.example.org``);
+        an IP address is a name of its own (``192.0.2.2``, never ``192``)."""
+        return host_name(self.location)
+
+
+def host_name(location: str) -> str:
+    host = location.rsplit("@", 1)[-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host.split(".")[0]
+    return host
 
 
 @dataclass
@@ -109,7 +128,11 @@ def render_config(spec: ProfileSpec, command: str, now: datetime.datetime) -> st
 # 'pytest --gold --gold-profile=NAME' both start this cluster.
 c = get_config()  # noqa: F821
 
-c.Cluster.engine_launcher_class = "ssh"
+# ipyparallel's SSH launcher as pytest-gold runs it on a shared filesystem: one ssh
+# command per host starts (watches, stops) all of its engines, every host at once, and
+# the engines' logs stay in this profile's log directory (nothing fetched over scp).
+# It takes all of c.SSHEngineSetLauncher's settings below; "ssh" is ipyparallel's own.
+c.Cluster.engine_launcher_class = {LAUNCHER_PATH!r}
 # Explicit: ipyparallel caps an unset count at this machine's CPU count.
 c.Cluster.n = {spec.engine_count}
 # Where engines on the other hosts reach the controller (and only there).
@@ -125,44 +148,27 @@ c.SSHEngineSetLauncher.ssh_args = {spec.ssh_args!r}
 # copied to or from the hosts.
 c.SSHEngineLauncher.to_send = []
 c.SSHEngineLauncher.to_fetch = []
-# Engines start one host after another; no pause between them.
+# For ipyparallel's own launcher (engine_launcher_class = "ssh"): no pause between engines.
 c.SSHEngineSetLauncher.delay = 0
 """
 
 
-def default_controller_ip(first_host: str, ssh_args: list[str] | None = None) -> str:
-    """The address this machine uses to reach the first host: where its engines connect."""
-    hostname = _ssh_hostname(first_host, ssh_args)
-    try:
-        address = socket.getaddrinfo(hostname, 22, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((address, 22))  # UDP: picks a route, sends nothing
-            return probe.getsockname()[0]
-    except OSError as error:
-        raise ProfileError(
-            f"could not work out which address of this machine {first_host} reaches "
-            f"({error}); give it with --controller-ip, e.g. --controller-ip=192.168.1.10."
-        ) from None
+def render_controller_config(command: str, now: datetime.datetime) -> str:
+    """The profile's ``ipcontroller_config.py``: a heartbeat that notices a lost host soon."""
+    seconds = HEARTBEAT_PERIOD_MS * (HEARTBEAT_MISSES + 1) / 1000
+    return f"""\
+# Written by pytest-gold on {now:%Y-%m-%d %H:%M} with:
+#   {command}
+c = get_config()  # noqa: F821
 
-
-def _ssh_hostname(location: str, ssh_args: list[str] | None = None) -> str:
-    """The real host name behind an ssh alias (``ssh -G`` applies ~/.ssh/config)."""
-    host = location.rsplit("@", 1)[-1]
-    try:
-        output = subprocess.run(
-            ["ssh", *(ssh_args or []), "-G", host],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return host
-    for line in output.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "hostname":
-            return value
-    return host
+# The controller pings every engine every {HEARTBEAT_PERIOD_MS} ms; an engine that misses
+# {HEARTBEAT_MISSES + 1} pings in a row ({seconds:g} s) counts as lost, and the cases it was running
+# go to other engines. ipyparallel's default (every 3000 ms, lost after 11 missed) takes 33 s.
+# Raise max_heartmonitor_misses where the network or the hosts can pause longer than that:
+# an engine that is only slow to answer is dropped too.
+c.HeartMonitor.period = {HEARTBEAT_PERIOD_MS}
+c.HeartMonitor.max_heartmonitor_misses = {HEARTBEAT_MISSES}
+"""
 
 
 # -- reading a profile back ----------------------------------------------------------------
@@ -177,21 +183,47 @@ class ProfileSummary:
     engine_count: int | None
     engines_by_host: dict[str, int]
     environment_by_host: dict[str, dict[str, str]]
-    controller_ip: str
+    #: As configured; ``None``: ipyparallel's default, 127.0.0.1.
+    controller_ip: str | None
     remote_python: str | None
     ssh_args: list[str]
     copies_files: bool
     running: bool
+    #: pytest-gold's SSH launcher (one ssh command per host) rather than ipyparallel's.
+    gold_launcher: bool = False
+    #: From the profile's ipcontroller_config.py; ``None``: ipyparallel's defaults.
+    heartbeat_ms: int | None = None
+    heartbeat_misses: int | None = None
 
     @property
     def capped(self) -> bool:
         """No explicit count: ipyparallel would start at most this machine's CPU count."""
         return self.engine_count is None
 
+    @property
+    def ssh(self) -> bool:
+        return self.engine_launcher == "ssh"
+
+    @property
+    def host_names(self) -> dict[str, int]:
+        """Engines by the host name runs show (``PYTEST_GOLD_HOST`` where the profile sets
+        it, else the short host name)."""
+        names: dict[str, int] = {}
+        for host, count in self.engines_by_host.items():
+            name = self.environment_by_host.get(host, {}).get(HOST_ENV) or host_name(host)
+            names[name] = names.get(name, 0) + count
+        return names
+
+
+#: ipyparallel's heartbeat: 3000 ms, an engine lost after more than 10 misses in a row.
+IPYPARALLEL_HEARTBEAT = (3000, 10)
+
 
 def launcher_name(value: Any, default: str) -> str:
     if not value:
         return default
+    if _is_gold_launcher(value):
+        return "ssh"
     text = value if isinstance(value, str) else f"{value.__module__}.{value.__name__}"
     return (
         text.rsplit(".", 1)[-1]
@@ -202,7 +234,14 @@ def launcher_name(value: Any, default: str) -> str:
     )
 
 
-def summarize(name: str, directory: Path, config: Any, running: bool) -> ProfileSummary:
+def _is_gold_launcher(value: Any) -> bool:
+    text = value if isinstance(value, str) else f"{value.__module__}.{value.__name__}"
+    return text.replace(":", ".") == LAUNCHER_PATH
+
+
+def summarize(
+    name: str, directory: Path, config: Any, running: bool, controller_config: Any = None
+) -> ProfileSummary:
     """What a loaded ipyparallel config will start (never the connection keys)."""
     cluster = config.get("Cluster", {})
     ssh_set = config.get("SSHEngineSetLauncher", {})
@@ -217,6 +256,8 @@ def summarize(name: str, directory: Path, config: Any, running: bool) -> Profile
                 environment_by_host[host] = dict(value["environment"])
     count = cluster.get("n")
     to_send = config.get("SSHEngineLauncher", {}).get("to_send")
+    gold_launcher = _is_gold_launcher(cluster.get("engine_launcher_class") or "")
+    heart = (controller_config or {}).get("HeartMonitor", {})
     return ProfileSummary(
         name=name,
         directory=directory,
@@ -225,20 +266,36 @@ def summarize(name: str, directory: Path, config: Any, running: bool) -> Profile
         engine_count=None if count is None else int(count),
         engines_by_host=engines_by_host,
         environment_by_host=environment_by_host,
-        controller_ip=str(cluster.get("controller_ip") or "127.0.0.1 (ipyparallel's default)"),
+        controller_ip=str(cluster["controller_ip"]) if cluster.get("controller_ip") else None,
         remote_python=ssh_set.get("remote_python"),
         ssh_args=list(ssh_set.get("ssh_args", [])),
-        copies_files=engine_launcher == "ssh" and to_send != [],
+        copies_files=engine_launcher == "ssh" and not gold_launcher and to_send != [],
         running=running,
+        gold_launcher=gold_launcher,
+        heartbeat_ms=int(heart["period"]) if "period" in heart else None,
+        heartbeat_misses=(
+            int(heart["max_heartmonitor_misses"]) if "max_heartmonitor_misses" in heart else None
+        ),
     )
 
 
-def describe(summary: ProfileSummary, cpu_count: int) -> list[str]:
+def describe(
+    summary: ProfileSummary, cpu_count: int, loopback_problem: str | None = None
+) -> list[str]:
+    """The lines of ``profile show``; ``loopback_problem``: why the controller's loopback
+    address cannot work with the profile's hosts (see :func:`routes.loopback_problem`)."""
+    listening = summary.controller_ip or "127.0.0.1 (ipyparallel's default)"
     lines = [
         f"profile {summary.name!r} in {summary.directory}",
         f"  cluster: {'running' if summary.running else 'not running'}",
-        f"  controller: {summary.controller} launcher, listening on {summary.controller_ip}",
+        f"  controller: {summary.controller} launcher, listening on {listening}",
     ]
+    if loopback_problem:
+        lines.append(
+            f"  warning: {loopback_problem} Set c.Cluster.controller_ip in {CONFIG_FILE}, or "
+            f"recreate the profile with 'python -m pytest_gold profile create {summary.name} "
+            "... --force'."
+        )
     if summary.capped:
         will_start = f"no explicit count: at most {cpu_count} (this machine's CPUs)"
     else:
@@ -254,7 +311,15 @@ def describe(summary: ProfileSummary, cpu_count: int) -> list[str]:
             f"  warning: the hosts list {in_hosts} engines but ipyparallel will start only "
             f"{cpu_count}; set c.Cluster.n = {in_hosts} in {CONFIG_FILE}."
         )
-    if summary.engine_launcher == "ssh":
+    if summary.ssh:
+        lines.append(
+            "  ssh launcher: "
+            + (
+                "pytest-gold's (one ssh command per host, all hosts at once)"
+                if summary.gold_launcher
+                else "ipyparallel's"
+            )
+        )
         lines.append(f"  remote python: {summary.remote_python or 'python3'}")
         lines.append(f"  ssh options: {shlex.join(summary.ssh_args) or '(none)'}")
         lines.append(
@@ -265,21 +330,41 @@ def describe(summary: ProfileSummary, cpu_count: int) -> list[str]:
                 else "read from the shared filesystem (nothing copied)"
             )
         )
+        if not summary.gold_launcher:
+            lines.append(
+                "  note: ipyparallel's own SSH launcher starts and stops the engines one "
+                "after another, fetching each engine's log over scp when it stops (minutes "
+                "for a few dozen engines); 'python -m pytest_gold profile create' writes "
+                "profiles with pytest-gold's, which does each host in one ssh command."
+            )
+    period, misses = IPYPARALLEL_HEARTBEAT
+    default = summary.heartbeat_ms is None and summary.heartbeat_misses is None
+    period = summary.heartbeat_ms or period
+    misses = summary.heartbeat_misses if summary.heartbeat_misses is not None else misses
+    lines.append(
+        f"  lost engines noticed after: {period * (misses + 1) / 1000:g} s (heartbeat "
+        f"{period} ms, {misses + 1} missed in a row"
+        + (", ipyparallel's default)" if default else f"; {CONTROLLER_CONFIG_FILE})")
+    )
     return lines
 
 
-def profile_exists_message(directory: Path) -> str:
+def profile_exists_message(path: Path) -> str:
     return (
-        f"{directory / CONFIG_FILE} exists already; pass --force to replace it (the old "
-        "file is kept as ipcluster_config.py.bak)."
+        f"{path} exists already; pass --force to replace it (the old file is kept as "
+        f"{path.name}.bak)."
     )
 
 
-def write_config(directory: Path, text: str, force: bool) -> Path:
-    path = directory / CONFIG_FILE
-    if path.exists():
-        if not force:
-            raise ProfileError(profile_exists_message(directory))
-        os.replace(path, path.with_name(CONFIG_FILE + ".bak"))
-    path.write_text(text)
-    return path
+def write_configs(directory: Path, texts: dict[str, str], force: bool) -> list[Path]:
+    """Write the profile's config files; never one that exists, unless ``force`` (then the
+    old one is kept as ``.bak``)."""
+    paths = [directory / name for name in texts]
+    existing = [path for path in paths if path.exists()]
+    if existing and not force:
+        raise ProfileError(profile_exists_message(existing[0]))
+    for path in existing:
+        os.replace(path, path.with_name(path.name + ".bak"))
+    for path in paths:
+        path.write_text(texts[path.name])
+    return paths

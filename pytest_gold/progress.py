@@ -30,6 +30,8 @@ class HostTally:
     cases: int = 0
     failures: int = 0
     busy_seconds: float = 0.0
+    #: Of ``engines``, how many were lost during the run.
+    lost: int = 0
 
 
 @dataclass
@@ -57,6 +59,9 @@ class Progress:
 
     def add_engine(self, host: str) -> None:
         self.hosts.setdefault(host, HostTally()).engines += 1
+
+    def lose_engine(self, host: str) -> None:
+        self.hosts.setdefault(host, HostTally()).lost += 1
 
     def finished(self, host: str, outcome: str, seconds: float) -> None:
         tally = self.hosts.setdefault(host, HostTally())
@@ -146,17 +151,21 @@ def format_status_short(snapshot: Snapshot, width: int) -> str:
 
 
 def format_host_table(hosts: dict[str, HostTally], wall_seconds: float) -> list[str]:
-    """Lines of the end-of-run per-host summary."""
+    """Lines of the end-of-run per-host summary (a ``lost`` column when engines were)."""
+    any_lost = any(tally.lost for tally in hosts.values())
     header = f"{'host':<16} {'engines':>7} {'cases':>7} {'failed':>6} {'busy':>10} {'use':>5}"
-    lines = [header]
+    lines = [header + (f" {'lost':>6}" if any_lost else "")]
     for host in sorted(hosts):
         tally = hosts[host]
         capacity = tally.engines * wall_seconds
         use = f"{100 * tally.busy_seconds / capacity:.0f}%" if capacity > 0 else "-"
-        lines.append(
+        line = (
             f"{host:<16} {tally.engines:>7} {tally.cases:>7} {tally.failures:>6} "
             f"{format_duration(tally.busy_seconds):>10} {use:>5}"
         )
+        if any_lost:
+            line += f" {tally.lost or '':>6}"
+        lines.append(line.rstrip())
     return lines
 
 

@@ -88,6 +88,10 @@ class RunState:
     #: Engines that did not answer after a stop: nothing more is sent to them.
     unresponsive: set[int] = field(default_factory=set)
     exit_request: Any = None
+    #: Engines lost during the run (as they were known), and what became of their cases.
+    lost: dict[int, EngineInfo] = field(default_factory=dict)
+    cases_resent: int = 0
+    cases_failed_lost: int = 0
 
 
 class GoldController(EnginePool, FaultHandling, CampaignParts):
@@ -135,6 +139,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             )
             for case in self.state.cut_short[:MAX_LISTED_CASES]:
                 terminalreporter.write_line(f"gold: cut short while running: {case}", yellow=True)
+        for line in self.lost_recap():
+            terminalreporter.write_line(line, yellow=True)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self) -> None:
@@ -197,6 +203,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
                 cluster_id=settings.cluster_id,
                 wait_seconds=settings.wait_seconds,
                 keep_cluster=settings.keep_cluster,
+                min_engines=settings.min_engines,
             )
         return start_embedded(settings.engines, settings.wait_seconds)
 
@@ -205,6 +212,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             handle, self.handle = self.handle, None
             state = self.state
             handle.close(at_once=state.interrupted or state.hard_stop or state.controller_lost)
+            for note in handle.stop_notes:
+                self.write_line(f"gold: {note}", problem=True)
             if handle.keep and self.settings.profile:
                 self.write_line(keep_message(self.settings.profile, self.settings.cluster_id))
 
@@ -307,15 +316,22 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
 
     def dispatch(self, client: Any, queue: DispatchQueue, wire_spec: dict[str, Any]) -> None:
         state = self.state
+        self.drop_lost_idle(client, queue)
         while state.idle and queue and state.stop_reason is None:
             eid = state.idle.pop(0)
             batch = queue.next_batch()
             assert batch is not None
             limits = {n: self.time_limits[n] for n in batch.nodeids if n in self.time_limits}
             batch = dataclasses.replace(batch, time_limits=limits)
-            future = client[eid].apply_async(
-                engine_module.remote_run_batch, wire_spec, to_wire(batch)
-            )
+            try:
+                future = client[eid].apply_async(
+                    engine_module.remote_run_batch, wire_spec, to_wire(batch)
+                )
+            except IndexError:  # unregistered (lost) since drop_lost_idle looked
+                queue.requeue(list(batch.nodeids))
+                state.idle.insert(0, eid)
+                self.drop_lost_idle(client, queue)
+                continue
             state.inflight[future] = (eid, batch)
             state.used_engines.add(eid)
             engine = state.engines[eid]

@@ -166,7 +166,7 @@ class LabRig:
                 *(f"--ssh-host={host}:{per_host}" for host in hosts),
                 "--ssh-option=-F",
                 f"--ssh-option={self.ssh_config}",
-                "--controller-ip=127.0.0.1",
+                # No --controller-ip: every host is this machine, so the default is loopback.
                 f"--remote-python={sys.executable}",
                 f"--ipython-dir={self.ipython_dir}",
                 "--force",
@@ -175,6 +175,27 @@ class LabRig:
             capture_output=True,
         )
         return self.ipython_dir / f"profile_{name}"
+
+    def trace_ssh(self, profile: Path) -> Path:
+        """Make the profile's launchers log every ssh and scp command they run (one line
+        each, ``ssh HOST`` or ``scp ...``) to the returned file."""
+        trace = profile / "ssh-commands.log"
+        trace.touch()
+        for tool in ("ssh", "scp"):
+            wrapper = self.root / f"traced-{tool}"
+            wrapper.write_text(
+                "#!/bin/sh\n"
+                f'host=; for arg; do case "$arg" in gold*) host=$arg ;; esac; done\n'
+                f'echo "{tool} $host" >> "{trace}"\n'
+                f'exec {tool} "$@"\n'
+            )
+            wrapper.chmod(0o755)
+        with open(profile / "ipcluster_config.py", "a") as config:
+            config.write(
+                f"c.SSHLauncher.ssh_cmd = [{str(self.root / 'traced-ssh')!r}]\n"
+                f"c.SSHLauncher.scp_cmd = [{str(self.root / 'traced-scp')!r}]\n"
+            )
+        return trace
 
     def start_cluster(self) -> None:
         """``ipcluster start --profile=gold`` in the background, as users start it."""
@@ -215,11 +236,12 @@ class LabRig:
 
     # -- stop --------------------------------------------------------------------------
 
-    def stop_cluster(self, profile: str = PROFILE) -> None:
-        subprocess.run(
+    def stop_cluster(self, profile: str = PROFILE) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [str(Path(sys.executable).with_name("ipcluster")), "stop", f"--profile={profile}"],
             env=self.env,
             capture_output=True,
+            text=True,
             timeout=120,
         )
 

@@ -6,9 +6,12 @@ from a profile made by ``python -m pytest_gold profile create``); runs attach to
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,7 +108,11 @@ def test_failure_report_names_the_host(pytester: pytest.Pytester, in_lab):
 
 def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, in_lab: LabRig):
     profile = in_lab.create_profile("pair", hosts=["gold2", "gold3"], per_host=1)
+    # Every host is this machine: the default controller address is loopback.
+    assert "c.Cluster.controller_ip = '127.0.0.1'" in (profile / "ipcluster_config.py").read_text()
+    trace = in_lab.trace_ssh(profile)
     pytester.makepyfile(SWEEP.format(count=8, seconds=0.2))
+    stop = None
     try:
         kept = pytester.runpytest_subprocess(
             "--gold", "--gold-profile=pair", "--gold-keep-cluster", "--gold-min-engines=2", "-v"
@@ -118,20 +125,35 @@ def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, 
             ]
         )
         assert hosts_in(kept.stdout.str()) == {"gold2", "gold3"}
+        # One ssh command per host started its engines (ipyparallel's launcher: four per
+        # engine); then a watcher per host, nothing copied.
+        assert sorted(trace.read_text().splitlines()[:2]) == ["ssh gold2", "ssh gold3"]
+        assert "scp" not in trace.read_text()
         client = ipp.Client(str(profile / "security" / "ipcontroller-client.json"), timeout=30)
         try:
             assert len(client.ids) == 2
         finally:
             client.close()
+        before_stop = len(trace.read_text().splitlines())
+        stop = in_lab.stop_cluster("pair")
     finally:
-        in_lab.stop_cluster("pair")
+        if stop is None:
+            in_lab.stop_cluster("pair")
+    # Stopping: one ssh command per host, no log fetched over scp, nothing alarming.
+    assert sorted(trace.read_text().splitlines()[before_stop:]) == ["ssh gold2", "ssh gold3"]
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    for alarming in ("scp", "Failed to get output", "Traceback", "No such file"):
+        assert alarming not in stop.stdout + stop.stderr
     assert not (profile / "security" / "ipcontroller-client.json").exists()
     assert_gone(in_lab, profile, "after 'ipcluster stop'")
-    # Not kept: started for the run and stopped at its end.
+    # Not kept: started for the run and stopped at its end, quietly.
     once = pytester.runpytest_subprocess("--gold", "--gold-profile=pair", "-v")
     once.assert_outcomes(passed=8)
     once.stdout.fnmatch_lines(["gold: started the cluster of profile 'pair'*"])
     assert "stays running" not in once.stdout.str()
+    output = once.stdout.str() + once.stderr.str()
+    for alarming in ("Traceback", "ProcessLookupError", "scp", "Failed to get output", "[Profile"):
+        assert alarming not in output, output
     assert not (profile / "security" / "ipcontroller-client.json").exists()
     assert_gone(in_lab, profile, "after the run that started it")
 
@@ -156,8 +178,15 @@ def assert_gone(lab: LabRig, profile: Path, when: str) -> None:
 def test_losing_a_host_costs_no_case(pytester: pytest.Pytester, in_lab: LabRig):
     """Every engine of gold7 dies at once mid-run (last: it leaves the rig with 10 engines)."""
     pytester.makepyfile(SWEEP.format(count=36, seconds=1))
+    status = pytester.path / "status.json"
     with InnerPytest(
-        pytester.path, "--gold", "--gold-profile=gold", "-v", "-p", "no:cacheprovider"
+        pytester.path,
+        "--gold",
+        "--gold-profile=gold",
+        "-v",
+        "-p",
+        "no:cacheprovider",
+        f"--gold-status-file={status}",
     ) as run:
         assert run.read_until("PASSED"), run.output
         on_gold7 = {
@@ -176,6 +205,50 @@ def test_losing_a_host_costs_no_case(pytester: pytest.Pytester, in_lab: LabRig):
     assert re.search(r"^=+ 36 passed in [\d.]+s =+$", run.output, re.MULTILINE), run.output
     assert len(re.findall(r"gold: lost engine gold7:e\d+", run.output)) == 2, run.output
     assert len(set(re.findall(r" PASSED \S+::test_case\[(\d+)\]", run.output))) == 36
+    # After the results: a recap, and the per-host summary and status mark gold7's loss.
+    recap = run.output[run.output.index("gold: per-host summary") :]
+    assert re.search(r"gold: 2 engines lost during the run \(every engine of gold7: ", recap)
+    assert re.search(r"gold: [12] cases? running on them went to other engines", recap)
+    table = {
+        line.split()[0]: line.split()
+        for line in recap.splitlines()
+        if line.startswith(("host ", "gold")) and len(line.split()) >= 6
+    }
+    assert table["host"][-1] == "lost" and table["gold7"][-1] == "2", recap
+    hosts = json.loads(status.read_text())["hosts"]
+    assert hosts["gold7"]["lost"] == 2 and hosts["gold2"]["lost"] == 0
+    # The next run says the cluster is short of what the profile defines, and where.
+    after = pytester.runpytest_subprocess("--gold", "--gold-profile=gold", "-p", "no:cacheprovider")
+    after.assert_outcomes(passed=36)
+    after.stdout.fnmatch_lines(
+        [
+            "gold: attached to the cluster of profile 'gold': 10 engines on 5 hosts (*); "
+            "the profile defines 12 (gold7: 0 of 2)"
+        ]
+    )
+    # gold7's engines again, in the running cluster, as the profile defines them.
+    added = subprocess.run(
+        [sys.executable, "-m", "pytest_gold", "profile", "engines", "gold", "gold7"],
+        env=in_lab.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "started 2 engines in the cluster of profile 'gold' (gold7: 2)" in added.stdout
+    in_lab.wait_for_engines(12)
+    client = ipp.Client(str(in_lab.connection_file), timeout=30)
+    try:
+        engines = client[:]
+        engines.execute("import os; gold_host = os.environ.get('PYTEST_GOLD_HOST')", block=True)
+        hosts = engines.pull("gold_host", block=True)
+    finally:
+        client.close()
+    assert sorted(hosts).count("gold7") == 2
+    # The cluster file still knows the controller and both engine sets: 'ipcluster stop'
+    # stops everything (what 'ipcluster engines' would have lost).
+    state = json.loads((in_lab.profile_dir / "security" / "cluster-.json").read_text())
+    assert "controller" in state and len(state["engines"]["sets"]) == 2
 
 
 def _environ(process: psutil.Process) -> dict[str, str]:

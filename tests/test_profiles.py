@@ -108,6 +108,13 @@ def test_keep_cluster_then_attach(
     second.assert_outcomes(passed=4)
     second.stdout.fnmatch_lines(["gold: attached to the cluster of profile 'kept': 2 engines*"])
     assert "started in" not in second.stdout.str()
+    # Attached: the profile's engine count is read from its configuration.
+    third = pytester.runpytest_subprocess(
+        "--gold", "--gold-profile=kept", "--gold-min-engines=3", "--gold-wait=300"
+    )
+    assert third.ret == pytest.ExitCode.USAGE_ERROR
+    third.stderr.fnmatch_lines(["*--gold-min-engines=3 *the profile 'kept' defines only 2*"])
+    assert "waiting for engines" not in third.stdout.str()
     # A cluster the run attached to is never stopped by it: the same engines are still up.
     client = ipp.Client(profile="kept", timeout=30)
     try:
@@ -155,15 +162,21 @@ def test_profile_that_cannot_start_is_a_clear_error(
     assert "Traceback" not in result.stderr.str()
 
 
-def test_min_engines_not_reached_names_what_it_waited_for(
+def test_min_engines_above_what_the_profile_defines_is_said_at_once(
     pytester: pytest.Pytester, ipython_dir: Path, leak_check: str
 ):
+    """Before the cluster starts: no wait (of --gold-wait=300) could ever be enough."""
     make_profile(ipython_dir, "small", LOCAL_PROFILE)
     result = pytester.runpytest_subprocess(
-        "--gold", "--gold-profile=small", "--gold-min-engines=3", "--gold-wait=4"
+        "--gold", "--gold-profile=small", "--gold-min-engines=3", "--gold-wait=300"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stdout.fnmatch_lines(["gold: waiting for engines: * of 2 registered*3 needed*"])
     result.stderr.fnmatch_lines(
-        ["ERROR: pytest-gold: waited 4 s (--gold-wait) for 3 usable engines*2 registered*"]
+        [
+            "ERROR: pytest-gold: --gold-min-engines=3 asks for more engines than the cluster "
+            "can have: the profile 'small' defines only 2, so the run would wait*"
+            "'ipcluster engines --profile=small -n 1'*"
+        ]
     )
+    assert "waiting for engines" not in result.stdout.str()
+    assert "started the cluster" not in result.stdout.str()

@@ -15,14 +15,18 @@ from pytest_gold.enginecheck import Expected, mismatches
 from pytest_gold.messages import EngineInfo
 from pytest_gold.profiles import (
     BLAS_THREAD_ENV,
+    LAUNCHER_PATH,
     ProfileError,
     ProfileSpec,
     describe,
     parse_ssh_host,
     render_config,
+    render_controller_config,
     summarize,
 )
+from pytest_gold.sshlauncher import GoldSSHEngineSetLauncher
 
+NOW = datetime.datetime(2026, 1, 1)
 SPEC = ProfileSpec(
     hosts=[parse_ssh_host("gold2.example.org:4"), parse_ssh_host("me@gold3:2")],
     controller_ip="10.0.0.1",
@@ -48,7 +52,7 @@ def test_rendered_profile_is_ipyparallel_config(tmp_path):
         SPEC, "python -m pytest_gold profile create gold ...", datetime.datetime(2026, 1, 1)
     )
     config = load(tmp_path, text)
-    assert config.Cluster.engine_launcher_class == "ssh"
+    assert config.Cluster.engine_launcher_class == LAUNCHER_PATH
     assert config.Cluster.n == 6  # explicit, not capped at this machine's CPUs
     assert config.Cluster.controller_ip == "10.0.0.1"
     engines = config.SSHEngineSetLauncher.engines
@@ -67,9 +71,32 @@ def test_ipyparallel_reads_the_profile_with_its_explicit_count(tmp_path):
     (tmp_path / "ipcluster_config.py").write_text(
         render_config(SPEC, "cmd", datetime.datetime(2026, 1, 1))
     )
-    cluster = ipp.Cluster(profile_dir=str(tmp_path), cluster_id="")
-    assert "SSHEngineSetLauncher" in str(cluster.engine_launcher_class)
+    cluster = ipp.Cluster(profile_dir=str(tmp_path), cluster_id="", shutdown_atexit=False)
+    assert cluster.engine_launcher_class is GoldSSHEngineSetLauncher
     assert explicit_engine_count(cluster) == 6
+    # The cluster file names the launcher so that 'ipcluster stop' finds it again.
+    state = cluster.to_dict()
+    assert state["engines"]["class"] == LAUNCHER_PATH
+    again = ipp.Cluster.from_dict(state, shutdown_atexit=False)
+    assert again.engine_launcher_class is GoldSSHEngineSetLauncher
+
+
+def test_profiles_notice_a_lost_engine_within_ten_seconds(tmp_path):
+    (tmp_path / "ipcontroller_config.py").write_text(
+        render_controller_config("cmd", datetime.datetime(2026, 1, 1))
+    )
+    config = PyFileConfigLoader("ipcontroller_config.py", path=str(tmp_path)).load_config()
+    period, misses = config.HeartMonitor.period, config.HeartMonitor.max_heartmonitor_misses
+    assert period * (misses + 1) == 10_000  # ipyparallel's default: 33 s
+    lines = describe(
+        summarize("gold", tmp_path, load(tmp_path, render_config(SPEC, "cmd", NOW)), False, config),
+        cpu_count=4,
+    )
+    assert (
+        "  lost engines noticed after: 10 s (heartbeat 1000 ms, 10 missed in a row; "
+        in "\n".join(lines)
+    )
+    assert "  ssh launcher: pytest-gold's (one ssh command per host, all hosts at once)" in lines
 
 
 def test_unset_count_is_the_sum_of_the_hosts(tmp_path):
@@ -94,6 +121,9 @@ def test_show_warns_about_a_capped_count(tmp_path):
     assert "no explicit count: at most 4" in text
     assert "set c.Cluster.n = 32" in text
     assert "copied to each host" in text
+    # ipyparallel's own launcher: slow to stop; pytest-gold's profiles have their own.
+    assert "ssh launcher: ipyparallel's" in text and "fetching each engine's log" in text
+    assert "33 s (heartbeat 3000 ms, 11 missed in a row, ipyparallel's default)" in text
 
 
 def test_cli_create_then_show(tmp_path, capsys):
@@ -102,6 +132,7 @@ def test_cli_create_then_show(tmp_path, capsys):
     assert main([*argv, "--ssh-host=gold2:4", "--ssh-host=gold3:4"]) == 0
     created = capsys.readouterr().out
     assert "engines: ssh launcher, 8" in created and "ipcluster start --profile=gold" in created
+    assert f"wrote {ipython / 'profile_gold' / 'ipcontroller_config.py'}" in created
     assert main([*argv, "--ssh-host=gold2:4"]) == 2  # never overwrites silently
     assert "--force" in capsys.readouterr().err
     assert main(["profile", "show", "gold", "--ipython-dir", str(ipython)]) == 0
