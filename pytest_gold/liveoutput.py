@@ -12,8 +12,11 @@ whole, each prefixed with the engine's tag.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,16 +105,17 @@ class LiveOutput:
         """Show the chunks that came in for a task (``metadata``: its ipyparallel metadata)."""
         outputs = metadata["outputs"]
         stream = self.stream(eid, tag)
-        text = []
-        while outputs:
-            content = outputs.pop(0)  # the client's thread appends: one at a time
-            chunk = content.get("data", {}).get(OUTPUT_MIME)
-            if chunk is None:
-                continue  # not ours (something else displayed on the engine)
-            offset = content.get("metadata", {}).get(OUTPUT_MIME, {}).get("offset", 0)
-            text.append(stream.add(offset, chunk.encode("latin-1")))
-        if any(text):
-            self.write("".join(text))
+        with interrupts_deferred():
+            text = []
+            while outputs:
+                content = outputs.pop(0)  # the client's thread appends: one at a time
+                chunk = content.get("data", {}).get(OUTPUT_MIME)
+                if chunk is None:
+                    continue  # not ours (something else displayed on the engine)
+                offset = content.get("metadata", {}).get(OUTPUT_MIME, {}).get("offset", 0)
+                text.append(stream.add(offset, chunk.encode("latin-1")))
+            if any(text):
+                self.write("".join(text))
 
     def settle(self, metadata: Any, eid: int, tag: str, end: int, path: str, fetch: Fetch) -> None:
         """A result came in: show every byte up to ``end`` (waiting briefly for chunks on
@@ -144,8 +148,10 @@ class LiveOutput:
                 stream.shown = end
                 stream.ahead.clear()
                 break
-            self.write(stream.add(start, data))
-        self.write(stream.rest())
+            with interrupts_deferred():
+                self.write(stream.add(start, data))
+        with interrupts_deferred():
+            self.write(stream.rest())
 
     def lost(self, future: Any, eid: int, tag: str) -> None:
         """The task's engine was lost: show what came, and say what is missing."""
@@ -160,3 +166,29 @@ class LiveOutput:
             stream.shown = first
             self.write(stream.add(first, stream.ahead.pop(first)))
         self.write(stream.rest())
+
+
+#: Signals that become a KeyboardInterrupt in the controller (Ctrl-C, a scheduler's stop).
+INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) waits until the block is done: output taken from ipyparallel
+    is on the terminal before the KeyboardInterrupt, not lost between the two."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, remember) for signum in INTERRUPTING_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)  # now, to the handler it was meant for

@@ -168,3 +168,25 @@ def test_output_that_was_not_captured_is_quoted_once(tmp_path):
         assert "Fatal Python error" not in str(streamed)
         assert "live output above, in the lines tagged [h:e1]" in streamed.details
         assert streamed.summary == "killed by SIGSEGV (Segmentation fault)"
+
+
+def test_ctrl_c_while_output_is_shown_waits_for_it():
+    """A KeyboardInterrupt must not fall between taking a chunk from ipyparallel and
+    writing it: it comes once the chunk is on the terminal."""
+    import os
+
+    terminal = Terminal()
+
+    def write(text: str) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the text is being written
+        terminal.write(text)
+
+    live = LiveOutput(write, terminal.notice)
+    metadata = {"outputs": [chunk_message(0, b"one\n"), chunk_message(4, b"two\n")]}
+    try:
+        live.take(metadata, 0, "h:e0")
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the KeyboardInterrupt was lost")
+    assert shown_lines(terminal.text, "h:e0") == ["one", "two"]
