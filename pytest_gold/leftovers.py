@@ -11,8 +11,8 @@ A case that starts ``sleep 1000`` (or a server, with or without
   (:data:`WORKER_TOKEN_ENV`, inherited by everything a case starts), or whose session it
   is in (workers lead a session of their own).
 
-A process that both clears its environment and starts a session of its own cannot be
-told apart from one the engine started itself, and is left alone.
+An orphan that both cleared its environment and started a session of its own cannot be
+told apart from a process the engine started itself, and is left alone.
 """
 
 from __future__ import annotations
