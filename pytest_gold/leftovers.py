@@ -43,6 +43,7 @@ _subreaper = False
 class ProcessEntry:
     pid: int
     ppid: int
+    group: int
     session: int
     state: str
 
@@ -68,7 +69,7 @@ def read_stat(pid: int) -> ProcessEntry | None:
     # The command name is in parentheses and may itself hold spaces and parentheses.
     fields = stat[stat.rfind(")") + 2 :].split()
     try:
-        return ProcessEntry(pid, int(fields[1]), int(fields[3]), fields[0])
+        return ProcessEntry(pid, int(fields[1]), int(fields[2]), int(fields[3]), fields[0])
     except (IndexError, ValueError):
         return None
 
@@ -113,9 +114,12 @@ def command_of(pid: int) -> str:
     return command or "?"
 
 
-def find_leftovers(worker_pid: int, token: str, known: set[int]) -> list[int]:
+def find_leftovers(
+    worker_pid: int, token: str, known: set[int], *, outside_group: bool = False
+) -> list[int]:
     """Running processes that the worker (pid, token) started, directly or not; never
-    the worker itself, this process, or a known worker (``known``)."""
+    the worker itself, this process, or a known worker (``known``). ``outside_group``:
+    only those that left the worker's process group (the group is about to be killed)."""
     table = process_table()
     children: dict[int, list[int]] = {}
     for entry in table.values():
@@ -140,7 +144,11 @@ def find_leftovers(worker_pid: int, token: str, known: set[int]) -> list[int]:
         entry = table[pid]
         if entry.state != "Z" and (entry.session == worker_pid or token_of(pid) == token):
             mine |= {pid} | subtree(pid)
-    return sorted(pid for pid in mine - skip if table[pid].state != "Z")
+    return sorted(
+        pid
+        for pid in mine - skip
+        if table[pid].state != "Z" and not (outside_group and table[pid].group == worker_pid)
+    )
 
 
 def end_processes(pids: list[int]) -> list[str]:

@@ -121,6 +121,8 @@ class WorkerProcess:
         _live_pids.add(self.process.pid)
         #: "PID COMMAND" of each process left behind by its cases that was ended.
         self.ended_leftovers: list[str] = []
+        #: Its process group was killed (SIGKILL, on its way to every member).
+        self.group_killed = False
         #: pytest's capture files of the worker, by stream, once the first case started.
         self.capture: dict[str, Any] = {}
         self.case_log_offset = 0
@@ -203,12 +205,15 @@ class WorkerProcess:
             except ProcessLookupError:
                 pass
 
-    def end_leftovers(self) -> list[str]:
+    def end_leftovers(self, *, outside_group: bool = False) -> list[str]:
         """End the processes its cases left running (unless the run keeps them); returns
-        those ended now (they are also added to :attr:`ended_leftovers`)."""
+        those ended now (they are also added to :attr:`ended_leftovers`). ``outside_group``:
+        only those that left its process group (which is about to be killed)."""
         if not self.spec.end_leftovers:
             return []
-        found = leftovers.find_leftovers(self.process.pid, self.token, _live_pids)
+        found = leftovers.find_leftovers(
+            self.process.pid, self.token, _live_pids, outside_group=outside_group
+        )
         ended = leftovers.end_processes(found)
         self.ended_leftovers.extend(ended)
         return ended
@@ -216,7 +221,10 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL to the worker's process group (and what its cases left running)."""
         if self.process.poll() is None:
-            self.end_leftovers()
+            # What is in its process group (a program the running case waits for) goes
+            # with it, as a stopped case's work; what left the group was left behind.
+            self.end_leftovers(outside_group=True)
+            self.group_killed = True
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -226,7 +234,8 @@ class WorkerProcess:
     def close(self) -> None:
         if self.process.pid in _live_pids:
             self.kill()
-            self.end_leftovers()  # orphans of a worker that died on its own
+            # What a worker that died on its own left (its process group lives on too).
+            self.end_leftovers(outside_group=self.group_killed)
             _live_pids.discard(self.process.pid)
             leftovers.reap_adopted(_live_pids)
         self.channel.connection.close()

@@ -147,6 +147,43 @@ def test_a_crashed_workers_processes_are_ended_at_once(pytester: pytest.Pytester
             _kill(pid)
 
 
+@pytest.mark.cluster
+def test_a_stopped_case_takes_its_process_group_and_names_what_left_it(
+    pytester: pytest.Pytester, gold_args
+):
+    """A case stopped at its time limit: the program it was waiting for goes with its
+    process group (its work, not a leftover); one that left the group is named."""
+    pids = pytester.path / "pids"
+    pytester.makepyfile(
+        f"""
+        import subprocess
+
+        import pytest
+
+        def note(pid):
+            with open({str(pids)!r}, "a") as file:
+                file.write(f"{{pid}}\\n")
+
+        @pytest.mark.gold(timeout=1)
+        def test_hangs():
+            note(subprocess.Popen(["sleep", "1005"], start_new_session=True).pid)
+            waited_for = subprocess.Popen(["sleep", "1006"])
+            note(waited_for.pid)
+            waited_for.wait()
+        """
+    )
+    try:
+        result = pytester.runpytest(*gold_args, "-p", "no:cacheprovider")
+        result.assert_outcomes(failed=1)
+        left_the_group, waited_for = noted(pids)
+        assert wait_until(lambda: not running(left_the_group) and not running(waited_for))
+        ended = [line for line in result.stdout.lines if line.startswith("gold: ended ")]
+        assert len(ended) == 1 and ended[0].endswith(f": {left_the_group} sleep 1005"), ended
+    finally:
+        for pid in noted(pids) if pids.exists() else []:
+            _kill(pid)
+
+
 def test_orphans_are_found_by_the_token_they_inherit():
     """Without a subreaper (this test process is none), an orphan that started a
     session of its own is found anywhere by the worker token in its environment."""
