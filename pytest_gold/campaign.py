@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
+from . import engine as engine_module
 from . import resume
-from .messages import EngineInfo
+from .liveoutput import Fetch, LiveOutput
+from .messages import BatchResult, EngineInfo
+from .outputspool import READ_MAX_BYTES
 from .progress import (
     STATUS_FILE_SECONDS,
     format_status,
@@ -29,6 +32,12 @@ from .statusline import REDRAW_SECONDS, StatusLine
 DURATIONS_CACHE_KEY = "gold/durations"
 #: Collected tasks whose results are purged from the hub in one request.
 PURGE_EVERY_TASKS = 200
+#: How often the end of a run looks for output while the teardowns run.
+POLL_SECONDS = 0.2
+#: How long a read of live output that did not come live may take (the engine is idle).
+OUTPUT_READ_TIMEOUT_SECONDS = 30.0
+#: Processes left behind by tests listed by pid and command (more are counted).
+MAX_LISTED_LEFTOVERS = 5
 
 
 def report_passed_before(config: pytest.Config, item: pytest.Item) -> None:
@@ -87,25 +96,90 @@ class CampaignParts:
             merged = merge_durations(self.recorded_durations(), self.state.durations)
             cache.set(DURATIONS_CACHE_KEY, merged)
 
-    def relay_output(self, futures: Any = None) -> None:
-        """With -s: what running cases print, as ipyparallel brings it in."""
+    def make_live_output(self) -> LiveOutput:
+        return LiveOutput(self.write_output, lambda text: self.write_line(text, problem=True))
+
+    def engine_tag(self, eid: int) -> str:
+        engine = self.state.engines.get(eid)
+        return engine.tag if engine is not None else f"e{eid}"
+
+    def relay_output(self) -> None:
+        """With -s: what running cases print, as it comes in."""
         if not self.stream_output:
             return
+        for future, (eid, _) in list(self.state.inflight.items()):
+            self.live_output.take(future.metadata, eid, self.engine_tag(eid))
+
+    def settle_output(self, client: Any, metadata: Any, eid: int, result: BatchResult) -> None:
+        """With -s: a result came in; first every byte its engine printed up to it."""
+        if self.stream_output:
+            fetch = self.output_reader(client, eid)
+            self.live_output.settle(
+                metadata, eid, result.engine.tag, result.output_end, result.output_path, fetch
+            )
+
+    def output_lost(self, future: Any, eid: int) -> None:
+        if self.stream_output:
+            self.live_output.lost(future, eid, self.engine_tag(eid))
+
+    def output_reader(self, client: Any, eid: int) -> Fetch:
+        """Reads output an engine has and the controller did not get live (a task: it
+        cannot be lost the way IOPub messages can)."""
+
+        def fetch(start: int) -> tuple[int, bytes]:
+            future = client[eid].apply_async(
+                engine_module.remote_read_output, self.run_id, start, READ_MAX_BYTES
+            )
+            answer = future.get(timeout=OUTPUT_READ_TIMEOUT_SECONDS)
+            self.forget(client, future)
+            return answer["start"], answer["data"]
+
+        return fetch
+
+    def write_output(self, text: str) -> None:
+        if not text:
+            return
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        for future in self.state.inflight if futures is None else futures:
-            text = future.metadata.get("stdout") or ""
-            seen = self.output_seen.get(future, 0)
-            if len(text) <= seen:
-                continue
-            self.output_seen[future] = len(text)
-            if terminal is None:
-                sys.stdout.write(text[seen:])
-                continue
-            self.status_line.clear()
-            terminal.ensure_newline()
-            if self.config.get_terminal_writer().width_of_current_line:
-                terminal.write("\n")
-            terminal.write(text[seen:], flush=True)
+        if terminal is None:
+            sys.stdout.write(text)
+            return
+        self.status_line.clear()
+        terminal.ensure_newline()
+        if self.config.get_terminal_writer().width_of_current_line:
+            terminal.write("\n")
+        terminal.write(text, flush=True)
+
+    def await_finish(
+        self, client: Any, result: Any, engines: list[int], timeout: float
+    ) -> list[tuple[int, Any, Any]]:
+        """The end-of-run results of ``engines`` (one task each, ``result``), with each
+        task's metadata; with -s, what the last teardowns print is shown meanwhile."""
+        deadline = time.monotonic() + timeout
+        metadata = [client.metadata[msg_id] for msg_id in result.msg_ids]
+        while not result.ready():
+            if self.stream_output:
+                for eid, md in zip(engines, metadata, strict=True):
+                    self.live_output.take(md, eid, self.engine_tag(eid))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            result.wait(min(remaining, POLL_SECONDS))
+        outcomes = result.get(timeout=0)
+        return list(zip(engines, metadata, outcomes, strict=True))
+
+    def note_leftovers(self, result: BatchResult) -> None:
+        """Say which processes left running by tests the engine ended."""
+        ended = result.leftovers
+        if not ended:
+            return
+        listed = ", ".join(ended[:MAX_LISTED_LEFTOVERS])
+        unlisted = len(ended) - MAX_LISTED_LEFTOVERS
+        more = f" and {unlisted} more" if unlisted > 0 else ""
+        self.write_line(
+            f"gold: ended {len(ended)} process{'es' if len(ended) != 1 else ''} left behind "
+            f"by tests on {result.engine.tag}: {listed}{more}",
+            problem=True,
+        )
 
     def forget(self, client: Any, future: Any) -> None:
         """Drop a collected task's result from the client's and (in bulk) the hub's
@@ -117,6 +191,8 @@ class CampaignParts:
         self.collected.append(future.msg_ids[0])
         if len(self.collected) >= PURGE_EVERY_TASKS:
             collected, self.collected = self.collected, []
+            for msg_id in collected:  # live output that came after the task was forgotten
+                client.metadata.pop(msg_id, None)
             try:
                 client.purge_hub_results(collected)
             except Exception:  # memory only; never worth failing a run over

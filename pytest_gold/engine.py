@@ -9,6 +9,7 @@ starts a new worker for the rest.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import dataclasses
 import os
@@ -20,6 +21,7 @@ import time
 from collections import deque
 from typing import Any
 
+from . import leftovers, outputspool
 from .messages import (
     HOST_ENV,
     Batch,
@@ -52,6 +54,7 @@ from .workerprocess import (
     WORKER_FINISH_SECONDS,
     WorkerProcess,
     WorkerStartFailed,
+    live_pids,
 )
 
 #: The controller's request to interrupt the running batch (-x, Ctrl-C), sent by pid on
@@ -61,6 +64,9 @@ from .workerprocess import (
 #: only sets a flag the supervisor polls.
 INTERRUPT_SIGNAL = signal.SIGUSR2
 
+
+#: How often an idle engine looks whether finished workers have exited.
+TIDY_SECONDS = 1.0
 
 _engine_id: int | None = None
 _interrupt_requested = False
@@ -142,7 +148,11 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
     global _interrupt_requested
     engine = engine_info()
     events: list[Event] = []
+    ended: list[str] = []
     pending = deque(batch.nodeids)
+    spool = outputspool.spool_for(spec.run_id) if spec.stream_output else None
+    if spool is not None:
+        spool.settle()  # the controller collected the last batch's result, and its output
     try:
         while pending:
             if _interrupt_requested:  # before or between workers: start nothing more
@@ -163,6 +173,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
                 batch.time_limits,
                 interrupt_requested=_is_interrupt_requested,
                 forget=_forget,
+                spool=spool,
             )
             waiting = len(pending)
             try:
@@ -172,6 +183,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
                 _interrupt_requested = True
                 pending = relay.run()
             events.extend(relay.events)
+            ended.extend(relay.leftovers)
             if pending and len(pending) == waiting and not _interrupt_requested:
                 # The worker died before starting any case of what was left: report
                 # those cases rather than start worker after worker.
@@ -187,7 +199,19 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
         # Served: a request that arrives from now on is late, and is dropped by the next
         # run's first call (remote_engine_info).
         _interrupt_requested = False
-    return BatchResult(engine=engine, events=events)
+    return _result(engine, events, spool, ended)
+
+
+def _result(
+    engine: EngineInfo, events: list[Event], spool: outputspool.OutputSpool | None, ended: list[str]
+) -> BatchResult:
+    return BatchResult(
+        engine=engine,
+        events=events,
+        output_end=spool.end if spool is not None else 0,
+        output_path=spool.path if spool is not None else "",
+        leftovers=ended,
+    )
 
 
 def _errors_for(nodeids: deque[str], reason: str) -> list[Event]:
@@ -217,11 +241,15 @@ def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
     worker = _workers.pop(run_id, None)
     if worker is None:
         return BatchResult(engine=engine, events=events)
+    spool = outputspool.spool_for(run_id) if worker.spec.stream_output else None
+    if spool is not None:
+        spool.settle()
     try:
         worker.channel.send({"kind": FINISH})
         deadline = time.monotonic() + WORKER_FINISH_SECONDS
         while time.monotonic() < deadline:
-            message = worker.receive(POLL_SECONDS)
+            more = spool is not None and spool.pump(worker)
+            message = worker.receive(0 if more else POLL_SECONDS)
             if message is None:
                 continue
             if message["kind"] in (TEARDOWN_DONE, EXITED):
@@ -235,12 +263,36 @@ def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
     except (EOFError, OSError):
         worker.kill()
     finally:
+        if spool is not None:
+            spool.pump(worker, everything=True)
+            outputspool.finished(run_id)
+        # The last teardown is done: what the cases started and left running is ended
+        # now, so that the run can say so.
+        ended = worker.end_leftovers()
         # Whatever happened, the worker is reaped (or killed) later, never forgotten.
         worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
         _exiting.append(worker)
         if prepare_next:
             _standby.schedule(worker.spec, engine, busy=lambda: bool(_workers))
-    return BatchResult(engine=engine, events=events)
+        _tidy_later()
+    return _result(engine, events, spool, ended)
+
+
+def _tidy_later() -> None:
+    """Once the engine is idle: close workers that ended their session and collect what
+    their cases left (otherwise done at the next task, maybe the next run)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not inside the kernel's event loop
+        return
+    loop.call_later(TIDY_SECONDS, _tidy)
+
+
+def _tidy() -> None:
+    _reap_exiting()
+    leftovers.reap_adopted(live_pids())
+    if _exiting:
+        _tidy_later()
 
 
 def _reap_exiting() -> None:
@@ -255,9 +307,10 @@ def _reap_exiting() -> None:
 @atexit.register
 def _stop_workers_at_exit() -> None:
     """The engine is shutting down: a worker still running a case must not outlive it."""
-    for worker in list(_workers.values()):
+    for worker in [*_workers.values(), *_exiting]:
         worker.close()
     _standby.close()
+    outputspool.close_all()
 
 
 def interrupt_run(run_id: str) -> None:
@@ -276,6 +329,7 @@ def remote_engine_info(
     """Who this engine is, and what the engine check needs to know about it. The first
     call of every run: an interruption request left over from an earlier run is dropped."""
     global _engine_id, _interrupt_requested
+    _adopt_leftovers()
     _engine_id = engine_id
     _interrupt_requested = False
     info = engine_info()
@@ -289,10 +343,24 @@ def remote_engine_info(
     )
 
 
+def _adopt_leftovers() -> None:
+    """The engine becomes the subreaper of what workers start (see
+    :mod:`pytest_gold.leftovers`), and collects those of them that ended."""
+    leftovers.become_subreaper()
+    leftovers.reap_adopted(live_pids())
+
+
 def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    _adopt_leftovers()
     _reap_exiting()
     return to_wire(run_batch(spec_from_wire(spec), batch_from_wire(batch)))
 
 
 def remote_finish_run(run_id: str, prepare_next: bool = True) -> dict[str, Any]:
+    _adopt_leftovers()
     return to_wire(finish_run(run_id, prepare_next))
+
+
+def remote_read_output(run_id: str, start: int, max_bytes: int) -> dict[str, Any]:
+    """Live output (-s) the controller did not receive: see :mod:`pytest_gold.outputspool`."""
+    return outputspool.read(run_id, start, max_bytes)

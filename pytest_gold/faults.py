@@ -139,7 +139,7 @@ class FaultHandling:
                     self.report_failed(
                         nodeid,
                         engine,
-                        f"pytest-gold: engine lost: {engine.tag} (pid {engine.pid}) died while "
+                        f"engine lost: {engine.tag} (pid {engine.pid}) died while "
                         f"running this case ({state.losses[nodeid]} time(s)); {error}",
                         replayer,
                     )

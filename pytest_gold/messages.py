@@ -64,6 +64,8 @@ class RunSpec:
     engine_count: int = 1
     #: ``-s``: what cases print is relayed to the controller's terminal as it happens.
     stream_output: bool = False
+    #: End the processes cases leave running when their worker ends (``--gold-leftovers``).
+    end_leftovers: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,12 @@ class BatchResult:
 
     engine: EngineInfo
     events: list[Event]
+    #: With ``-s``: where the run's output stream on this engine ends after this result;
+    #: the controller reads what it did not receive live from ``output_path`` there.
+    output_end: int = 0
+    output_path: str = ""
+    #: ``PID COMMAND`` of each process that cases left running and the engine ended.
+    leftovers: list[str] = field(default_factory=list)
 
 
 def to_wire(message: Any) -> dict[str, Any]:
@@ -219,6 +227,9 @@ def result_from_wire(data: dict[str, Any]) -> BatchResult:
     return BatchResult(
         engine=engine_from_wire(data["engine"]),
         events=[event_from_wire(event) for event in data["events"]],
+        output_end=data.get("output_end", 0),
+        output_path=data.get("output_path", ""),
+        leftovers=list(data.get("leftovers", [])),
     )
 
 

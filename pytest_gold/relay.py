@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from . import leftovers, workerprocess
 from .messages import (
     EngineInfo,
     Event,
@@ -24,6 +25,7 @@ from .messages import (
     event_from_wire,
     is_event,
 )
+from .outputspool import OutputSpool
 from .synthetic import failed_case_events
 from .worker import BATCH_DONE, CAPTURE_FD, INTERRUPTED, STACK_DUMP_SIGNAL
 from .workerprocess import POLL_SECONDS, STDERR_TAIL_LINES, WorkerProcess, open_worker_fd
@@ -34,6 +36,8 @@ INTERRUPT_GRACE_SECONDS = 5.0
 STACK_TAIL_LINES = 400
 #: How long a worker gets to print its stacks before a timed-out case is killed.
 STACK_DUMP_WAIT_SECONDS = 1.0
+#: How often processes that cases left behind and that ended since are reaped.
+REAP_SECONDS = 5.0
 
 
 class BatchRelay:
@@ -52,6 +56,7 @@ class BatchRelay:
         *,
         interrupt_requested: Callable[[], bool],
         forget: Callable[[WorkerProcess], None],
+        spool: OutputSpool | None = None,
     ) -> None:
         self.interrupt_requested = interrupt_requested
         self.forget = forget
@@ -60,8 +65,12 @@ class BatchRelay:
         self.pending = pending
         self.time_limits = time_limits
         self.current_started = 0.0
-        self.stream = worker.spec.stream_output
+        #: With -s: where the worker's output goes on its way to the controller.
+        self.spool = spool
         self.events: list[Event] = []
+        #: Processes the cases left running that were ended with the worker.
+        self.leftovers: list[str] = []
+        self.last_reap = time.monotonic()
         self.current: str | None = None
         self.current_start = 0
         self.location: tuple[str, int | None, str] | None = None
@@ -84,11 +93,12 @@ class BatchRelay:
             if time.monotonic() > self.deadline:
                 return self.abandon()
             try:
-                message = worker.receive(POLL_SECONDS)
+                message = worker.receive(0 if self.stream_output() else POLL_SECONDS)
             except EOFError:
                 return self.worker_died()
-            if self.stream:
-                self.stream_output()
+            if time.monotonic() - self.last_reap > REAP_SECONDS:
+                self.last_reap = time.monotonic()
+                leftovers.reap_adopted(workerprocess.live_pids())
             if message is None:
                 limit = self.time_limits.get(self.current or "")
                 if limit is not None and time.monotonic() - self.current_started > limit:
@@ -96,8 +106,7 @@ class BatchRelay:
                 continue
             kind = message["kind"]
             if kind == BATCH_DONE:
-                if self.stream:
-                    self.stream_output()
+                self.stream_output(everything=True)
                 return deque()
             if kind == CAPTURE_FD:
                 if not worker.capture:
@@ -110,12 +119,12 @@ class BatchRelay:
             if is_event(message):  # not a stray control message (a late "ready", ...)
                 self.handle(event_from_wire(message))
 
-    def stream_output(self) -> None:
-        """Print the worker's new complete lines to this engine's stdout, which ipyparallel
-        forwards to the controller as it happens (``-s``)."""
-        text = self.worker.new_output()
-        for line in text.splitlines():
-            print(f"[{self.engine.tag}] {line}", flush=True)
+    def stream_output(self, *, everything: bool = False) -> bool:
+        """With -s: pass on what the worker wrote (see :mod:`pytest_gold.outputspool`);
+        whether more is waiting."""
+        if self.spool is None:
+            return False
+        return self.spool.pump(self.worker, everything=everything)
 
     def handle(self, event: Event) -> None:
         if isinstance(event, NotRun) and self.current is not None and event.reason == INTERRUPTED:
@@ -146,10 +155,15 @@ class BatchRelay:
 
     def abandon(self) -> deque[str]:
         self.worker.kill()
-        self.forget(self.worker)
-        self.worker.close()
+        self.stream_output(everything=True)
+        self.close_worker()
         self.handle(NotRun(nodeids=list(self.pending), reason=INTERRUPTED))
         return deque()
+
+    def close_worker(self) -> None:
+        self.forget(self.worker)
+        self.worker.close()
+        self.leftovers.extend(self.worker.ended_leftovers)
 
     def timed_out(self, limit: float) -> deque[str]:
         """Stop a case over its limit: stacks of every thread first, then SIGKILL, which
@@ -161,33 +175,30 @@ class BatchRelay:
             pass
         time.sleep(STACK_DUMP_WAIT_SECONDS)
         worker.kill()
+        where = "live output above" if self.spool is not None else "worker's own output below"
         return self.worker_died(
-            f"pytest-gold: {self.current} exceeded its time limit of {limit:g} s on "
-            f"{self.engine.tag} and was stopped (the stacks of every thread at that moment "
-            "are below, under the worker's own output)"
+            f"exceeded its time limit of {limit:g} s on {self.engine.tag} "
+            f"(pid {worker.process.pid}) and was stopped; the stacks of every thread at "
+            f"that moment are in the {where}"
         )
 
     def worker_died(self, headline: str | None = None) -> deque[str]:
+        """Report the case the worker was running (if any) as failed, the cause first."""
         worker, current = self.worker, self.current
-        cause = worker.death_cause(STACK_TAIL_LINES if headline else STDERR_TAIL_LINES)
-        self.forget(worker)
-        worker.close()
+        self.stream_output(everything=True)  # its last lines and fatal error, before the report
+        cause = worker.death_cause(
+            STACK_TAIL_LINES if headline else STDERR_TAIL_LINES, streamed=self.spool is not None
+        )
+        self.close_worker()
         if current is None:
             # Between cases (e.g. tearing down a module's fixtures): no case to blame;
             # the rest of the batch goes to a fresh worker unless nothing progresses.
-            self.events.append(WorkerCrashed(nodeid=None, cause=cause))
+            self.events.append(WorkerCrashed(nodeid=None, cause=str(cause)))
             return self.pending
-        self.events.extend(
-            failed_case_events(
-                current,
-                self.location,
-                self.phases,
-                None,
-                f"{headline}: {cause}"
-                if headline
-                else f"pytest-gold: {current} crashed its worker on {self.engine.tag} "
-                f"(pid {worker.process.pid}): {cause}",
-            )
+        first_line = headline or (
+            f"crashed its worker: {cause.summary} on {self.engine.tag} (pid {worker.process.pid})"
         )
-        self.events.append(WorkerCrashed(nodeid=current, cause=cause))
+        message = f"{first_line}\n{cause.details}" if cause.details else first_line
+        self.events.extend(failed_case_events(current, self.location, self.phases, None, message))
+        self.events.append(WorkerCrashed(nodeid=current, cause=str(cause)))
         return self.pending

@@ -45,13 +45,11 @@ from .progress import (
 )
 from .reporting import Replayer
 from .scheduling import DispatchQueue, dispatch_order
-from .settings import DEFAULT_WORKER_ENV, GoldSettings, time_limits
+from .settings import DEFAULT_WORKER_ENV, LEFTOVERS_END, GoldSettings, time_limits
 from .statusline import NoStatusLine, StatusLine, in_place
 
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
-#: With -s, how long a finished batch's last output may trail its result.
-OUTPUT_WAIT_SECONDS = 2.0
 #: How long the end-of-run teardown on the engines may take.
 FINISH_TIMEOUT_SECONDS = engine_module.WORKER_FINISH_SECONDS + 30
 
@@ -107,7 +105,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         self.progress: Progress | None = None
         self.last_status_line = self.last_status_file = time.monotonic()
         self.status_state = "running"
-        self.output_seen: dict[Any, int] = {}
+        self.live_output = self.make_live_output()
         self.collected: list[str] = []
         self.stream_output = config.getoption("capture") == "no"
         self.status_line: StatusLine | NoStatusLine = NoStatusLine()
@@ -258,6 +256,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             env=self.settings.env,
             default_env=DEFAULT_WORKER_ENV,
             stream_output=self.stream_output,
+            end_leftovers=self.settings.leftovers == LEFTOVERS_END,
         )
         wire_spec = to_wire(spec)
         known = self.recorded_durations()
@@ -346,18 +345,17 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             data = future.get()
         except Exception as error:
             eid, batch = state.inflight.pop(future)
+            self.output_lost(future, eid)
             self.batch_failed(eid, batch, error, queue, replayer)
             return
-        if self.stream_output:
-            # Its last lines, before its results (output and results travel apart).
-            future.wait_for_output(OUTPUT_WAIT_SECONDS)
-            self.relay_output([future])
-            self.output_seen.pop(future, None)
         eid, _ = state.inflight.pop(future)
-        self.forget(client, future)
         result = result_from_wire(data)
+        # Its output first, all of it (output and results travel apart).
+        self.settle_output(client, future.metadata, eid, result)
+        self.forget(client, future)
         state.idle.append(eid)
         outcome = replayer.replay(result)
+        self.note_leftovers(result)
         self.account(outcome, result.engine)
         queue.record(outcome.finished.values())
         state.durations.update(outcome.finished)
@@ -390,11 +388,14 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         )
         timeout = INTERRUPT_GRACE_SECONDS if state.interrupted else FINISH_TIMEOUT_SECONDS
         try:
-            outcomes = result.get(timeout=timeout)
+            outcomes = self.await_finish(client, result, used, timeout)
         except Exception as error:  # the run's results stand; say what was not torn down
             self.write_line(
                 f"gold: the end-of-run teardown on the engines failed: {error}", problem=True
             )
             return
-        for data in outcomes:
-            replayer.replay(result_from_wire(data))
+        for eid, metadata, data in outcomes:
+            finished = result_from_wire(data)
+            self.settle_output(client, metadata, eid, finished)
+            replayer.replay(finished)
+            self.note_leftovers(finished)

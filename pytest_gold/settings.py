@@ -23,6 +23,10 @@ DEFAULT_WORKER_ENV = {
 DEFAULT_RETRIES = 1
 #: Default time to wait for a cluster's engines, in seconds.
 DEFAULT_WAIT_SECONDS = 60.0
+#: What becomes of processes that cases leave running (--gold-leftovers).
+LEFTOVERS_END = "end"
+LEFTOVERS_KEEP = "keep"
+LEFTOVERS_MODES = (LEFTOVERS_END, LEFTOVERS_KEEP)
 
 # (option, ini key, help). Every option has an ini key so a project can pin it.
 _VALUE_OPTIONS = [
@@ -103,6 +107,13 @@ _VALUE_OPTIONS = [
         "gold_batch_seconds",
         "work, in seconds, that one task carries when cases are short "
         f"(default {DEFAULT_TARGET_BATCH_SECONDS}).",
+    ),
+    (
+        "--gold-leftovers",
+        "gold_leftovers",
+        "what becomes of processes that cases start and leave running: 'end' (default: "
+        "the engine ends them when the worker's run ends, and the run says so) or 'keep' "
+        "(leave them running, e.g. a daemon a later job needs).",
     ),
 ]
 
@@ -185,6 +196,7 @@ class GoldSettings:
     status_file: str | None = None
     status_interval: float = STATUS_LINE_SECONDS
     status_line: str = STATUS_AUTO
+    leftovers: str = LEFTOVERS_END
     #: Environment for the worker processes given by the user (gold_env, --gold-env).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -309,7 +321,14 @@ def from_config(config: pytest.Config) -> GoldSettings:
             f"--gold-status-line (ini gold_status_line) must be one of "
             f"{', '.join(STATUS_MODES)}, not {status_line!r}."
         )
+    leftovers = _raw(config, "gold_leftovers") or LEFTOVERS_END
+    if leftovers not in LEFTOVERS_MODES:
+        raise pytest.UsageError(
+            f"--gold-leftovers (ini gold_leftovers) must be one of "
+            f"{', '.join(LEFTOVERS_MODES)}, not {leftovers!r}."
+        )
     return GoldSettings(
+        leftovers=leftovers,
         status_line=status_line,
         status_file=_raw(config, "gold_status_file"),
         status_interval=_positive_number(

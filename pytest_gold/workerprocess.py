@@ -9,11 +9,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import leftovers
 from .messages import EngineInfo, RunSpec, to_wire
 from .worker import EXITED, READY, STALE, Channel
+from .workerdeath import DeathCause, describe_death, excerpt
 
 #: Lines of a dead worker's stderr quoted in the failure report.
 STDERR_TAIL_LINES = 40
@@ -33,6 +36,15 @@ KERNEL_DISPLAY_ENV = {
     "PAGER": "cat",
     "GIT_PAGER": "cat",
 }
+
+
+#: Pids of the worker processes of this engine that are not closed yet: never taken for
+#: processes left behind by cases (see :mod:`pytest_gold.leftovers`).
+_live_pids: set[int] = set()
+
+
+def live_pids() -> set[int]:
+    return set(_live_pids)
 
 
 class WorkerStartFailed(RuntimeError):
@@ -78,6 +90,9 @@ class WorkerProcess:
         self.engine = engine
         cwd, env = launch_settings(spec)
         self.launch_key = launch_key(cwd, env, engine)
+        #: In the environment of the worker and of everything its cases start.
+        self.token = uuid.uuid4().hex
+        env = {**env, leftovers.WORKER_TOKEN_ENV: self.token}
         ours, theirs = socket.socketpair()
         self.log = tempfile.NamedTemporaryFile(
             prefix=f"pytest-gold-worker-e{engine.engine_id}-", suffix=".log", delete=False
@@ -103,6 +118,11 @@ class WorkerProcess:
             start_new_session=True,
         )
         theirs.close()
+        _live_pids.add(self.process.pid)
+        #: "PID COMMAND" of each process left behind by its cases that was ended.
+        self.ended_leftovers: list[str] = []
+        #: Its process group was killed (SIGKILL, on its way to every member).
+        self.group_killed = False
         #: pytest's capture files of the worker, by stream, once the first case started.
         self.capture: dict[str, Any] = {}
         self.case_log_offset = 0
@@ -131,7 +151,7 @@ class WorkerProcess:
             try:
                 message = self.receive(POLL_SECONDS)
             except EOFError:
-                raise WorkerStartFailed(self.death_cause()) from None
+                raise WorkerStartFailed(str(self.death_cause())) from None
             if message is not None and message["kind"] == READY:
                 return
             if message is not None and message["kind"] == STALE:
@@ -147,39 +167,34 @@ class WorkerProcess:
         raise WorkerStartFailed(f"the worker did not start within {WORKER_FINISH_SECONDS:.0f} s")
 
     def output_tail(self) -> str:
-        return tail_of(self.log.name, 0, STDERR_TAIL_LINES) or "(nothing)"
+        return excerpt(self.log.name, 0, STDERR_TAIL_LINES) or "(nothing)"
 
-    def new_output(self) -> str:
-        """Complete lines the worker wrote since the last call."""
+    def read_output(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` the worker wrote since the last call (lines or not: the
+        controller puts lines together)."""
         self.log.flush()
         try:
             with open(self.log.name, "rb") as log:
                 log.seek(self.stream_offset)
-                data = log.read()
+                data = log.read(max_bytes)
         except OSError:
-            return ""
-        end = data.rfind(b"\n") + 1
-        self.stream_offset += end
-        return data[:end].decode("utf-8", errors="replace")
+            return b""
+        self.stream_offset += len(data)
+        return data
 
-    def death_cause(self, tail_lines: int = STDERR_TAIL_LINES) -> str:
-        code = self.process.wait()
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            what = f"the worker process was killed by {name}"
-        else:
-            what = f"the worker process exited with code {code}"
-        parts = [what]
-        for stream, file in (self.capture or {}).items():
-            captured = tail_of(file, 0, tail_lines)
-            if captured:
-                parts.append(f"what the case wrote to {stream} (captured):\n{captured}")
-        logged = tail_of(self.log.name, self.case_log_offset, tail_lines)
-        parts.append(f"the worker's own output (fatal errors land here):\n{logged or '(nothing)'}")
-        return "; ".join(parts[:1]) + "\n" + "\n".join(parts[1:])
+    def death_cause(
+        self, max_lines: int = STDERR_TAIL_LINES, *, streamed: bool = False
+    ) -> DeathCause:
+        """What ended the worker and what it wrote; ``streamed``: its output went to the
+        controller's terminal as live output (``-s``), so it is pointed to, not quoted."""
+        return describe_death(
+            self.process.wait(),
+            self.capture or {},
+            self.log.name,
+            self.case_log_offset,
+            max_lines,
+            streamed_as=self.engine.tag if streamed else None,
+        )
 
     def interrupt(self) -> None:
         """SIGINT to the worker's process group, as Ctrl-C would (programs a case
@@ -190,8 +205,26 @@ class WorkerProcess:
             except ProcessLookupError:
                 pass
 
+    def end_leftovers(self, *, outside_group: bool = False) -> list[str]:
+        """End the processes its cases left running (unless the run keeps them); returns
+        those ended now (they are also added to :attr:`ended_leftovers`). ``outside_group``:
+        only those that left its process group (which is about to be killed)."""
+        if not self.spec.end_leftovers:
+            return []
+        found = leftovers.find_leftovers(
+            self.process.pid, self.token, _live_pids, outside_group=outside_group
+        )
+        ended = leftovers.end_processes(found)
+        self.ended_leftovers.extend(ended)
+        return ended
+
     def kill(self) -> None:
+        """SIGKILL to the worker's process group (and what its cases left running)."""
         if self.process.poll() is None:
+            # What is in its process group (a program the running case waits for) goes
+            # with it, as a stopped case's work; what left the group was left behind.
+            self.end_leftovers(outside_group=True)
+            self.group_killed = True
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -199,7 +232,12 @@ class WorkerProcess:
         self.process.wait()
 
     def close(self) -> None:
-        self.kill()
+        if self.process.pid in _live_pids:
+            self.kill()
+            # What a worker that died on its own left (its process group lives on too).
+            self.end_leftovers(outside_group=self.group_killed)
+            _live_pids.discard(self.process.pid)
+            leftovers.reap_adopted(_live_pids)
         self.channel.connection.close()
         self.log.close()
         for file in self.capture.values():
@@ -221,21 +259,3 @@ def open_worker_fd(pid: int, fd: int) -> Any:
         return open(f"/proc/{pid}/fd/{fd}", "rb")
     except OSError:
         return None
-
-
-def tail_of(source: Any, offset: int, tail_lines: int) -> str:
-    """The last lines of a file (path or open binary file) from ``offset`` on."""
-    if source is None:
-        return ""
-    try:
-        if isinstance(source, str):
-            with open(source, "rb") as file:
-                file.seek(offset)
-                data = file.read()
-        else:
-            source.seek(offset)
-            data = source.read()
-    except OSError:
-        return ""
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return "\n".join(lines[-tail_lines:]).strip()

@@ -191,7 +191,9 @@ def test_crashing_case_costs_only_that_case(pytester: pytest.Pytester, gold_args
     assert "said on stdout" in text
     assert "killed by SIGSEGV" in text
     assert "Fatal Python error: Segmentation fault" in text  # faulthandler's traceback
-    result.stdout.fnmatch_lines(["*test_segfaults crashed its worker on *:e*"])
+    result.stdout.fnmatch_lines(
+        ["crashed its worker: killed by SIGSEGV (Segmentation fault) on *:e* (pid *)"]
+    )
 
 
 def test_unsendable_recorded_value_fails_only_that_case(pytester: pytest.Pytester, gold_args):
@@ -394,5 +396,5 @@ def test_crash_in_module_teardown_is_that_cases_error(pytester: pytest.Pytester,
     )
     result.assert_outcomes(passed=4, errors=1)
     result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_one*", "*test_one crashed its worker on *SIGSEGV*"]
+        ["*ERROR at teardown of test_one*", "crashed its worker: killed by SIGSEGV*"]
     )

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.cluster
 
 def test_time_limits_stop_hung_cases_and_show_their_stacks(pytester: pytest.Pytester, gold_args):
     pytester.makepyfile(
-        """
+        # A short file name: the short summary has room for the failure's first line.
+        test_h="""
         import ctypes
         import signal
         import threading
@@ -55,8 +56,10 @@ def test_time_limits_stop_hung_cases_and_show_their_stacks(pytester: pytest.Pyte
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines_random(
         [
-            "*test_hangs_in_python exceeded its time limit of 1 s on *:e*",
-            "*test_hangs_in_c_ignoring_signals exceeded its time limit of 2 s on *:e*",
+            # The cause first: what the short summary and the results table show.
+            "FAILED test_h.py::test_hangs_in_python - exceeded its time limit of 1 s on*",
+            "FAILED test_h.py::test_hangs_in_c_ignoring_signals - exceeded its time*",
+            "exceeded its time limit of 1 s on *:e* (pid *) and was stopped; the stacks *",
             "*line * in test_hangs_in_python",  # the case's own stack
             "*line * in test_hangs_in_c_ignoring_signals",
             "*Thread 0x* (most recent call first):",  # every thread, not just the main one
@@ -66,7 +69,7 @@ def test_time_limits_stop_hung_cases_and_show_their_stacks(pytester: pytest.Pyte
 
 def test_lost_engine_case_is_retried_then_reported(pytester: pytest.Pytester, leak_check):
     pytester.makepyfile(
-        """
+        test_k="""
         import os
         import signal
         import time
@@ -96,6 +99,7 @@ def test_lost_engine_case_is_retried_then_reported(pytester: pytest.Pytester, le
         [
             "gold: lost engine *:e*; 1 case sent again elsewhere",
             "*engine lost: *:e* (pid *) died while running this case (2 time(s))*",
+            "FAILED test_k.py::test_kills_its_engine - engine lost: *:e* (pid *) died*",
         ]
     )
     cases = ET.parse(pytester.path / "out.xml").getroot().iter("testcase")
