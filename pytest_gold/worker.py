@@ -82,7 +82,14 @@ class Channel:
         self.connection = connection
 
     def send(self, message: dict[str, Any]) -> None:
-        self.connection.send_bytes(json.dumps(message).encode())
+        data = json.dumps(message).encode()
+        # SIGINT (a stop request) raises KeyboardInterrupt in a running case: never in the
+        # middle of a message, which would leave the other side half of one.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.connection.send_bytes(data)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def recv(self) -> dict[str, Any]:
         return json.loads(self.connection.recv_bytes())
@@ -118,6 +125,24 @@ class WorkerPlugin:
         self.quiet_terminal = QuietTerminal()
         #: Cases whose report could not be sent (reported once, as a failure).
         self.unsendable: set[str] = set()
+        #: A case is running: SIGINT interrupts it (see ``on_interrupt``).
+        self.in_case = False
+        #: SIGINT came while no case ran: the next case of the batch does not start.
+        self.interrupt_pending = False
+        #: The last case whose start was reported.
+        self.last_started: str | None = None
+
+    def on_interrupt(self, signum: int, frame: Any) -> None:
+        """SIGINT, the supervisor's request to stop the batch (-x, pytest.exit(), Ctrl-C).
+
+        A running case is interrupted as Ctrl-C would. Outside a case (waiting for a batch,
+        between cases, tearing down) it only stops the next case from starting: a
+        KeyboardInterrupt there would end the worker's session half-way, and the
+        supervisor then lost the batch it had just sent (ConnectionResetError).
+        """
+        if self.in_case:
+            raise KeyboardInterrupt
+        self.interrupt_pending = True
 
     def send_event(self, event: Event) -> None:
         self.channel.send(to_wire(event))
@@ -208,6 +233,7 @@ class WorkerPlugin:
     def log_start(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         offset = os.lseek(self.log_fd, 0, os.SEEK_CUR) if self.log_fd >= 0 else 0
         self.send_event(LogStart(nodeid=nodeid, location=location, log_offset=offset))
+        self.last_started = nodeid  # after: the supervisor knows it started (or may know)
 
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         self.send_event(LogFinish(nodeid=nodeid, location=location))
@@ -250,6 +276,8 @@ class WorkerPlugin:
         self.channel.send({"kind": READY, "collected": len(self.items)})
         while True:
             command = self.channel.recv()
+            if command["kind"] == CAPTURE_FD:
+                continue  # the answer to a case's first setup that an interruption cut short
             if command["kind"] == FINISH:
                 self.teardown_kept(None)
                 self.channel.send({"kind": TEARDOWN_DONE})
@@ -271,8 +299,13 @@ class WorkerPlugin:
                 self.teardown_kept(item)
             nextitem = self.next_item(nodeids[index + 1 :], lookahead)
             try:
+                self.in_case = True  # from here on SIGINT raises KeyboardInterrupt
+                if self.interrupt_pending:
+                    raise KeyboardInterrupt
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                self.in_case = False
             except pytest.exit.Exception as exit_:
+                self.in_case = False
                 self.previous, self.kept_chain = item, item.listchain()
                 self.send_event(
                     ExitRequested(nodeid=nodeid, reason=exit_.msg, returncode=exit_.returncode)
@@ -280,6 +313,10 @@ class WorkerPlugin:
                 self.send_event(NotRun(nodeids=nodeids[index + 1 :], reason=EXIT_REQUESTED))
                 return
             except KeyboardInterrupt:
+                self.in_case = self.interrupt_pending = False
+                if self.last_started != nodeid:  # it never started: its fixtures are not set up
+                    self.send_event(NotRun(nodeids=nodeids[index:], reason=INTERRUPTED))
+                    return
                 self.previous, self.kept_chain = item, item.listchain()
                 self.send_event(NotRun(nodeids=nodeids[index + 1 :], reason=INTERRUPTED))
                 return
@@ -411,6 +448,7 @@ def main() -> int:
         return 0
     plugin = WorkerPlugin(spec, channel, engine_tag)
     plugin.log_fd = stack_file.fileno()
+    signal.signal(signal.SIGINT, plugin.on_interrupt)
     status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal])
     channel.send({"kind": EXITED, "status": int(status)})
     return 0
