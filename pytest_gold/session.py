@@ -34,6 +34,7 @@ from .faults import (
 from .liveness import HubMonitor
 from .messages import (
     Batch,
+    BatchResult,
     EngineInfo,
     RunSpec,
     result_from_wire,
@@ -44,9 +45,10 @@ from .progress import (
     format_host_table,
 )
 from .reporting import Replayer
-from .scheduling import DispatchQueue, dispatch_order
+from .scheduling import DispatchQueue, InOrderRelease, dispatch_order
 from .settings import DEFAULT_WORKER_ENV, GoldSettings, time_limits
 from .statusline import NoStatusLine, StatusLine, in_place
+from .verdicts import VerdictOrder, first_cases, stops_on_failure
 
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
@@ -72,6 +74,9 @@ class RunState:
     failed_check: dict[int, tuple[EngineInfo | None, list[str]]] = field(default_factory=dict)
     #: Cases that were running when the run stopped, with where they ran.
     cut_short: list[str] = field(default_factory=list)
+    #: Cases that finished on other engines after the point where the run stopped (-x,
+    #: --maxfail, --sw): left out, as a plain run would not have run them.
+    left_out: list[str] = field(default_factory=list)
     #: How often each case was lost with its engine (resubmitted up to --gold-retries).
     losses: dict[str, int] = field(default_factory=dict)
     controller_lost: bool = False
@@ -90,12 +95,13 @@ class RunState:
     exit_request: Any = None
 
 
-class GoldController(EnginePool, FaultHandling, CampaignParts):
+class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
     """The controller-side plugin of a ``--gold`` run."""
 
     def __init__(self, config: pytest.Config, settings: GoldSettings) -> None:
         self.config = config
         self.settings = settings
+        self.session: pytest.Session | None = None
         self.handle: ClusterHandle | None = None
         self.state = RunState()
         self.run_id = uuid.uuid4().hex
@@ -135,6 +141,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             )
             for case in self.state.cut_short[:MAX_LISTED_CASES]:
                 terminalreporter.write_line(f"gold: cut short while running: {case}", yellow=True)
+        self.summarize_left_out(terminalreporter, MAX_LISTED_CASES)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self) -> None:
@@ -151,6 +158,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        self.session = session
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             raise session.Interrupted(
                 f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
@@ -252,11 +260,21 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         )
         wire_spec = to_wire(spec)
         known = self.recorded_durations()
+        nodeids = [item.nodeid for item in items]
+        in_order = stops_on_failure(self.config)
+        if in_order:
+            # pytest's order, one case per task: see pytest_gold.verdicts.
+            self.in_order = InOrderRelease(nodeids)
+        else:
+            first = first_cases(self.config, nodeids)
+            nodeids = dispatch_order(nodeids, known, self.settings.order, first=first)
         queue = DispatchQueue(
-            dispatch_order([item.nodeid for item in items], known, self.settings.order),
+            nodeids,
             engine_count=len(self.state.engines),
             target_batch_seconds=self.settings.batch_seconds,
             known_seconds=known,
+            max_batch_cases=1 if in_order else None,
+            keep_order=in_order,
         )
         try:
             try:
@@ -270,6 +288,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         finally:
             self.status_line.clear()
             self.status_line = NoStatusLine()
+            self.state.left_out = self.left_out()
             self.finish(client, replayer)
             self.status_state = self.state.stop_reason or "finished"
             self.tick(queue, force=True)
@@ -307,7 +326,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
 
     def dispatch(self, client: Any, queue: DispatchQueue, wire_spec: dict[str, Any]) -> None:
         state = self.state
-        while state.idle and queue and state.stop_reason is None:
+        # may_dispatch: not what a plain run never reaches (pytest_gold.verdicts).
+        while state.idle and queue and state.stop_reason is None and self.may_dispatch(queue.head):
             eid = state.idle.pop(0)
             batch = queue.next_batch()
             assert batch is not None
@@ -337,10 +357,18 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             future.wait_for_output(OUTPUT_WAIT_SECONDS)
             self.relay_output([future])
             self.output_seen.pop(future, None)
-        eid, _ = state.inflight.pop(future)
+        eid, batch = state.inflight.pop(future)
         self.forget(client, future)
         result = result_from_wire(data)
         state.idle.append(eid)
+        self.take_result(
+            batch.nodeids, result, lambda: self.replay_result(result, queue, client, replayer)
+        )
+
+    def replay_result(
+        self, result: BatchResult, queue: DispatchQueue, client: Any, replayer: Replayer
+    ) -> None:
+        state = self.state
         outcome = replayer.replay(result)
         self.account(outcome, result.engine)
         queue.record(outcome.finished.values())
@@ -381,4 +409,4 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             )
             return
         for data in outcomes:
-            replayer.replay(result_from_wire(data))
+            replayer.replay(self.without_left_out(result_from_wire(data)))
