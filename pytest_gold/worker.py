@@ -81,15 +81,16 @@ class Channel:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
+    #: A message is being sent: a stop request must not cut it (see WorkerPlugin).
+    sending = False
+
     def send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message).encode()
-        # SIGINT (a stop request) raises KeyboardInterrupt in a running case: never in the
-        # middle of a message, which would leave the other side half of one.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        self.sending = True
         try:
             self.connection.send_bytes(data)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            self.sending = False
 
     def recv(self) -> dict[str, Any]:
         return json.loads(self.connection.recv_bytes())
@@ -138,14 +139,17 @@ class WorkerPlugin:
         A running case is interrupted as Ctrl-C would. Outside a case (waiting for a batch,
         between cases, tearing down) it only stops the next case from starting: a
         KeyboardInterrupt there would end the worker's session half-way, and the
-        supervisor then lost the batch it had just sent (ConnectionResetError).
+        supervisor then lost the batch it had just sent (ConnectionResetError). Nor does
+        it cut a message half-way: then the next event the case sends raises it.
         """
-        if self.in_case:
+        if self.in_case and not self.channel.sending:
             raise KeyboardInterrupt
         self.interrupt_pending = True
 
     def send_event(self, event: Event) -> None:
         self.channel.send(to_wire(event))
+        if self.in_case and self.interrupt_pending:
+            raise KeyboardInterrupt  # it came while a message was going out
 
     # -- configuration -----------------------------------------------------------------
 
