@@ -23,6 +23,7 @@ from . import engine as engine_module
 from .attaching import attach, keep_message
 from .campaign import CampaignParts
 from .cluster import ClusterError, ClusterHandle, start_embedded
+from .conflicts import runs_without_cluster
 from .enginepool import EnginePool
 from .faults import (
     EVERY_ENGINE_LOST,
@@ -116,7 +117,9 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
 
     # -- reporting hooks -----------------------------------------------------------------
 
-    def pytest_report_header(self, config: pytest.Config) -> str:
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        if runs_without_cluster(config):
+            return None  # the output is a plain run's
         return f"gold: {self.settings.describe()}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -164,7 +167,9 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
                 f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
                 "during collection"
             )
-        if session.config.option.collectonly or not session.items:
+        if runs_without_cluster(self.config):
+            return None  # pytest's own loop, in this process, as in a plain run
+        if not session.items:
             return True
         items = list(dict.fromkeys(session.items))
         if self.config.getoption("gold_resume"):
