@@ -331,8 +331,11 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
 
     def dispatch(self, client: Any, queue: DispatchQueue, wire_spec: dict[str, Any]) -> None:
         state = self.state
-        # may_dispatch: not what a plain run never reaches (pytest_gold.verdicts).
-        while state.idle and queue and state.stop_reason is None and self.may_dispatch(queue.head):
+        while state.idle and queue and state.stop_reason is None:
+            # Not what a plain run never reaches (pytest_gold.verdicts); with nothing in
+            # flight that could still release the results held back, never wait forever.
+            if state.inflight and not self.may_dispatch(queue.head):
+                break
             eid = state.idle.pop(0)
             batch = queue.next_batch()
             assert batch is not None
