@@ -134,14 +134,10 @@ class WorkerPlugin:
         self.last_started: str | None = None
 
     def on_interrupt(self, signum: int, frame: Any) -> None:
-        """SIGINT, the supervisor's request to stop the batch (-x, pytest.exit(), Ctrl-C).
-
-        A running case is interrupted as Ctrl-C would. Outside a case (waiting for a batch,
-        between cases, tearing down) it only stops the next case from starting: a
-        KeyboardInterrupt there would end the worker's session half-way, and the
-        supervisor then lost the batch it had just sent (ConnectionResetError). Nor does
-        it cut a message half-way: then the next event the case sends raises it.
-        """
+        """SIGINT, the supervisor's stop request: a running case is interrupted as by
+        Ctrl-C. Outside a case it only keeps the next case from starting (a
+        KeyboardInterrupt there ended the session, and the supervisor lost the batch it had
+        just sent); during a send, the case's next event raises it."""
         if self.in_case and not self.channel.sending:
             raise KeyboardInterrupt
         self.interrupt_pending = True

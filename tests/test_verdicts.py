@@ -1,11 +1,13 @@
 """End-to-end: options whose verdict depends on the order cases finish in (--sw, --sw-skip,
--x, --maxfail, --lf, --ff) give a --gold run the verdict of a plain run, run after run.
+-x, --maxfail, --lf, --ff) give a --gold run the verdict of a plain run, run after run;
+--ff and --nf cases are dispatched first; -x stops within about a case per engine; and
+pytest.exit() in one case never fails another.
 
-Each test runs the same suite in two directories, plainly in one and with --gold in the
-other, several rounds in a row: each directory keeps its own pytest cache, so stepwise's and
---lf's state evolve as they would for a user. Which cases fail changes from round to round
-(``round.txt``), and the case that fails first in collection order is slow, so under --gold
-later cases finish before it.
+The verdict test runs the same suite in two directories, plainly in one and with --gold in
+the other, several rounds in a row: each directory keeps its own pytest cache, so
+stepwise's and --lf's state evolve as they would for a user. Which cases fail changes from
+round to round (``round.txt``), and the case that fails first in collection order is slow,
+so under --gold later cases finish before it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from .conftest import SESSION_ENGINES
 
 pytestmark = pytest.mark.cluster
 
@@ -188,3 +192,27 @@ def test_failed_first_and_new_first_lead_the_dispatch(pytester: pytest.Pytester,
     new_first = pytester.runpytest(*gold_args, "--nf")
     new_first.assert_outcomes(passed=7, failed=2)
     assert scheduled(pytester)[0] == "test_new.py::test_new"
+
+
+STOP_SUITE = """
+    import pytest
+
+    @pytest.mark.parametrize("i", range(40))
+    def test_case(i):
+        with open("started.txt", "a") as log:
+            log.write(f"{i}\\n")
+        assert i != 5
+"""
+
+
+def test_exitfirst_stops_within_one_case_per_engine(pytester: pytest.Pytester, gold_args):
+    """-x stopped only once the whole batch holding the failure came back (every case after
+    it in the batch ran); now an engine runs nothing after its failing case, and another
+    engine at most about one case while the failure is on its way."""
+    pytester.makepyfile(test_stop=STOP_SUITE)
+    plain = pytester.runpytest("-p", "no:cacheprovider", "-x")
+    (pytester.path / "started.txt").unlink()
+    gold = pytester.runpytest("-p", "no:cacheprovider", *gold_args, "-x")
+    assert gold.parseoutcomes() == plain.parseoutcomes() == {"passed": 5, "failed": 1}
+    started = [int(line) for line in (pytester.path / "started.txt").read_text().split()]
+    assert len([i for i in started if i > 5]) <= 2 * SESSION_ENGINES, started
