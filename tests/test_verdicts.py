@@ -1,6 +1,6 @@
 """End-to-end: options whose verdict depends on the order cases finish in (--sw, --sw-skip,
 -x, --maxfail, --lf, --ff) give a --gold run the verdict of a plain run, run after run;
---ff and --nf cases are dispatched first; -x stops within about a case per engine; and
+--ff and --nf cases are dispatched first; -x stops the failing engine at once; and
 pytest.exit() in one case never fails another.
 
 The verdict test runs the same suite in two directories, plainly in one and with --gold in
@@ -17,8 +17,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from .conftest import SESSION_ENGINES
 
 pytestmark = pytest.mark.cluster
 
@@ -195,24 +193,28 @@ def test_failed_first_and_new_first_lead_the_dispatch(pytester: pytest.Pytester,
 
 
 STOP_SUITE = """
+    import os
+
     import pytest
 
     @pytest.mark.parametrize("i", range(40))
     def test_case(i):
         with open("started.txt", "a") as log:
-            log.write(f"{i}\\n")
+            log.write(f"{i} {os.getpid()}\\n")
         assert i != 5
 """
 
 
-def test_exitfirst_stops_within_one_case_per_engine(pytester: pytest.Pytester, gold_args):
-    """-x stopped only once the whole batch holding the failure came back (every case after
-    it in the batch ran); now an engine runs nothing after its failing case, and another
-    engine at most about one case while the failure is on its way."""
+def test_exitfirst_stops_the_failing_engine_at_once(pytester: pytest.Pytester, gold_args):
+    """-x stopped only once the whole batch holding the failure came back: every case after
+    it in the batch ran first. Now the engine that ran the failing case runs nothing after
+    it (other engines at most what they started while the failure was on its way)."""
     pytester.makepyfile(test_stop=STOP_SUITE)
     plain = pytester.runpytest("-p", "no:cacheprovider", "-x")
     (pytester.path / "started.txt").unlink()
     gold = pytester.runpytest("-p", "no:cacheprovider", *gold_args, "-x")
     assert gold.parseoutcomes() == plain.parseoutcomes() == {"passed": 5, "failed": 1}
-    started = [int(line) for line in (pytester.path / "started.txt").read_text().split()]
-    assert len([i for i in started if i > 5]) <= 2 * SESSION_ENGINES, started
+    started = [line.split() for line in (pytester.path / "started.txt").read_text().splitlines()]
+    failing_worker = next(pid for i, pid in started if i == "5")
+    after_it = [int(i) for i, pid in started if pid == failing_worker and int(i) > 5]
+    assert after_it == [], started
