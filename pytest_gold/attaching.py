@@ -6,12 +6,15 @@ stopped at the end, unless ``--gold-keep-cluster`` leaves it for the next run.
 
 from __future__ import annotations
 
+import json
+import socket
 import stat
 import time
 from pathlib import Path
 from typing import Any
 
 import ipyparallel as ipp
+from ipyparallel.util import disambiguate_ip_address
 
 from .cluster import ClusterError, ClusterHandle, Watchdog, _launcher_process_groups, abort_start
 from .clusterlog import ClusterLog
@@ -19,6 +22,8 @@ from .profiles import summarize
 
 #: Permission bits that let someone other than the owner read (or list) a path.
 OTHERS_READ = stat.S_IRWXG | stat.S_IRWXO
+#: How long the probe of a silent controller's port may take.
+PROBE_SECONDS = 5.0
 
 
 def profile_dir_of(profile: str) -> Path:
@@ -106,7 +111,9 @@ def attach(
         defined = profile_engines(profile_dir, cluster_id)
     try:
         client = ipp.Client(*args, timeout=wait_seconds, **kwargs)
-    except (OSError, TimeoutError, ValueError, KeyError) as error:
+    except TimeoutError:
+        raise ClusterError(no_answer_message(what, path, wait_seconds)) from None
+    except (OSError, ValueError, KeyError) as error:
         raise ClusterError(
             f"pytest-gold could not attach to the cluster of {what} "
             f"({type(error).__name__}: {error}). Check that the cluster is running "
@@ -121,6 +128,58 @@ def attach(
         profile_engines=defined[0],
         profile_hosts=defined[1],
     )
+
+
+def no_answer_message(what: str, path: Path, wait_seconds: float) -> str:
+    """Why a controller did not answer within the wait, as far as can be told: a wrong key
+    (the controller drops messages signed with another key, without a reply) looks like
+    a controller that listens but never answers."""
+    headline = (
+        f"pytest-gold could not attach to the cluster of {what}: no answer within "
+        f"{wait_seconds:g} s (--gold-wait)."
+    )
+    address = controller_address(path)
+    if address is None:  # through an SSH tunnel, or an unreadable file: cannot be probed
+        return (
+            f"{headline} Either the cluster is not running, or the key in {path} does not "
+            "match the running controller's (a connection file kept from an earlier start "
+            "of the cluster): use the file the running controller wrote, in its profile's "
+            "security/ directory."
+        )
+    host, port = address
+    try:
+        with socket.create_connection(address, timeout=PROBE_SECONDS):
+            pass
+    except OSError:
+        return (
+            f"{headline} Nothing accepts connections at {host}:{port}, where {path} says the "
+            "controller listens: the cluster is not running (the file is left from one that "
+            "stopped) or cannot be reached from here. Start the cluster (ipcluster start), "
+            "or with --gold-profile remove the stale file and the run starts it."
+        )
+    return (
+        f"{headline} The controller at {host}:{port} accepts connections but did not answer: "
+        f"the key in {path} most likely does not match the controller's (a controller "
+        "ignores messages signed with another key). This happens with a connection file "
+        "copied or kept from an earlier start of the cluster: use the one the running "
+        "controller wrote, in its profile's security/ directory, or restart the cluster. "
+        "(A controller too busy to answer in time also looks like this: a longer "
+        "--gold-wait helps then.)"
+    )
+
+
+def controller_address(path: Path) -> tuple[str, int] | None:
+    """Where the connection file says the controller takes registrations, if it can be
+    probed directly (not through an SSH tunnel)."""
+    try:
+        info = json.loads(path.read_text())
+        if info.get("ssh"):
+            return None
+        ip = str(info["interface"]).partition("://")[2]
+        host = disambiguate_ip_address(ip, info.get("location"))
+        return host, int(info["registration"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def explicit_engine_count(cluster: Any) -> int | None:

@@ -153,6 +153,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
     spool = outputspool.spool_for(spec.run_id) if spec.stream_output else None
     if spool is not None:
         spool.settle()  # the controller collected the last batch's result, and its output
+    restarted = False
     try:
         while pending:
             if _interrupt_requested:  # before or between workers: start nothing more
@@ -163,9 +164,21 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
             except WorkerStartFailed as error:
                 events += _errors_for(pending, f"could not start a worker on {engine.tag}: {error}")
                 break
-            worker.channel.send(
-                {"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))}
-            )
+            try:
+                worker.channel.send(
+                    {"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))}
+                )
+            except OSError:  # it died since its last batch: a fresh one takes over, once
+                _forget(worker)
+                cause = worker.death_cause()
+                worker.close()
+                if not restarted:
+                    restarted = True
+                    continue
+                events += _errors_for(
+                    pending, f"the worker on {engine.tag} died before this case started: {cause}"
+                )
+                break
             relay = BatchRelay(
                 worker,
                 engine,

@@ -110,7 +110,9 @@ class FaultHandling:
     def interrupted(self, client: Any, queue: DispatchQueue, replayer: Replayer) -> None:
         """Ctrl-C: interrupt the running cases and report what finished; a second Ctrl-C
         ends this at once (the cluster this run started is still stopped)."""
-        self.stop("interrupted", queue, client)
+        # Results keep coming in pytest's order where that matters: what finished before
+        # the interruption is reported, as in a plain run.
+        self.stop("interrupted", queue, client, keep_releasing=True)
         self.state.interrupted = True
         deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
         while self.state.inflight and time.monotonic() < deadline:
@@ -238,15 +240,22 @@ class FaultHandling:
         when: str = "call",
     ) -> None:
         events = failed_case_events(nodeid, None, {}, when, message)
-        self.account(replayer.replay(BatchResult(engine=engine, events=events)), engine)
+        result = BatchResult(engine=engine, events=events)
+        self.take_result([nodeid], result, lambda: self.account(replayer.replay(result), engine))
 
     def check_stop(self, session: pytest.Session, queue: DispatchQueue, client: Any) -> None:
         reason = session.shouldfail or session.shouldstop
         if reason:
             self.stop(str(reason), queue, client)
 
-    def stop(self, reason: str, queue: DispatchQueue, client: Any) -> None:
-        """No new case starts; the running ones are interrupted."""
+    def stop(
+        self, reason: str, queue: DispatchQueue, client: Any, *, keep_releasing: bool = False
+    ) -> None:
+        """No new case starts; the running ones are interrupted. Unless ``keep_releasing``,
+        results held back for pytest's order (see pytest_gold.verdicts) stay held: a plain
+        run stopped before those cases."""
+        if self.in_order is not None and not keep_releasing:
+            self.in_order.close()
         state = self.state
         state.stop_reason = reason
         state.stop_deadline = time.monotonic() + STOP_GRACE_SECONDS

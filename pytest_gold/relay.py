@@ -130,8 +130,9 @@ class BatchRelay:
         if isinstance(event, NotRun) and self.current is not None and event.reason == INTERRUPTED:
             # A case cut short reports nothing: it counts among those that did not run.
             del self.events[self.current_start :]
+            rest = [nodeid for nodeid in event.nodeids if nodeid != self.current]
             event = NotRun(
-                nodeids=[self.current, *event.nodeids],
+                nodeids=[self.current, *rest],
                 reason=event.reason,
                 cut_short=[self.current],
             )

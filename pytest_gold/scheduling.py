@@ -10,10 +10,12 @@ together.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from .messages import Batch
 
@@ -47,7 +49,10 @@ ORDERS = (ORDER_DURATION, ORDER_COLLECTION)
 
 
 def dispatch_order(
-    nodeids: Sequence[str], known_seconds: Mapping[str, float], order: str = ORDER_DURATION
+    nodeids: Sequence[str],
+    known_seconds: Mapping[str, float],
+    order: str = ORDER_DURATION,
+    first: Collection[str] = (),
 ) -> list[str]:
     """The order cases are dispatched in.
 
@@ -55,7 +60,17 @@ def dispatch_order(
     learning it early helps), then the rest longest first by their last duration, so that
     no long case starts last and keeps one engine busy while the others idle.
     ``collection``: as collected.
+
+    ``first``: cases pytest's own options put first (``--ff``: the previous failures,
+    ``--nf``: new cases). They go before all others whatever their durations; each of the
+    two groups is ordered as above.
     """
+    if first:
+        leading = [nodeid for nodeid in nodeids if nodeid in first]
+        rest = [nodeid for nodeid in nodeids if nodeid not in first]
+        return dispatch_order(leading, known_seconds, order) + dispatch_order(
+            rest, known_seconds, order
+        )
     if order == ORDER_COLLECTION:
         return list(nodeids)
     unseen = [nodeid for nodeid in nodeids if nodeid not in known_seconds]
@@ -83,9 +98,15 @@ class DispatchQueue:
         engine_count: int,
         target_batch_seconds: float = DEFAULT_TARGET_BATCH_SECONDS,
         known_seconds: Mapping[str, float] | None = None,
+        max_batch_cases: int | None = None,
+        keep_order: bool = False,
     ) -> None:
+        """``max_batch_cases`` caps every batch; ``keep_order``: cases put back (their
+        engine was lost) return to their place in dispatch order rather than the front."""
         if engine_count < 1:
             raise ValueError("engine_count must be at least 1")
+        if max_batch_cases is not None and max_batch_cases < 1:
+            raise ValueError("max_batch_cases must be at least 1")
         if len(set(nodeids)) != len(nodeids):
             raise ValueError("node ids must be unique")
         self._queue: deque[str] = deque(nodeids)
@@ -93,6 +114,8 @@ class DispatchQueue:
         self.target_batch_seconds = target_batch_seconds
         self.known_seconds = dict(known_seconds or {})
         self.observed = DurationEstimate()
+        self.max_batch_cases = max_batch_cases
+        self._rank = {nodeid: index for index, nodeid in enumerate(nodeids)} if keep_order else None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -122,6 +145,8 @@ class DispatchQueue:
         if not self._queue:
             return None
         cap = max(1, math.ceil(len(self._queue) / (TAIL_SHARE_FACTOR * self.engine_count)))
+        if self.max_batch_cases is not None:
+            cap = min(cap, self.max_batch_cases)
         nodeids: list[str] = []
         work = 0.0
         while self._queue and len(nodeids) < cap:
@@ -139,11 +164,97 @@ class DispatchQueue:
         return Batch(nodeids=nodeids, lookahead=self.head)
 
     def requeue(self, nodeids: Sequence[str]) -> None:
-        """Put cases back at the front (their engine was lost before they ran)."""
-        self._queue.extendleft(reversed(nodeids))
+        """Put cases back (their engine was lost before they ran): at the front, or with
+        ``keep_order`` at their place in dispatch order."""
+        rank = self._rank
+        if rank is None:
+            self._queue.extendleft(reversed(nodeids))
+            return
+        for nodeid in nodeids:
+            place = bisect.bisect(self._queue, rank[nodeid], key=rank.__getitem__)
+            self._queue.insert(place, nodeid)
 
     def drain(self) -> list[str]:
         """Remove and return every case not yet dispatched (the run stops early)."""
         rest = list(self._queue)
         self._queue.clear()
         return rest
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Held(Generic[T]):
+    payload: T
+    failures: int
+    stops: bool
+
+
+class InOrderRelease(Generic[T]):
+    """Results of single-case batches, released in dispatch order.
+
+    For runs that stop on failures (``-x``, ``--maxfail``, ``--sw``): pytest decides when to
+    stop from the reports it is shown, in the order shown. Releasing them in dispatch order
+    (pytest's own order) makes it stop exactly where a plain run stops, and write what a
+    plain run writes (stepwise's last failure, ``--lf``'s failures). A case that never
+    finishes (cut short by a stop) holds back every later one for good: a case after it
+    that finished anyway was not run by a plain run either.
+
+    Each result carries the number of failed reports it holds and whether it stops the run
+    (``pytest.exit()``), so that :meth:`stop_bound` can tell from the results held back
+    where a plain run will stop at the latest.
+    """
+
+    def __init__(self, nodeids: Sequence[str]) -> None:
+        self._position = {nodeid: index for index, nodeid in enumerate(nodeids)}
+        self._held: dict[int, _Held[T]] = {}
+        self._next = 0
+        self.closed = False
+        #: Failed reports in the results released so far.
+        self.released_failures = 0
+
+    def add(self, nodeid: str, payload: T, *, failures: int = 0, stops: bool = False) -> None:
+        position = self._position[nodeid]
+        if position < self._next or position in self._held:
+            raise ValueError(f"{nodeid} already has a result")
+        self._held[position] = _Held(payload, failures, stops)
+
+    def pop_ready(self) -> T | None:
+        """The next result in dispatch order, if it is in; none once closed."""
+        if self.closed:
+            return None
+        held = self._held.pop(self._next, None)
+        if held is None:
+            return None
+        self._next += 1
+        self.released_failures += held.failures
+        return held.payload
+
+    def close(self) -> None:
+        """The run stopped: nothing more is released."""
+        self.closed = True
+
+    def left_over(self) -> list[str]:
+        """Cases whose results were held back and never released, in dispatch order."""
+        nodeids = {position: nodeid for nodeid, position in self._position.items()}
+        return [nodeids[position] for position in sorted(self._held)]
+
+    def stop_bound(self, failure_budget: float) -> int | None:
+        """The position at or before which the run will stop, judging by the results held
+        back (``failure_budget`` failed reports stop it), or ``None`` if they do not tell.
+
+        Cases not finished yet can only make the run stop earlier, never later.
+        """
+        failures = 0
+        for position in sorted(self._held):
+            held = self._held[position]
+            failures += held.failures
+            if held.stops or failures >= failure_budget:
+                return position
+        return None
+
+    def may_dispatch(self, nodeid: str, failure_budget: float) -> bool:
+        """Whether ``nodeid`` may still be needed: not after a known stop."""
+        bound = self.stop_bound(failure_budget)
+        return bound is None or self._position[nodeid] < bound

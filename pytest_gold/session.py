@@ -23,6 +23,7 @@ from . import engine as engine_module
 from .attaching import attach, keep_message
 from .campaign import CampaignParts
 from .cluster import ClusterError, ClusterHandle, start_embedded
+from .conflicts import runs_without_cluster
 from .enginepool import EnginePool
 from .faults import (
     EVERY_ENGINE_LOST,
@@ -34,6 +35,7 @@ from .faults import (
 from .liveness import HubMonitor
 from .messages import (
     Batch,
+    BatchResult,
     EngineInfo,
     RunSpec,
     result_from_wire,
@@ -44,9 +46,10 @@ from .progress import (
     format_host_table,
 )
 from .reporting import Replayer
-from .scheduling import DispatchQueue, dispatch_order
+from .scheduling import DispatchQueue, InOrderRelease, dispatch_order
 from .settings import DEFAULT_WORKER_ENV, LEFTOVERS_END, GoldSettings, time_limits
 from .statusline import NoStatusLine, StatusLine, in_place
+from .verdicts import VerdictOrder, first_cases, stops_on_failure
 
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
@@ -70,6 +73,9 @@ class RunState:
     failed_check: dict[int, tuple[EngineInfo | None, list[str]]] = field(default_factory=dict)
     #: Cases that were running when the run stopped, with where they ran.
     cut_short: list[str] = field(default_factory=list)
+    #: Cases that finished on other engines after the point where the run stopped (-x,
+    #: --maxfail, --sw): left out, as a plain run would not have run them.
+    left_out: list[str] = field(default_factory=list)
     #: How often each case was lost with its engine (resubmitted up to --gold-retries).
     losses: dict[str, int] = field(default_factory=dict)
     controller_lost: bool = False
@@ -92,12 +98,13 @@ class RunState:
     cases_failed_lost: int = 0
 
 
-class GoldController(EnginePool, FaultHandling, CampaignParts):
+class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
     """The controller-side plugin of a ``--gold`` run."""
 
     def __init__(self, config: pytest.Config, settings: GoldSettings) -> None:
         self.config = config
         self.settings = settings
+        self.session: pytest.Session | None = None
         self.handle: ClusterHandle | None = None
         self.state = RunState()
         self.run_id = uuid.uuid4().hex
@@ -112,7 +119,9 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
 
     # -- reporting hooks -----------------------------------------------------------------
 
-    def pytest_report_header(self, config: pytest.Config) -> str:
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        if runs_without_cluster(config):
+            return None  # the output is a plain run's
         return f"gold: {self.settings.describe()}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -139,6 +148,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
                 terminalreporter.write_line(f"gold: cut short while running: {case}", yellow=True)
         for line in self.lost_recap():
             terminalreporter.write_line(line, yellow=True)
+        self.summarize_left_out(terminalreporter, MAX_LISTED_CASES)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self) -> None:
@@ -155,12 +165,15 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        self.session = session
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             raise session.Interrupted(
                 f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
                 "during collection"
             )
-        if session.config.option.collectonly or not session.items:
+        if runs_without_cluster(self.config):
+            return None  # pytest's own loop, in this process, as in a plain run
+        if not session.items:
             return True
         items = list(dict.fromkeys(session.items))
         if self.config.getoption("gold_resume"):
@@ -260,11 +273,21 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         )
         wire_spec = to_wire(spec)
         known = self.recorded_durations()
+        nodeids = [item.nodeid for item in items]
+        in_order = stops_on_failure(self.config)
+        if in_order:
+            # pytest's order, one case per task: see pytest_gold.verdicts.
+            self.in_order = InOrderRelease(nodeids)
+        else:
+            first = first_cases(self.config, nodeids)
+            nodeids = dispatch_order(nodeids, known, self.settings.order, first=first)
         queue = DispatchQueue(
-            dispatch_order([item.nodeid for item in items], known, self.settings.order),
+            nodeids,
             engine_count=len(self.state.engines),
             target_batch_seconds=self.settings.batch_seconds,
             known_seconds=known,
+            max_batch_cases=1 if in_order else None,
+            keep_order=in_order,
         )
         try:
             try:
@@ -278,6 +301,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         finally:
             self.status_line.clear()
             self.status_line = NoStatusLine()
+            self.state.left_out = self.left_out()
             self.finish(client, replayer)
             self.status_state = self.state.stop_reason or "finished"
             self.tick(queue, force=True)
@@ -317,6 +341,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         state = self.state
         self.drop_lost_idle(client, queue)
         while state.idle and queue and state.stop_reason is None:
+            # Not what a plain run never reaches (pytest_gold.verdicts); with nothing in
+            # flight that could still release the results held back, never wait forever.
+            if state.inflight and not self.may_dispatch(queue.head):
+                break
             eid = state.idle.pop(0)
             batch = queue.next_batch()
             assert batch is not None
@@ -348,12 +376,20 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             self.output_lost(future, eid)
             self.batch_failed(eid, batch, error, queue, replayer)
             return
-        eid, _ = state.inflight.pop(future)
+        eid, batch = state.inflight.pop(future)
         result = result_from_wire(data)
         # Its output first, all of it (output and results travel apart).
         self.settle_output(client, future.metadata, eid, result)
         self.forget(client, future)
         state.idle.append(eid)
+        self.take_result(
+            batch.nodeids, result, lambda: self.replay_result(result, queue, client, replayer)
+        )
+
+    def replay_result(
+        self, result: BatchResult, queue: DispatchQueue, client: Any, replayer: Replayer
+    ) -> None:
+        state = self.state
         outcome = replayer.replay(result)
         self.note_leftovers(result)
         self.account(outcome, result.engine)
@@ -397,5 +433,5 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         for eid, metadata, data in outcomes:
             finished = result_from_wire(data)
             self.settle_output(client, metadata, eid, finished)
-            replayer.replay(finished)
+            replayer.replay(self.without_left_out(finished))
             self.note_leftovers(finished)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from . import conflicts
 from .progress import STATUS_LINE_SECONDS
 from .scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 from .statusline import STATUS_AUTO, STATUS_MODES
@@ -27,6 +28,10 @@ DEFAULT_WAIT_SECONDS = 60.0
 LEFTOVERS_END = "end"
 LEFTOVERS_KEEP = "keep"
 LEFTOVERS_MODES = (LEFTOVERS_END, LEFTOVERS_KEEP)
+#: Default limit of an embedded cluster's engines, per usable CPU: each engine is a process
+#: with a worker process of its own; beyond this, a mistyped --gold-engines is more likely
+#: than cases that mostly wait.
+MAX_ENGINES_PER_CPU = 8
 
 # (option, ini key, help). Every option has an ini key so a project can pin it.
 _VALUE_OPTIONS = [
@@ -34,6 +39,13 @@ _VALUE_OPTIONS = [
         "--gold-engines",
         "gold_engines",
         "number of engines of the embedded cluster (default: the number of usable CPUs).",
+    ),
+    (
+        "--gold-max-engines",
+        "gold_max_engines",
+        "the most engines --gold-engines may start in an embedded cluster (default "
+        f"{MAX_ENGINES_PER_CPU} per usable CPU): a guard against a typo starting thousands of "
+        "processes. Raise it for cases that mostly wait (for I/O, a licence, a device).",
     ),
     (
         "--gold-profile",
@@ -116,6 +128,10 @@ _VALUE_OPTIONS = [
         "(leave them running, e.g. a daemon a later job needs).",
     ),
 ]
+
+
+def default_max_engines() -> int:
+    return MAX_ENGINES_PER_CPU * usable_cpus()
 
 
 def usable_cpus() -> int:
@@ -248,9 +264,24 @@ def _environment(config: pytest.Config) -> dict[str, str]:
     return env
 
 
+def _whole_number(config: pytest.Config, ini: str, option: str, default: int) -> int:
+    raw = _raw(config, ini)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise pytest.UsageError(
+            f"{option} (ini {ini}) must be a whole number, at least 1, not {raw!r}."
+        )
+    return int(raw)
+
+
 def from_config(config: pytest.Config) -> GoldSettings:
     """Read and check every pytest-gold option; bad values are a UsageError saying why."""
+    conflicts.check(config)
     raw_engines = _raw(config, "gold_engines")
+    max_engines = _whole_number(
+        config, "gold_max_engines", "--gold-max-engines", default_max_engines()
+    )
     engines = usable_cpus()
     if raw_engines is not None:
         try:
@@ -262,6 +293,18 @@ def from_config(config: pytest.Config) -> GoldSettings:
                 f"--gold-engines (ini gold_engines) must be a whole number of engines, at "
                 f"least 1, not {raw_engines!r}. Leave it out to use one engine per usable CPU "
                 f"({usable_cpus()} here)."
+            )
+        if engines > max_engines:
+            limit = (
+                "--gold-max-engines"
+                if _raw(config, "gold_max_engines") is not None
+                else f"{MAX_ENGINES_PER_CPU} per usable CPU by default; {usable_cpus()} here"
+            )
+            raise pytest.UsageError(
+                f"--gold-engines {engines} would start {engines} engine processes, each with "
+                f"a worker process, on this machine: more than the limit of {max_engines} "
+                f"({limit}). Give a smaller number, or raise the limit with "
+                "--gold-max-engines (ini gold_max_engines) if the cases mostly wait."
             )
     raw_min = _raw(config, "gold_min_engines")
     min_engines = 1

@@ -81,8 +81,16 @@ class Channel:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
+    #: A message is being sent: a stop request must not cut it (see WorkerPlugin).
+    sending = False
+
     def send(self, message: dict[str, Any]) -> None:
-        self.connection.send_bytes(json.dumps(message).encode())
+        data = json.dumps(message).encode()
+        self.sending = True
+        try:
+            self.connection.send_bytes(data)
+        finally:
+            self.sending = False
 
     def recv(self) -> dict[str, Any]:
         return json.loads(self.connection.recv_bytes())
@@ -118,9 +126,26 @@ class WorkerPlugin:
         self.quiet_terminal = QuietTerminal()
         #: Cases whose report could not be sent (reported once, as a failure).
         self.unsendable: set[str] = set()
+        #: A case is running: SIGINT interrupts it (see ``on_interrupt``).
+        self.in_case = False
+        #: SIGINT came while no case ran: the next case of the batch does not start.
+        self.interrupt_pending = False
+        #: The last case whose start was reported.
+        self.last_started: str | None = None
+
+    def on_interrupt(self, signum: int, frame: Any) -> None:
+        """SIGINT, the supervisor's stop request: a running case is interrupted as by
+        Ctrl-C. Outside a case it only keeps the next case from starting (a
+        KeyboardInterrupt there ended the session, and the supervisor lost the batch it had
+        just sent); during a send, the case's next event raises it."""
+        if self.in_case and not self.channel.sending:
+            raise KeyboardInterrupt
+        self.interrupt_pending = True
 
     def send_event(self, event: Event) -> None:
         self.channel.send(to_wire(event))
+        if self.in_case and self.interrupt_pending:
+            raise KeyboardInterrupt  # it came while a message was going out
 
     # -- configuration -----------------------------------------------------------------
 
@@ -208,6 +233,7 @@ class WorkerPlugin:
     def log_start(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         offset = os.lseek(self.log_fd, 0, os.SEEK_CUR) if self.log_fd >= 0 else 0
         self.send_event(LogStart(nodeid=nodeid, location=location, log_offset=offset))
+        self.last_started = nodeid  # after: the supervisor knows it started (or may know)
 
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         self.send_event(LogFinish(nodeid=nodeid, location=location))
@@ -250,6 +276,8 @@ class WorkerPlugin:
         self.channel.send({"kind": READY, "collected": len(self.items)})
         while True:
             command = self.channel.recv()
+            if command["kind"] == CAPTURE_FD:
+                continue  # the answer to a case's first setup that an interruption cut short
             if command["kind"] == FINISH:
                 self.teardown_kept(None)
                 self.channel.send({"kind": TEARDOWN_DONE})
@@ -271,8 +299,13 @@ class WorkerPlugin:
                 self.teardown_kept(item)
             nextitem = self.next_item(nodeids[index + 1 :], lookahead)
             try:
+                self.in_case = True  # from here on SIGINT raises KeyboardInterrupt
+                if self.interrupt_pending:
+                    raise KeyboardInterrupt
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                self.in_case = False
             except pytest.exit.Exception as exit_:
+                self.in_case = False
                 self.previous, self.kept_chain = item, item.listchain()
                 self.send_event(
                     ExitRequested(nodeid=nodeid, reason=exit_.msg, returncode=exit_.returncode)
@@ -280,6 +313,10 @@ class WorkerPlugin:
                 self.send_event(NotRun(nodeids=nodeids[index + 1 :], reason=EXIT_REQUESTED))
                 return
             except KeyboardInterrupt:
+                self.in_case = self.interrupt_pending = False
+                if self.last_started != nodeid:  # it never started: its fixtures are not set up
+                    self.send_event(NotRun(nodeids=nodeids[index:], reason=INTERRUPTED))
+                    return
                 self.previous, self.kept_chain = item, item.listchain()
                 self.send_event(NotRun(nodeids=nodeids[index + 1 :], reason=INTERRUPTED))
                 return
@@ -411,6 +448,7 @@ def main() -> int:
         return 0
     plugin = WorkerPlugin(spec, channel, engine_tag)
     plugin.log_fd = stack_file.fileno()
+    signal.signal(signal.SIGINT, plugin.on_interrupt)
     status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal])
     channel.send({"kind": EXITED, "status": int(status)})
     return 0

@@ -139,8 +139,11 @@ class WorkerProcess:
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
         """The next message, ``None`` if none came in time; raises EOFError when it died."""
-        if self.channel.connection.poll(timeout):
-            return self.channel.recv()
+        try:
+            if self.channel.connection.poll(timeout):
+                return self.channel.recv()
+        except ConnectionError:  # it died with something of ours unread
+            raise EOFError from None
         if self.process.poll() is not None and not self.channel.connection.poll(0):
             raise EOFError
         return None

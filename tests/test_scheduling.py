@@ -13,6 +13,7 @@ from pytest_gold.scheduling import (
     ORDER_COLLECTION,
     TAIL_SHARE_FACTOR,
     DispatchQueue,
+    InOrderRelease,
     dispatch_order,
     merge_durations,
 )
@@ -126,3 +127,122 @@ def test_merge_durations_keeps_the_newest():
         "b": 3.0,
         "c": 4.0,
     }
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=10_000), unique=True, max_size=100),
+    st.data(),
+)
+def test_cases_pytest_puts_first_stay_first(ids, data):
+    """--ff / --nf: pytest's leading group is dispatched first, whatever the durations."""
+    nodeids = [f"t.py::test[{i}]" for i in ids]
+    known = data.draw(
+        st.dictionaries(st.sampled_from(nodeids), durations) if nodeids else st.just({})
+    )
+    first = set(data.draw(st.lists(st.sampled_from(nodeids), unique=True)) if nodeids else [])
+    ordered = dispatch_order(nodeids, known, first=first)
+    assert set(ordered[: len(first)]) == first
+    leading = [n for n in nodeids if n in first]
+    rest = [n for n in nodeids if n not in first]
+    assert ordered == dispatch_order(leading, known) + dispatch_order(rest, known)
+
+
+@given(sweeps(), st.data())
+@settings(max_examples=100, deadline=None)
+def test_single_case_batches_in_order_and_lost_cases_back_in_place(sweep, data):
+    nodeids, known, engines, target, observed = sweep
+    queue = DispatchQueue(
+        nodeids,
+        engine_count=engines,
+        target_batch_seconds=target,
+        known_seconds=known,
+        max_batch_cases=1,
+        keep_order=True,
+    )
+    queue.record(observed)
+    out = [queue.next_batch() for _ in range(data.draw(st.integers(1, len(nodeids))))]
+    assert all(len(batch.nodeids) == 1 for batch in out)
+    lost = data.draw(st.lists(st.sampled_from([b.nodeids[0] for b in out]), unique=True))
+    queue.requeue(lost)
+    # The queue is still in dispatch order: lost cases are back in their place.
+    dispatched = {batch.nodeids[0] for batch in out}
+    expected = [n for n in nodeids if n in lost or n not in dispatched]
+    assert queue.remaining() == expected
+
+
+def test_max_batch_cases_must_be_positive():
+    with pytest.raises(ValueError):
+        DispatchQueue(["a"], engine_count=1, max_batch_cases=0)
+
+
+@st.composite
+def finishing_orders(draw):
+    """Cases with a number of failed reports each, finishing in any order."""
+    count = draw(st.integers(min_value=1, max_value=40))
+    nodeids = [f"t.py::test[{i}]" for i in range(count)]
+    failures = draw(st.lists(st.integers(0, 2), min_size=count, max_size=count))
+    finish = draw(st.permutations(nodeids))
+    return nodeids, dict(zip(nodeids, failures, strict=True)), finish
+
+
+@given(finishing_orders())
+def test_results_are_released_in_dispatch_order(case):
+    nodeids, failures, finish = case
+    release: InOrderRelease[str] = InOrderRelease(nodeids)
+    released = []
+    for nodeid in finish:
+        release.add(nodeid, nodeid, failures=failures[nodeid])
+        while (ready := release.pop_ready()) is not None:
+            released.append(ready)
+        # Released: exactly the longest finished prefix of the dispatch order.
+        done = set(finish[: finish.index(nodeid) + 1])
+        prefix = list(itertools.takewhile(done.__contains__, nodeids))
+        assert released == prefix
+    assert release.released_failures == sum(failures.values())
+    assert release.left_over() == []
+
+
+@given(finishing_orders(), st.integers(min_value=1, max_value=4), st.data())
+def test_stop_bound_never_cuts_what_a_plain_run_reaches(case, budget, data):
+    """Whatever has finished, every case a plain run with this failure budget reaches may
+    still be dispatched; and once the stop is known, nothing after it is."""
+    nodeids, failures, finish = case
+    # Where a plain run stops: the case whose failures reach the budget.
+    total, plain_stop = 0, None
+    for position, nodeid in enumerate(nodeids):
+        total += failures[nodeid]
+        if total >= budget:
+            plain_stop = position
+            break
+    release: InOrderRelease[str] = InOrderRelease(nodeids)
+    finished = finish[: data.draw(st.integers(0, len(finish)))]
+    for nodeid in finished:
+        release.add(nodeid, nodeid, failures=failures[nodeid])
+    bound = release.stop_bound(budget)
+    for position, nodeid in enumerate(nodeids):
+        reached = plain_stop is None or position <= plain_stop
+        if reached and nodeid not in finished:
+            assert release.may_dispatch(nodeid, budget)
+    # Held results can only under-count failures: the bound is never before the real stop.
+    if plain_stop is None:
+        assert bound is None
+    elif bound is not None:
+        assert bound >= plain_stop
+    if plain_stop is not None and set(nodeids[: plain_stop + 1]) <= set(finished):
+        assert bound == plain_stop  # everything up to the stop is in: the stop is known
+
+
+def test_release_stops_at_a_case_that_did_not_run_and_when_closed():
+    release: InOrderRelease[str] = InOrderRelease(["a", "b", "c", "d"])
+    release.add("a", "A")
+    release.add("c", "C", stops=True)
+    assert release.pop_ready() == "A"
+    assert release.pop_ready() is None  # "b" did not finish: "c" waits
+    assert release.stop_bound(math.inf) == 2  # pytest.exit() in "c"
+    assert release.may_dispatch("b", math.inf) and not release.may_dispatch("d", math.inf)
+    release.close()
+    release.add("b", "B")
+    assert release.pop_ready() is None
+    assert release.left_over() == ["b", "c"]
+    with pytest.raises(ValueError):
+        release.add("a", "again")
