@@ -55,8 +55,12 @@ class RunSpec:
     rootdir: str
     #: The controller's command-line arguments, so conftest options and ini overrides apply.
     args: list[str]
-    #: Absolute paths of the files holding the selected cases: the worker collects only these.
+    #: Paths of the selected cases and their collectors: the worker collects nothing else.
     collect_paths: list[str]
+    #: The arguments the controller's collection started from (its ``config.args``): the
+    #: worker collects from them too, so that node ids are the same (see
+    #: :mod:`pytest_gold.collecting`).
+    collect_args: list[str] = field(default_factory=list)
     #: Set in the worker's environment (the user's gold_env / --gold-env).
     env: dict[str, str] = field(default_factory=dict)
     #: Set unless the engine's own environment already has them.

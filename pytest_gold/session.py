@@ -23,6 +23,7 @@ from . import engine as engine_module
 from .attaching import attach, keep_message
 from .campaign import CampaignParts
 from .cluster import ClusterError, ClusterHandle, start_embedded
+from .collecting import selected_paths
 from .enginepool import EnginePool
 from .faults import (
     EVERY_ENGINE_LOST,
@@ -244,7 +245,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             invocation_dir=str(self.config.invocation_params.dir),
             rootdir=str(self.config.rootpath),
             args=[str(arg) for arg in self.config.invocation_params.args],
-            collect_paths=list(dict.fromkeys(str(item.path) for item in items)),
+            collect_paths=selected_paths(items),
+            collect_args=list(self.config.args),
             engine_count=len(self.state.engines),
             env=self.settings.env,
             default_env=DEFAULT_WORKER_ENV,

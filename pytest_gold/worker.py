@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from .collecting import CollectionPruner
 from .messages import (
     Event,
     ExitRequested,
@@ -155,7 +156,10 @@ class WorkerPlugin:
             # Like pytest-xdist: one directory per worker below the given one, since each
             # session empties its basetemp when it starts.
             option.basetemp = os.path.join(option.basetemp, self.engine_tag.replace(":", "-"))
-        config.args = list(self.spec.collect_paths)
+        # Collect from the controller's own arguments, which makes node ids the same (files
+        # outside the rootdir are named after the argument they were found under); the
+        # CollectionPruner keeps the worker to the files of selected cases.
+        config.args = list(self.spec.collect_args)
 
     @pytest.fixture
     def record_testsuite_property(self) -> Callable[[str, object], None]:
@@ -411,7 +415,8 @@ def main() -> int:
         return 0
     plugin = WorkerPlugin(spec, channel, engine_tag)
     plugin.log_fd = stack_file.fileno()
-    status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal])
+    pruner = CollectionPruner(spec.collect_paths)
+    status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal, pruner])
     channel.send({"kind": EXITED, "status": int(status)})
     return 0
 
