@@ -39,6 +39,9 @@ class EngineInfo:
     #: The machine and pid namespace the engine runs in (see ``engine.this_machine``):
     #: where it equals the controller's, ``pid`` can be signalled directly.
     machine: str = ""
+    #: The signal that interrupts this run's batches on the engine (0: the shared one,
+    #: which interrupts whatever batch runs); given by the engine check.
+    interrupt_signal: int = 0
 
     @property
     def tag(self) -> str:
@@ -68,6 +71,9 @@ class RunSpec:
     engine_count: int = 1
     #: ``-s``: what cases print is relayed to the controller's terminal as it happens.
     stream_output: bool = False
+    #: The controller's ``pytest`` process (``engineruns.ControllerId`` fields): an engine
+    #: on its machine ends the run's worker as soon as it is gone.
+    controller: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

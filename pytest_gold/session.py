@@ -25,6 +25,7 @@ from .campaign import CampaignParts
 from .cluster import ClusterError, ClusterHandle, start_embedded
 from .collecting import selected_paths
 from .enginepool import EnginePool
+from .engineruns import ControllerId
 from .faults import (
     EVERY_ENGINE_LOST,
     INTERRUPT_GRACE_SECONDS,
@@ -100,6 +101,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         self.handle: ClusterHandle | None = None
         self.state = RunState()
         self.run_id = uuid.uuid4().hex
+        self.controller_id = ControllerId.of_this_process()
         self.time_limits: dict[str, float] = {}
         self.progress: Progress | None = None
         self.last_status_line = self.last_status_file = time.monotonic()
@@ -251,6 +253,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             env=self.settings.env,
             default_env=DEFAULT_WORKER_ENV,
             stream_output=self.stream_output,
+            controller=dataclasses.asdict(self.controller_id),
         )
         wire_spec = to_wire(spec)
         known = self.recorded_durations()
