@@ -10,10 +10,14 @@ case (:class:`CollectionPruner`), so that it still imports only the files it may
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
+
+#: Node ids of the worker quoted when a case was not found under the controller's.
+QUOTED_NODEIDS = 5
 
 
 def selected_paths(items: Iterable[pytest.Item]) -> list[str]:
@@ -52,3 +56,54 @@ class CollectionPruner:
         # None: the other implementations (--ignore, collect_ignore, ...) decide, as they
         # did on the controller.
         return None if collection_path in self.keep else True
+
+
+def pinned_arguments(args: list[str], rootdir: str, inifile: str) -> list[str]:
+    """The controller's command line, with its rootdir and configuration file named.
+
+    A worker may start long after the controller (a campaign's replacement worker, an
+    engine that joins late): an ini file or ``setup.py`` that appeared meanwhile in a
+    parent directory would otherwise give it another rootdir, and so other node ids. The
+    configuration file is named only if it is still there.
+    """
+    pinned = [*args, f"--rootdir={rootdir}"]
+    if inifile and os.path.isfile(inifile):  # gone meanwhile: pytest would refuse to start
+        pinned.append(f"--config-file={inifile}")
+    return pinned
+
+
+def not_collected_detail(
+    nodeid: str,
+    items: Mapping[str, pytest.Item],
+    collect_errors: Mapping[str, str],
+    rootpath: Path,
+    controller_rootpath: Path,
+) -> str:
+    """What the worker's collection said about the file of a case it does not have."""
+    path = nodeid.split("::", 1)[0]
+    errors = [
+        text
+        for collector, text in collect_errors.items()
+        # A collector above the file ("." is the rootdir), the file, or one inside it.
+        if collector in ("", ".")
+        or path.startswith(collector.rstrip("/") + "/")
+        or collector == path
+        or collector.startswith(path + "::")
+    ]
+    notes = []
+    if rootpath != controller_rootpath:
+        notes.append(f"its rootdir is {rootpath}, the controller's {controller_rootpath}")
+    # The file may have been collected under other node ids.
+    same_file = [
+        other
+        for other, item in items.items()
+        if item.path == controller_rootpath / path and other != nodeid
+    ]
+    if same_file:
+        notes.append(
+            f"it collected {len(same_file)} other case(s) from {path}, e.g. "
+            + ", ".join(same_file[:QUOTED_NODEIDS])
+        )
+    if not errors:
+        errors.append("(no collection error was reported for its file)")
+    return "\n".join([*errors, *notes])

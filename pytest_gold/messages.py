@@ -64,6 +64,8 @@ class RunSpec:
     #: worker collects from them too, so that node ids are the same (see
     #: :mod:`pytest_gold.collecting`).
     collect_args: list[str] = field(default_factory=list)
+    #: The controller's configuration file (``config.inipath``), if it has one.
+    inifile: str = ""
     #: Set in the worker's environment (the user's gold_env / --gold-env).
     env: dict[str, str] = field(default_factory=dict)
     #: Set unless the engine's own environment already has them.

@@ -246,6 +246,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             run_id=self.run_id,
             invocation_dir=str(self.config.invocation_params.dir),
             rootdir=str(self.config.rootpath),
+            inifile=str(self.config.inipath or ""),
             args=[str(arg) for arg in self.config.invocation_params.args],
             collect_paths=selected_paths(items),
             collect_args=list(self.config.args),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,83 @@ def test_files_outside_the_rootdir_run_as_in_a_plain_run(
     assert "nested/test_nested.py::test_nested" in nodeids, sorted(nodeids)
     assert _outcomes(gold) == plain_outcomes
     assert gold.ret == plain.ret
+
+
+def test_a_worker_started_later_keeps_the_controllers_rootdir(
+    pytester: pytest.Pytester, gold_args, monkeypatch: pytest.MonkeyPatch
+):
+    """An ini file that appears in a parent directory during the run (a campaign lasts
+    days) must not give a worker started later another rootdir, and so other node ids."""
+    project = pytester.path / "outer" / "project"
+    project.mkdir(parents=True)
+    (project / "test_late.py").write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            import time
+            import pytest
+
+            PARENT_INI = {str(pytester.path / "outer" / "pytest.ini")!r}
+
+            def test_crash_after_an_ini_appears():
+                with open(PARENT_INI, "w") as ini:
+                    ini.write("[pytest]\\n")
+                os._exit(3)  # the engine goes on with a new worker, which collects again
+
+            @pytest.mark.parametrize("i", range(6))
+            def test_after(i):
+                deadline = time.monotonic() + 120
+                while not os.path.exists(PARENT_INI):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            """
+        )
+    )
+    monkeypatch.chdir(project)
+    result = pytester.runpytest(
+        *gold_args, "-p", "no:cacheprovider", "--gold-order=collection", "-rf"
+    )
+    result.assert_outcomes(passed=6, failed=1)
+    assert "not on engine" not in result.stdout.str()
+
+
+#: Short runs of the bounded stress below; benchmarks/stress_collection.py makes hundreds.
+STRESS_RUNS = 8
+#: How often the stress flips the parent directory's setup.py.
+CHURN_SECONDS = 0.005
+
+
+def test_short_runs_while_a_parent_setup_py_comes_and_goes(
+    pytester: pytest.Pytester, gold_args, monkeypatch: pytest.MonkeyPatch
+):
+    """Without an ini file, a ``setup.py`` in a parent directory makes that directory the
+    rootdir: whatever the parent holds when each process looks, the engines find every
+    case under the controller's node ids."""
+    suite = pytester.path / "suite"
+    suite.mkdir()
+    (suite / "test_x.py").write_text(
+        "import pytest\n\n@pytest.mark.parametrize('i', range(4))\ndef test_x(i):\n    pass\n"
+    )
+    monkeypatch.chdir(suite)
+    stop = threading.Event()
+
+    def churn() -> None:
+        setup_py = pytester.path / "setup.py"
+        while not stop.is_set():
+            setup_py.write_text("")
+            time.sleep(CHURN_SECONDS)
+            setup_py.unlink(missing_ok=True)
+            time.sleep(CHURN_SECONDS)
+
+    churner = threading.Thread(target=churn, daemon=True)
+    churner.start()
+    try:
+        outputs = [
+            pytester.runpytest(*gold_args, "-p", "no:cacheprovider") for _ in range(STRESS_RUNS)
+        ]
+    finally:
+        stop.set()
+        churner.join()
+    for result in outputs:
+        assert "not on engine" not in result.stdout.str()
+        result.assert_outcomes(passed=4)
