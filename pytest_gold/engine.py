@@ -309,14 +309,16 @@ def _tidy(serving: str | None = None) -> None:
     long, and reap the workers that finished; again later while there are any."""
     global _tidy_scheduled
     _tidy_scheduled = False
-    for worker in _runs.tidy(serving):
-        if worker.alive:
-            worker.finish()  # fixtures are torn down; nobody reads the reports
-        worker.exit_deadline = time.monotonic() + WORKER_FINISH_SECONDS
-        _exiting.append(worker)
-    _reap_exiting()
-    if _exiting or _runs.busy():
-        _schedule_tidy()
+    try:
+        for worker in _runs.tidy(serving):
+            if worker.alive:
+                worker.finish()  # fixtures are torn down; nobody reads the reports
+            worker.exit_deadline = time.monotonic() + WORKER_FINISH_SECONDS
+            _exiting.append(worker)
+        _reap_exiting()
+    finally:
+        if _exiting or _runs.busy():
+            _schedule_tidy()
 
 
 def _schedule_tidy() -> None:
