@@ -4,7 +4,8 @@ The controller calls the ``remote_*`` functions through ipyparallel. The engine 
 itself never imports or runs a case: it starts a worker (:mod:`pytest_gold.worker`) per
 run, relays batches to it and the worker's events back (:mod:`pytest_gold.relay`), which
 turns the death of a worker into a failed report for the case it was running; it then
-starts a new worker for the rest.
+starts a new worker for the rest. Runs that share the engine each keep their own worker
+(:mod:`pytest_gold.engineruns`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ from collections import deque
 from typing import Any
 
 from . import leftovers, outputspool
+from .engineruns import (
+    ControllerId,
+    EngineRuns,
+    SignalSlots,
+    run_signal_candidates,
+    this_machine,
+)
 from .messages import (
     HOST_ENV,
     Batch,
@@ -61,48 +69,59 @@ from .workerprocess import (
 #: the controller's machine, else through the engine's nanny. Not SIGINT: ipykernel
 #: catches a SIGINT that lands after our function returned but before the reply went
 #: out, and then never sends the reply (the controller would wait forever). This one
-#: only sets a flag the supervisor polls.
+#: only sets a flag the supervisor polls. It interrupts whatever batch runs; a run
+#: normally gets a signal of its own instead (``EngineInfo.interrupt_signal``).
 INTERRUPT_SIGNAL = signal.SIGUSR2
+#: How often the workers of runs that are gone or idle are looked for, while there are any.
+TIDY_SECONDS = 2.0
+#: How often a running batch looks whether its controller is still there.
+CONTROLLER_LOOK_SECONDS = 1.0
 
-
-#: How often an idle engine looks whether finished workers have exited.
-TIDY_SECONDS = 1.0
+__all__ = ["INTERRUPT_SIGNAL", "this_machine"]
 
 _engine_id: int | None = None
-_interrupt_requested = False
-_workers: dict[str, WorkerProcess] = {}
+#: INTERRUPT_SIGNAL came: the running batch, whatever its run, is interrupted.
+_interrupt_any = False
+
+
+def _request_interrupt(signum: int, frame: Any) -> None:
+    global _interrupt_any
+    _interrupt_any = True
+
+
+def _request_run_interrupt(signum: int, frame: Any) -> None:
+    _runs.request_interrupt(signum)
+
+
+def _install_interrupt_handlers() -> list[int]:
+    """The handlers of INTERRUPT_SIGNAL and of the per-run signals; returns the per-run
+    signals that have one (only those are handed out: unhandled, they end the engine)."""
+    # At import, which ipyparallel does in the engine's main thread when it unpickles the
+    # first call: from then on these signals never end the engine, even when late.
+    try:
+        signal.signal(INTERRUPT_SIGNAL, _request_interrupt)
+    except ValueError:  # not the main thread (imported elsewhere): nothing to install
+        return []
+    installed = []
+    for number in run_signal_candidates():
+        try:
+            signal.signal(number, _request_run_interrupt)
+        except (ValueError, OSError):
+            break
+        installed.append(number)
+    return installed
+
+
+_runs = EngineRuns(
+    slots=SignalSlots(INTERRUPT_SIGNAL, _install_interrupt_handlers()),
+    clock=time.monotonic,
+    exit_grace=WORKER_FINISH_SECONDS + WORKER_EXIT_GRACE_SECONDS,
+)
 #: Workers that finished their run and are ending their pytest session.
 _exiting: list[WorkerProcess] = []
 #: The worker started ahead for the next run (see :mod:`pytest_gold.standby`).
 _standby = StandbyWorker()
-
-
-def _request_interrupt(signum: int, frame: Any) -> None:
-    global _interrupt_requested
-    _interrupt_requested = True
-
-
-def _install_interrupt_handler() -> None:
-    # At import, which ipyparallel does in the engine's main thread when it unpickles the
-    # first call: from then on INTERRUPT_SIGNAL never ends the engine, even when late.
-    try:
-        signal.signal(INTERRUPT_SIGNAL, _request_interrupt)
-    except ValueError:  # not the main thread (imported elsewhere): nothing to install
-        pass
-
-
-_install_interrupt_handler()
-
-
-def this_machine() -> str:
-    """This machine's boot and pid namespace: processes that share it can signal each other
-    by pid. Empty where it cannot be told (not Linux)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as boot:
-            boot_id = boot.read().strip()
-        return f"{boot_id}/{os.readlink('/proc/self/ns/pid')}"
-    except OSError:
-        return ""
+_tidy_scheduled = False
 
 
 def engine_info() -> EngineInfo:
@@ -125,27 +144,31 @@ def engine_info() -> EngineInfo:
 
 
 def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
-    worker = _workers.get(spec.run_id)
-    if worker is not None and worker.process.poll() is None:
+    """The run's worker on this engine: its own, never another run's."""
+    run = _runs.join(spec.run_id, ControllerId(**spec.controller))
+    worker = run.worker
+    if worker is not None and worker.alive:
         return worker
-    for run_id in list(_workers):  # a previous run that never said finish, or a dead worker
-        _workers.pop(run_id).close()
+    if worker is not None:  # dead (its crash was reported)
+        run.worker = None
+        worker.close()
     standby = _standby.take(spec, engine)
     if standby is not None:
-        _workers[spec.run_id] = standby
+        run.worker = standby
         try:
             standby.wait_ready()
             return standby
         except WorkerStartFailed:  # code changed since it started (or it broke): anew
-            _workers.pop(spec.run_id).close()
+            run.worker = None
+            standby.close()
     worker = WorkerProcess(spec, engine)
-    _workers[spec.run_id] = worker
+    run.worker = worker
     worker.wait_ready()
     return worker
 
 
 def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
-    global _interrupt_requested
+    global _interrupt_any
     engine = engine_info()
     events: list[Event] = []
     ended: list[str] = []
@@ -154,9 +177,21 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
     if spool is not None:
         spool.settle()  # the controller collected the last batch's result, and its output
     restarted = False
+    run = _runs.join(spec.run_id, ControllerId(**spec.controller))
+    run.running = True
+    next_look = time.monotonic()
+
+    def interrupt_requested() -> bool:
+        nonlocal next_look
+        if not (_interrupt_any or run.interrupt_requested) and time.monotonic() >= next_look:
+            # A killed pytest on this machine sends no interruption: its cases stop anyway.
+            next_look = time.monotonic() + CONTROLLER_LOOK_SECONDS
+            run.interrupt_requested = run.controller.gone(_runs.here)
+        return _interrupt_any or run.interrupt_requested
+
     try:
         while pending:
-            if _interrupt_requested:  # before or between workers: start nothing more
+            if interrupt_requested():  # before or between workers: start nothing more
                 events.append(NotRun(nodeids=list(pending), reason=INTERRUPTED))
                 break
             try:
@@ -184,7 +219,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
                 engine,
                 pending,
                 batch.time_limits,
-                interrupt_requested=_is_interrupt_requested,
+                interrupt_requested=interrupt_requested,
                 forget=_forget,
                 spool=spool,
             )
@@ -193,11 +228,11 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
                 pending = relay.run()
             except KeyboardInterrupt:
                 # A SIGINT from an older controller or a user: handled as the flag is.
-                _interrupt_requested = True
+                _interrupt_any = True
                 pending = relay.run()
             events.extend(relay.events)
             ended.extend(relay.leftovers)
-            if pending and len(pending) == waiting and not _interrupt_requested:
+            if pending and len(pending) == waiting and not interrupt_requested():
                 # The worker died before starting any case of what was left: report
                 # those cases rather than start worker after worker.
                 cause = next(
@@ -210,8 +245,10 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
                 break
     finally:
         # Served: a request that arrives from now on is late, and is dropped by the next
-        # run's first call (remote_engine_info).
-        _interrupt_requested = False
+        # run's first call (remote_engine_info). A run's own request stays: the run is
+        # stopping, and its batches still queued here start nothing.
+        _interrupt_any = False
+        _runs.task_done(run)
     return _result(engine, events, spool, ended)
 
 
@@ -235,30 +272,53 @@ def _errors_for(nodeids: deque[str], reason: str) -> list[Event]:
     return events
 
 
-def _is_interrupt_requested() -> bool:
-    return _interrupt_requested
-
-
 def _forget(worker: WorkerProcess) -> None:
     """A dead or killed worker is no longer the run's."""
-    _workers.pop(worker.spec.run_id, None)
+    run = _runs.get(worker.spec.run_id)
+    if run is not None and run.worker is worker:
+        run.worker = None
 
 
 def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
     """End the run's worker: its final teardown (reported); the worker then finishes its
     session on its own and exits (see ``WORKER_EXIT_GRACE_SECONDS``). With
     ``prepare_next``, a worker for the next run is started ahead (not when the run is
-    about to stop this engine)."""
+    about to stop this engine, nor while another run has a worker here)."""
     engine = engine_info()
+    run = _runs.leave(run_id)
+    _runs.task_done(None)
+    if run is None:
+        return BatchResult(engine=engine, events=[])
     events: list[Event] = []
-    worker = _workers.pop(run_id, None)
-    if worker is None:
-        return BatchResult(engine=engine, events=events)
-    spool = outputspool.spool_for(run_id) if worker.spec.stream_output else None
+    ended: list[str] = []
+    spool = None
+    # A worker ended while the run was idle first: its teardown came before.
+    for worker, finish_sent in ((run.retired, True), (run.worker, False)):
+        if worker is not None:
+            if spool is None and worker.spec.stream_output:
+                spool = outputspool.spool_for(run_id)
+                spool.settle()
+            events += _end_worker(worker, finish_sent, spool, ended)
     if spool is not None:
-        spool.settle()
+        outputspool.finished(run_id)
+    if prepare_next and run.worker is not None:
+        _standby.schedule(run.worker.spec, engine, busy=_runs.busy)
+    _reap_exiting()
+    return _result(engine, events, spool, ended)
+
+
+def _end_worker(
+    worker: WorkerProcess,
+    finish_sent: bool,
+    spool: outputspool.OutputSpool | None,
+    ended: list[str],
+) -> list[Event]:
+    """The worker's end-of-run teardown, and its reports; it then exits on its own.
+    What its cases started and left running is ended then (added to ``ended``)."""
+    events: list[Event] = []
     try:
-        worker.channel.send({"kind": FINISH})
+        if not finish_sent:
+            worker.channel.send({"kind": FINISH})
         deadline = time.monotonic() + WORKER_FINISH_SECONDS
         while time.monotonic() < deadline:
             more = spool is not None and spool.pump(worker)
@@ -278,34 +338,13 @@ def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
     finally:
         if spool is not None:
             spool.pump(worker, everything=True)
-            outputspool.finished(run_id)
         # The last teardown is done: what the cases started and left running is ended
         # now, so that the run can say so.
-        ended = worker.end_leftovers()
+        ended.extend(worker.end_leftovers())
         # Whatever happened, the worker is reaped (or killed) later, never forgotten.
         worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
         _exiting.append(worker)
-        if prepare_next:
-            _standby.schedule(worker.spec, engine, busy=lambda: bool(_workers))
-        _tidy_later()
-    return _result(engine, events, spool, ended)
-
-
-def _tidy_later() -> None:
-    """Once the engine is idle: close workers that ended their session and collect what
-    their cases left (otherwise done at the next task, maybe the next run)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not inside the kernel's event loop
-        return
-    loop.call_later(TIDY_SECONDS, _tidy)
-
-
-def _tidy() -> None:
-    _reap_exiting()
-    leftovers.reap_adopted(live_pids())
-    if _exiting:
-        _tidy_later()
+    return events
 
 
 def _reap_exiting() -> None:
@@ -317,10 +356,45 @@ def _reap_exiting() -> None:
         worker.close()
 
 
+def _tidy(serving: str | None = None) -> None:
+    """End the workers of runs that are gone (their controller was killed) or idle too
+    long, and reap the workers that finished; again later while there are any."""
+    global _tidy_scheduled
+    _tidy_scheduled = False
+    try:
+        for worker in _runs.tidy(serving):
+            if worker.alive:
+                worker.finish()  # fixtures are torn down; nobody reads the reports
+            worker.exit_deadline = time.monotonic() + WORKER_FINISH_SECONDS
+            _exiting.append(worker)
+        _reap_exiting()
+        leftovers.reap_adopted(live_pids())
+    finally:
+        if _exiting or _runs.busy():
+            _schedule_tidy()
+
+
+def _schedule_tidy() -> None:
+    """On the engine's event loop: runs between tasks, whether or not more tasks come."""
+    global _tidy_scheduled
+    if _tidy_scheduled:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not inside the kernel's event loop: the next call tidies
+        return
+    _tidy_scheduled = True
+    loop.call_later(TIDY_SECONDS, _tidy)
+
+
 @atexit.register
 def _stop_workers_at_exit() -> None:
     """The engine is shutting down: a worker still running a case must not outlive it."""
-    for worker in [*_workers.values(), *_exiting]:
+    for run in list(_runs.runs.values()):
+        for worker in (run.worker, run.retired):
+            if worker is not None:
+                worker.close()
+    for worker in _exiting:
         worker.close()
     _standby.close()
     outputspool.close_all()
@@ -328,32 +402,40 @@ def _stop_workers_at_exit() -> None:
 
 def interrupt_run(run_id: str) -> None:
     """Interrupt the case the run's worker is running (SIGINT, like Ctrl-C)."""
-    worker = _workers.get(run_id)
-    if worker is not None:
-        worker.interrupt()
+    run = _runs.get(run_id)
+    if run is not None and run.worker is not None:
+        run.worker.interrupt()
 
 
 # -- entry points called through ipyparallel (plain data in, plain data out) ------------
 
 
 def remote_engine_info(
-    engine_id: int, rootdir: str = "", invocation_dir: str = ""
+    engine_id: int,
+    rootdir: str = "",
+    invocation_dir: str = "",
+    run_id: str = "",
+    controller: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Who this engine is, and what the engine check needs to know about it. The first
-    call of every run: an interruption request left over from an earlier run is dropped."""
-    global _engine_id, _interrupt_requested
+    call of every run: an interruption request left over from an earlier run is dropped,
+    and the run gets the signal that interrupts its own batches here."""
+    global _engine_id, _interrupt_any
     _adopt_leftovers()
     _engine_id = engine_id
-    _interrupt_requested = False
-    info = engine_info()
-    return to_wire(
-        dataclasses.replace(
-            info,
-            rootdir_visible=not rootdir or os.path.isdir(rootdir),
-            cwd_usable=not invocation_dir
-            or (os.path.isdir(invocation_dir) and os.access(invocation_dir, os.R_OK | os.X_OK)),
-        )
+    _interrupt_any = False
+    info = dataclasses.replace(
+        engine_info(),
+        rootdir_visible=not rootdir or os.path.isdir(rootdir),
+        cwd_usable=not invocation_dir
+        or (os.path.isdir(invocation_dir) and os.access(invocation_dir, os.R_OK | os.X_OK)),
     )
+    if run_id:
+        run = _runs.join(run_id, ControllerId(**(controller or {})))
+        info = dataclasses.replace(info, interrupt_signal=run.interrupt_signal)
+    _runs.task_done(None)
+    _tidy(serving=run_id)
+    return to_wire(info)
 
 
 def _adopt_leftovers() -> None:
@@ -365,13 +447,20 @@ def _adopt_leftovers() -> None:
 
 def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     _adopt_leftovers()
-    _reap_exiting()
-    return to_wire(run_batch(spec_from_wire(spec), batch_from_wire(batch)))
+    run_spec = spec_from_wire(spec)
+    _tidy(serving=run_spec.run_id)
+    try:
+        return to_wire(run_batch(run_spec, batch_from_wire(batch)))
+    finally:
+        _schedule_tidy()
 
 
 def remote_finish_run(run_id: str, prepare_next: bool = True) -> dict[str, Any]:
     _adopt_leftovers()
-    return to_wire(finish_run(run_id, prepare_next))
+    try:
+        return to_wire(finish_run(run_id, prepare_next))
+    finally:
+        _tidy()
 
 
 def remote_read_output(run_id: str, start: int, max_bytes: int) -> dict[str, Any]:

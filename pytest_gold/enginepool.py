@@ -5,6 +5,7 @@ A mixin of :class:`pytest_gold.session.GoldController`.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from typing import Any
@@ -15,12 +16,28 @@ from . import __version__
 from . import engine as engine_module
 from .attaching import more_engines_than_defined, start_more_engines
 from .enginecheck import Expected, advice, describe, mismatches
+from .engineruns import ControllerId
 from .messages import EngineInfo, engine_from_wire
 
 #: How often the registered engines are counted while the run waits for them.
 WAIT_POLL_SECONDS = 0.2
 #: How often a line saying how many engines registered is printed while waiting.
 WAIT_LINE_SECONDS = 5.0
+#: Once enough engines passed the first check, how long the run waits for the others'
+#: answers before it starts (an engine busy with another run's case joins later).
+CHECK_SETTLE_SECONDS = 5.0
+#: How often unanswered engine checks are looked at meanwhile.
+CHECK_POLL_SECONDS = 0.02
+
+
+def busy_elsewhere(client: Any, eid: int) -> bool:
+    """Whether the engine has other tasks than our check queued or running (another run's
+    batch): then its check is not overdue, only waiting its turn."""
+    try:
+        status = client.queue_status(targets=eid)
+        return status.get("queue", 0) > 1 or status.get("tasks", 0) > 0
+    except Exception:  # no such query (an old hub) or no answer: not known to be busy
+        return False
 
 
 class EnginePool:
@@ -31,6 +48,9 @@ class EnginePool:
     state: Any
     handle: Any
     progress: Any
+    #: Which run asks (each run gets its own interruption signal on every engine).
+    run_id: str = ""
+    controller_id: ControllerId = ControllerId()
 
     def write_line(self, text: str, *, problem: bool = False) -> None:
         raise NotImplementedError
@@ -116,9 +136,12 @@ class EnginePool:
     def discover_engines(self, client: Any, initial: bool = False) -> None:
         """Check engines that registered since last time; take in those that pass.
 
-        The first time (``initial``) this waits for the answers: nothing runs before. Later
-        it only looks at the answers that came in, so that engines still starting (each
-        imports pytest for its check) never hold up the cases already running.
+        The first time (``initial``) this waits for the answers: nothing runs before; but
+        once --gold-min-engines engines passed, for at most :data:`CHECK_SETTLE_SECONDS`
+        more: an engine busy with another run's case answers when that case ends, and
+        joins then. Later it only looks at the answers that came in, so that engines still
+        starting (each imports pytest for its check) never hold up the cases already
+        running.
         """
         state = self.state
         checks = state.engine_checks
@@ -131,22 +154,36 @@ class EnginePool:
         expected = self.expected()
         for eid in new:
             request = client[eid].apply_async(
-                engine_module.remote_engine_info, eid, expected.rootdir, expected.invocation_dir
+                engine_module.remote_engine_info,
+                eid,
+                expected.rootdir,
+                expected.invocation_dir,
+                self.run_id,
+                dataclasses.asdict(self.controller_id),
             )
             checks[eid] = (request, time.monotonic())
-        answered = {}
-        for eid, (result, sent) in list(checks.items()):
-            if initial:
-                result.wait(timeout=self.settings.wait_seconds)
-            overdue = time.monotonic() - sent > self.settings.wait_seconds
-            if initial or overdue or result.ready():
-                answered[eid] = result
-                del checks[eid]
-        engines = [
-            info
-            for eid, result in answered.items()
-            if (info := self.take_in(eid, result, expected, initial)) is not None
-        ]
+        settled = min(sent for _, sent in checks.values()) + CHECK_SETTLE_SECONDS
+        engines: list[EngineInfo] = []
+        while True:
+            answered = {}
+            for eid, (result, sent) in list(checks.items()):
+                overdue = time.monotonic() - sent > self.settings.wait_seconds
+                if overdue and not result.ready() and busy_elsewhere(client, eid):
+                    checks[eid] = (result, time.monotonic())  # its turn comes: wait again
+                elif result.ready() or overdue:
+                    answered[eid] = result
+                    del checks[eid]
+            engines += [
+                info
+                for eid, result in answered.items()
+                if (info := self.take_in(eid, result, expected, initial)) is not None
+            ]
+            if not (initial and checks):
+                break
+            enough = len(state.engines) >= self.settings.min_engines
+            if not enough or time.monotonic() > settled:
+                break  # wait_for_engines goes on waiting (and says so), or the run starts
+            time.sleep(CHECK_POLL_SECONDS)
         if engines:
             self.config.hook.pytest_gold_cluster_ready(
                 config=self.config, client=client, engines=engines

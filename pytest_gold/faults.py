@@ -69,19 +69,24 @@ def _is_engine_lost(error: Exception) -> bool:
 
 def signal_engines(client: Any, engines: dict[int, EngineInfo], signum: signal.Signals) -> None:
     """Send ``signum`` to engines without waiting: by pid to those on this machine (an
-    embedded cluster's engines have no nanny), through their nanny to the others."""
+    embedded cluster's engines have no nanny), through their nanny to the others. An
+    engine that gave this run a signal of its own (``interrupt_signal``) gets that one
+    instead: it interrupts only this run's batches there."""
     here = engine_module.this_machine()
-    remote = []
+    remote: dict[int, list[int]] = {}
     for eid, engine in engines.items():
+        number = engine.interrupt_signal or int(signum)
         if not (engine.machine and engine.machine == here):
-            remote.append(eid)
+            remote.setdefault(number, []).append(eid)
             continue
         try:
-            os.kill(engine.pid, signum)
+            os.kill(engine.pid, number)
         except ProcessLookupError:  # it died: the run hears of it from ipyparallel
             pass
-    if remote:
-        client.send_signal(signum.name, targets=sorted(remote), block=False)
+    for number, targets in sorted(remote.items()):
+        # By name where it has one: the engine's platform may number signals differently.
+        name = signal.Signals(number).name if number == signum else number
+        client.send_signal(name, targets=sorted(targets), block=False)
 
 
 class FaultHandling:

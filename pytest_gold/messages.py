@@ -39,6 +39,9 @@ class EngineInfo:
     #: The machine and pid namespace the engine runs in (see ``engine.this_machine``):
     #: where it equals the controller's, ``pid`` can be signalled directly.
     machine: str = ""
+    #: The signal that interrupts this run's batches on the engine (0: the shared one,
+    #: which interrupts whatever batch runs); given by the engine check.
+    interrupt_signal: int = 0
 
     @property
     def tag(self) -> str:
@@ -55,8 +58,14 @@ class RunSpec:
     rootdir: str
     #: The controller's command-line arguments, so conftest options and ini overrides apply.
     args: list[str]
-    #: Absolute paths of the files holding the selected cases: the worker collects only these.
+    #: Paths of the selected cases and their collectors: the worker collects nothing else.
     collect_paths: list[str]
+    #: The arguments the controller's collection started from (its ``config.args``): the
+    #: worker collects from them too, so that node ids are the same (see
+    #: :mod:`pytest_gold.collecting`).
+    collect_args: list[str] = field(default_factory=list)
+    #: The controller's configuration file (``config.inipath``), if it has one.
+    inifile: str = ""
     #: Set in the worker's environment (the user's gold_env / --gold-env).
     env: dict[str, str] = field(default_factory=dict)
     #: Set unless the engine's own environment already has them.
@@ -66,6 +75,9 @@ class RunSpec:
     stream_output: bool = False
     #: End the processes cases leave running when their worker ends (``--gold-leftovers``).
     end_leftovers: bool = True
+    #: The controller's ``pytest`` process (``engineruns.ControllerId`` fields): an engine
+    #: on its machine ends the run's worker as soon as it is gone.
+    controller: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ from . import engine as engine_module
 from .attaching import attach, keep_message
 from .campaign import CampaignParts
 from .cluster import ClusterError, ClusterHandle, start_embedded
+from .collecting import selected_paths
 from .conflicts import runs_without_cluster
 from .enginepool import EnginePool
+from .engineruns import ControllerId
 from .faults import (
     EVERY_ENGINE_LOST,
     INTERRUPT_GRACE_SECONDS,
@@ -108,6 +110,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         self.handle: ClusterHandle | None = None
         self.state = RunState()
         self.run_id = uuid.uuid4().hex
+        self.controller_id = ControllerId.of_this_process()
         self.time_limits: dict[str, float] = {}
         self.progress: Progress | None = None
         self.last_status_line = self.last_status_file = time.monotonic()
@@ -263,13 +266,16 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             run_id=self.run_id,
             invocation_dir=str(self.config.invocation_params.dir),
             rootdir=str(self.config.rootpath),
+            inifile=str(self.config.inipath or ""),
             args=[str(arg) for arg in self.config.invocation_params.args],
-            collect_paths=list(dict.fromkeys(str(item.path) for item in items)),
+            collect_paths=selected_paths(items),
+            collect_args=list(self.config.args),
             engine_count=len(self.state.engines),
             env=self.settings.env,
             default_env=DEFAULT_WORKER_ENV,
             stream_output=self.stream_output,
             end_leftovers=self.settings.leftovers == LEFTOVERS_END,
+            controller=dataclasses.asdict(self.controller_id),
         )
         wire_spec = to_wire(spec)
         known = self.recorded_durations()

@@ -25,10 +25,12 @@ import time
 import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .collecting import CollectionPruner, not_collected_detail, pinned_arguments
 from .messages import (
     Event,
     ExitRequested,
@@ -180,7 +182,10 @@ class WorkerPlugin:
             # Like pytest-xdist: one directory per worker below the given one, since each
             # session empties its basetemp when it starts.
             option.basetemp = os.path.join(option.basetemp, self.engine_tag.replace(":", "-"))
-        config.args = list(self.spec.collect_paths)
+        # Collect from the controller's own arguments, which makes node ids the same (files
+        # outside the rootdir are named after the argument they were found under); the
+        # CollectionPruner keeps the worker to the files of selected cases.
+        config.args = list(self.spec.collect_args)
 
     @pytest.fixture
     def record_testsuite_property(self) -> Callable[[str, object], None]:
@@ -360,12 +365,10 @@ class WorkerPlugin:
 
     def report_not_collected(self, nodeid: str) -> None:
         path = nodeid.split("::", 1)[0]
-        errors = [
-            text
-            for collector, text in self.collect_errors.items()
-            if path.startswith(collector) or collector.startswith(path)
-        ]
-        detail = "\n".join(errors) or "(no collection error was reported for its file)"
+        assert self.config is not None
+        detail = not_collected_detail(
+            nodeid, self.items, self.collect_errors, self.config.rootpath, Path(self.spec.rootdir)
+        )
         message = (
             f"pytest-gold: {nodeid} was collected by the controller but not on engine "
             f"{self.engine_tag}. Collection there may depend on something the engine lacks "
@@ -449,7 +452,9 @@ def main() -> int:
     plugin = WorkerPlugin(spec, channel, engine_tag)
     plugin.log_fd = stack_file.fileno()
     signal.signal(signal.SIGINT, plugin.on_interrupt)
-    status = pytest.main(spec.args, plugins=[plugin, plugin.quiet_terminal])
+    pruner = CollectionPruner(spec.collect_paths)
+    args = pinned_arguments(spec.args, spec.rootdir, spec.inifile)
+    status = pytest.main(args, plugins=[plugin, plugin.quiet_terminal, pruner])
     channel.send({"kind": EXITED, "status": int(status)})
     return 0
 

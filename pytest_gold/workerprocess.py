@@ -15,7 +15,7 @@ from typing import Any
 
 from . import leftovers
 from .messages import EngineInfo, RunSpec, to_wire
-from .worker import EXITED, READY, STALE, Channel
+from .worker import EXITED, FINISH, READY, STALE, Channel
 from .workerdeath import DeathCause, describe_death, excerpt
 
 #: Lines of a dead worker's stderr quoted in the failure report.
@@ -136,6 +136,17 @@ class WorkerProcess:
         """Give the worker its run (it starts its pytest session)."""
         self.spec = spec
         self.channel.send(to_wire(spec))
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def finish(self) -> None:
+        """Ask for the end-of-run teardown, without waiting for it."""
+        try:
+            self.channel.send({"kind": FINISH})
+        except OSError:  # it died meanwhile: nothing to tear down
+            pass
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
         """The next message, ``None`` if none came in time; raises EOFError when it died."""

@@ -16,7 +16,7 @@ import pytest
 
 import pytest_gold
 from pytest_gold import engine as engine_module
-from pytest_gold.enginepool import EnginePool
+from pytest_gold.enginepool import CHECK_SETTLE_SECONDS, EnginePool
 from pytest_gold.faults import signal_engines
 from pytest_gold.messages import (
     BatchResult,
@@ -128,6 +128,44 @@ def test_an_engine_check_unanswered_for_the_wait_is_a_failed_check(monkeypatch):
     pool.discover_engines(client)
     assert not pool.state.engine_checks and 3 in pool.state.failed_check
     assert "TimeoutError" in pool.lines[-1]
+
+
+def test_the_first_check_does_not_wait_for_an_engine_busy_with_another_run(monkeypatch):
+    """Once enough engines answered, the run starts within the settle time; an engine
+    whose check waits behind another run's case joins when it answers."""
+    pool, client = Pool(), FakeClient()
+    client.ids = [0, 1]
+    client.checks[0] = FakeResult()
+    client.checks[0].answer = answer(0)
+    clock = [100.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    monkeypatch.setattr("pytest_gold.enginepool.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("pytest_gold.enginepool.time.sleep", sleep)
+    pool.discover_engines(client, initial=True)  # FakeResult.wait asserts if it blocks
+    assert list(pool.state.engines) == [0] and set(pool.state.engine_checks) == {1}
+    assert clock[0] - 100.0 <= CHECK_SETTLE_SECONDS + 1
+    client.checks[1].answer = answer(1)
+    pool.discover_engines(client)
+    assert list(pool.state.engines) == [0, 1]
+
+
+def test_a_check_waiting_behind_another_runs_batch_is_not_overdue(monkeypatch):
+    pool, client = Pool(wait_seconds=5), FakeClient()
+    client.ids = [3]
+    client.queue_status = lambda targets: {"queue": 2, "completed": 7, "tasks": 0}
+    clock = [100.0]
+    monkeypatch.setattr("pytest_gold.enginepool.time.monotonic", lambda: clock[0])
+    pool.discover_engines(client)
+    clock[0] += 6
+    pool.discover_engines(client)
+    assert 3 in pool.state.engine_checks and 3 not in pool.state.failed_check
+    client.queue_status = lambda targets: {"queue": 1, "completed": 8, "tasks": 0}
+    clock[0] += 6  # only our check is left, still unanswered: now it is overdue
+    pool.discover_engines(client)
+    assert 3 in pool.state.failed_check
 
 
 def test_signals_go_by_pid_here_and_through_the_nanny_elsewhere():
