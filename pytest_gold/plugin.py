@@ -23,10 +23,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     from . import recording
 
-    config.pluginmanager.register(recording, "gold-recording")
-    if not hasattr(config, "workerinput"):  # results are written where reports end up
-        recorder = recording.make_recorder(config, config.getoption("gold_results"))
-        config.pluginmanager.register(recorder, "gold-results")
+    # Without --gold and --gold-results: the fixture, the marker and the options only.
+    recording.configure(config)
     config.addinivalue_line(
         "markers",
         "gold(timeout=SECONDS): pytest-gold settings of a case; timeout is its run-time "

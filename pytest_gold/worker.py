@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from . import recording
 from .messages import (
     Event,
     ExitRequested,
@@ -139,6 +140,7 @@ class WorkerPlugin:
             "workercount": self.spec.engine_count,
             "testrunuid": self.spec.run_id,
         }
+        recording.attach_records(config)  # gold_record values travel with the reports
         option = config.option
         # The controller selects, orders and stops; the worker runs exactly what it is sent.
         option.maxfail = 0
