@@ -53,6 +53,7 @@ from .workerprocess import (
     WorkerProcess,
     WorkerStartFailed,
 )
+from .xdistcompat import WORKER_FINISHED
 
 #: The controller's request to interrupt the running batch (-x, Ctrl-C), sent by pid on
 #: the controller's machine, else through the engine's nanny. Not SIGINT: ipykernel
@@ -207,13 +208,15 @@ def _forget(worker: WorkerProcess) -> None:
     _workers.pop(worker.spec.run_id, None)
 
 
-def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
+def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = False) -> BatchResult:
     """End the run's worker: its final teardown (reported); the worker then finishes its
     session on its own and exits (see ``WORKER_EXIT_GRACE_SECONDS``). With
-    ``prepare_next``, a worker for the next run is started ahead (not when the run is
-    about to stop this engine)."""
+    ``collect_output``, wait for that end and return the worker's ``workeroutput``
+    (controller plugins take part in xdist's protocol). With ``prepare_next``, a worker
+    for the next run is started ahead (not when the run is about to stop this engine)."""
     engine = engine_info()
     events: list[Event] = []
+    workeroutput = None
     worker = _workers.pop(run_id, None)
     if worker is None:
         return BatchResult(engine=engine, events=events)
@@ -224,7 +227,12 @@ def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
             message = worker.receive(POLL_SECONDS)
             if message is None:
                 continue
-            if message["kind"] in (TEARDOWN_DONE, EXITED):
+            if message["kind"] == WORKER_FINISHED:
+                workeroutput = message["workeroutput"]
+                break
+            if message["kind"] == EXITED or (
+                message["kind"] == TEARDOWN_DONE and not collect_output
+            ):
                 break
             if message["kind"] == CAPTURE_FD:
                 worker.channel.send({"kind": CAPTURE_FD})
@@ -240,7 +248,7 @@ def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
         _exiting.append(worker)
         if prepare_next:
             _standby.schedule(worker.spec, engine, busy=lambda: bool(_workers))
-    return BatchResult(engine=engine, events=events)
+    return BatchResult(engine=engine, events=events, workeroutput=workeroutput)
 
 
 def _reap_exiting() -> None:
@@ -294,5 +302,7 @@ def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, A
     return to_wire(run_batch(spec_from_wire(spec), batch_from_wire(batch)))
 
 
-def remote_finish_run(run_id: str, prepare_next: bool = True) -> dict[str, Any]:
-    return to_wire(finish_run(run_id, prepare_next))
+def remote_finish_run(
+    run_id: str, prepare_next: bool = True, collect_output: bool = False
+) -> dict[str, Any]:
+    return to_wire(finish_run(run_id, prepare_next, collect_output))

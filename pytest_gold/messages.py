@@ -64,6 +64,11 @@ class RunSpec:
     engine_count: int = 1
     #: ``-s``: what cases print is relayed to the controller's terminal as it happens.
     stream_output: bool = False
+    #: The worker's ``config.workerinput``, as the controller's plugins filled it for
+    #: this engine (pytest-xdist's protocol, see :mod:`pytest_gold.xdistcompat`).
+    workerinput: dict[str, Any] = field(default_factory=dict)
+    #: Whether 127.0.0.1 on the engine's machine is the controller's.
+    shares_loopback: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,9 @@ class BatchResult:
 
     engine: EngineInfo
     events: list[Event]
+    #: End of run only: the worker's ``config.workeroutput`` (channel-encoded, see
+    #: :mod:`pytest_gold.xdistcompat`), ``None`` when its session did not finish.
+    workeroutput: dict[str, Any] | None = None
 
 
 def to_wire(message: Any) -> dict[str, Any]:
@@ -219,6 +227,7 @@ def result_from_wire(data: dict[str, Any]) -> BatchResult:
     return BatchResult(
         engine=engine_from_wire(data["engine"]),
         events=[event_from_wire(event) for event in data["events"]],
+        workeroutput=data.get("workeroutput"),
     )
 
 

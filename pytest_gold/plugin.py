@@ -20,6 +20,16 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> object:
+    # Before every other plugin's implementation (pytest-cov decides here how to measure).
+    if getattr(early_config.known_args_namespace, "gold", False):
+        from . import pluginshims
+
+        pluginshims.before_initial_conftests(early_config)
+    return (yield)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from . import recording
 
@@ -34,6 +44,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("gold") or hasattr(config, "workerinput"):
         return
     settings = settings_module.from_config(config)
+    from . import pluginshims
     from .session import GoldController
+
+    pluginshims.configure_controller(config)
 
     config.pluginmanager.register(GoldController(config, settings), CONTROLLER_PLUGIN_NAME)

@@ -47,6 +47,7 @@ from .reporting import Replayer
 from .scheduling import DispatchQueue, dispatch_order
 from .settings import DEFAULT_WORKER_ENV, GoldSettings, time_limits
 from .statusline import NoStatusLine, StatusLine, in_place
+from .xdistcompat import EngineNodes, pytest_environment
 
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
@@ -107,6 +108,9 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         self.collected: list[str] = []
         self.stream_output = config.getoption("capture") == "no"
         self.status_line: StatusLine | NoStatusLine = NoStatusLine()
+        #: pytest-xdist's protocol: one node per engine, for xdist-aware plugins.
+        self.engine_nodes = EngineNodes(config, self.run_id, self.write_line)
+        self.machine = engine_module.this_machine()
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -246,7 +250,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             args=[str(arg) for arg in self.config.invocation_params.args],
             collect_paths=list(dict.fromkeys(str(item.path) for item in items)),
             engine_count=len(self.state.engines),
-            env=self.settings.env,
+            env={**pytest_environment(), **self.settings.env},
             default_env=DEFAULT_WORKER_ENV,
             stream_output=self.stream_output,
         )
@@ -270,7 +274,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         finally:
             self.status_line.clear()
             self.status_line = NoStatusLine()
-            self.finish(client, replayer)
+            try:
+                self.finish(client, replayer)
+            finally:
+                self.engine_nodes.all_down()
             self.status_state = self.state.stop_reason or "finished"
             self.tick(queue, force=True)
 
@@ -313,12 +320,11 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             assert batch is not None
             limits = {n: self.time_limits[n] for n in batch.nodeids if n in self.time_limits}
             batch = dataclasses.replace(batch, time_limits=limits)
-            future = client[eid].apply_async(
-                engine_module.remote_run_batch, wire_spec, to_wire(batch)
-            )
+            engine = state.engines[eid]
+            spec = self.engine_nodes.spec_for(engine, wire_spec, len(state.engines), self.machine)
+            future = client[eid].apply_async(engine_module.remote_run_batch, spec, to_wire(batch))
             state.inflight[future] = (eid, batch)
             state.used_engines.add(eid)
-            engine = state.engines[eid]
             for nodeid in batch.nodeids:
                 self.config.hook.pytest_gold_case_scheduled(
                     config=self.config, nodeid=nodeid, engine=engine
@@ -370,7 +376,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         handle = self.handle
         prepare_next = handle is None or not handle.owned or handle.keep
         result = client[used].apply_async(
-            engine_module.remote_finish_run, self.run_id, prepare_next
+            engine_module.remote_finish_run,
+            self.run_id,
+            prepare_next,
+            self.engine_nodes.wants_output,
         )
         timeout = INTERRUPT_GRACE_SECONDS if state.interrupted else FINISH_TIMEOUT_SECONDS
         try:
@@ -381,4 +390,6 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             )
             return
         for data in outcomes:
-            replayer.replay(result_from_wire(data))
+            finished = result_from_wire(data)
+            replayer.replay(finished)
+            self.engine_nodes.node_down(finished.engine.engine_id, finished.workeroutput)
