@@ -20,7 +20,7 @@ import pytest
 
 from . import resume
 from .cachedata import has_entry, read_done
-from .results import ResultsWriter, build_row, case_outcome, writer_for
+from .results import RERUN, ResultsWriter, build_row, case_outcome, writer_for
 
 #: Plugin names (``-p no:NAME`` does not apply to them; they are internal).
 FIXTURE_PLUGIN = "gold-recording"
@@ -105,6 +105,8 @@ class ResultsRecorder:
         self.params: dict[str, dict[str, Any]] = {}
         self.reports: dict[str, list[pytest.TestReport]] = {}
         self.done: set[str] = set()
+        #: Cases whose current attempt ends in a rerun (pytest-rerunfailures).
+        self.rerun: set[str] = set()
         #: Outcome word of every case that finished in this run.
         self.outcomes: dict[str, str] = {}
 
@@ -119,21 +121,31 @@ class ResultsRecorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid in self.done:
+        nodeid = report.nodeid
+        if nodeid in self.done:
             return  # a late teardown error of a finished case: its row is written
-        self.reports.setdefault(report.nodeid, []).append(report)
+        if report.outcome == RERUN:
+            # pytest-rerunfailures: this attempt failed and the case runs again; the
+            # outcome is the last attempt's, so this attempt's reports are dropped.
+            self.rerun.add(nodeid)
         if report.when != "teardown":
+            # Without rows, a phase that passed cannot change the case's outcome.
+            if self.rows or not (report.passed and not hasattr(report, "wasxfail")):
+                self.reports.setdefault(nodeid, []).append(report)
             return
-        reports = self.reports.pop(report.nodeid)
-        self.done.add(report.nodeid)
+        reports = [*self.reports.pop(nodeid, ()), report]
+        if nodeid in self.rerun:
+            self.rerun.discard(nodeid)
+            return
+        self.done.add(nodeid)
         if not self.rows:
-            self.outcomes[report.nodeid] = case_outcome(reports)
+            self.outcomes[nodeid] = case_outcome(reports)
             return
         record: dict[str, Any] = {}
         for phase in reports:
             record.update(getattr(phase, "gold_record", None) or {})
-        row = build_row(report.nodeid, self.params.pop(report.nodeid, {}), reports, record)
-        self.outcomes[report.nodeid] = row["outcome"]
+        row = build_row(nodeid, self.params.pop(nodeid, {}), reports, record)
+        self.outcomes[nodeid] = row["outcome"]
         if self.writer is not None:
             self.writer.write(row)
         self.config.hook.pytest_gold_record(config=self.config, report=report, record=row)

@@ -20,6 +20,9 @@ LEADING_COLUMNS = ["nodeid"]
 TRAILING_COLUMNS = ["outcome", "duration", "host", "engine", "message"]
 #: record_property names that fill the host and engine columns instead.
 PLACEMENT_PROPERTIES = {"gold_host": "host", "gold_engine": "engine"}
+#: pytest-rerunfailures' outcome of a phase whose failure makes the case run again: the
+#: reports of that attempt do not decide the case's outcome, its last attempt's do.
+RERUN = "rerun"
 #: Suffixes --gold-results understands.
 FORMATS = (".csv", ".jsonl", ".parquet")
 #: The most numbers and strings one cell takes from a list, dict or array; a larger value

@@ -5,6 +5,7 @@ several register their xdist hooks only when it is."""
 
 from __future__ import annotations
 
+import json
 import re
 from types import SimpleNamespace
 
@@ -91,20 +92,39 @@ def test_passes():
 """
 
 
+CASE_FINISHED_CONFTEST = """
+def pytest_gold_case_finished(config, nodeid, reports, engine):
+    with open("finished.log", "a") as file:
+        file.write(nodeid + "\\n")
+"""
+
+
 @WITH_AND_WITHOUT_XDIST
 def test_rerunfailures_reruns_failures(matrix: Matrix, xdist: list[str]) -> None:
     require("pytest_rerunfailures", *(["xdist"] if xdist else []))
-    matrix.suite(test_reruns=RERUN_SUITE)
-    plain, gold = matrix.compare(["rerunfailures", *xdist], "--reruns", "1", expect_ret=1)
-    assert (
-        summary_counts(gold)
-        == summary_counts(plain)
-        == {
-            "failed": 1,
-            "passed": 3,
-            "rerun": 4,
-        }
-    )
+    matrix.suite(CASE_FINISHED_CONFTEST, test_reruns=RERUN_SUITE)
+    plugins = ["rerunfailures", *xdist]
+    plain, gold = matrix.compare(plugins, "--reruns", "1", "--gold-results=rows.jsonl")
+    counts = {"failed": 1, "passed": 3, "rerun": 4}
+    assert summary_counts(plain) == counts
+    assert summary_counts(gold) == counts
+    # A case is finished by its last attempt: in the results table, in what
+    # --gold-resume remembers, and for pytest_gold_case_finished (once per case).
+    rows_file = matrix.pytester.path / "rows.jsonl"
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    outcomes = {row["nodeid"].split("::")[1]: row["outcome"] for row in rows}
+    assert len(rows) == 4
+    assert outcomes == {
+        "test_flaky": "passed",
+        "test_always_fails": "failed",
+        "test_marked_flaky": "passed",
+        "test_passes": "passed",
+    }
+    done = read_json(matrix.pytester.path / ".pytest_cache" / "v" / "gold" / "passed")
+    passed = [name for name, outcome in outcomes.items() if outcome == "passed"]
+    assert done == sorted(f"test_reruns.py::{name}" for name in passed)
+    finished = (matrix.pytester.path / "finished.log").read_text().split()
+    assert sorted(finished) == sorted(f"test_reruns.py::{name}" for name in outcomes)
 
 
 COVERED_MODULE = """
