@@ -15,6 +15,7 @@ import pytest
 
 from . import engine as engine_module
 from . import resume
+from .cachedata import DURATIONS_CACHE_KEY, read_done, read_durations
 from .liveoutput import Fetch, LiveOutput
 from .messages import BatchResult, EngineInfo
 from .outputspool import READ_MAX_BYTES
@@ -28,8 +29,6 @@ from .reporting import ReplayOutcome
 from .scheduling import DispatchQueue, merge_durations
 from .statusline import REDRAW_SECONDS, StatusLine
 
-#: Where each case's last duration is kept in pytest's cache (``--cache-clear`` resets it).
-DURATIONS_CACHE_KEY = "gold/durations"
 #: Collected tasks whose results are purged from the hub in one request.
 PURGE_EVERY_TASKS = 200
 #: How often the end of a run looks for output while the teardowns run.
@@ -64,8 +63,7 @@ class CampaignParts:
 
     def skip_passed_before(self, items: list[pytest.Item]) -> list[pytest.Item]:
         """Report the cases that passed in earlier runs without running them."""
-        cache = getattr(self.config, "cache", None)
-        done = cache.get(resume.CACHE_KEY, []) if cache is not None else []
+        done = read_done(self.config)
         to_run, before = resume.partition([item.nodeid for item in items], done)
         by_id = {item.nodeid: item for item in items}
         for nodeid in before:
@@ -82,13 +80,7 @@ class CampaignParts:
 
     def recorded_durations(self) -> dict[str, float]:
         """Each case's duration in the last run that ran it (pytest's cache)."""
-        cache = getattr(self.config, "cache", None)
-        if cache is None:  # -p no:cacheprovider
-            return {}
-        stored = cache.get(DURATIONS_CACHE_KEY, {})
-        if not isinstance(stored, dict):
-            return {}
-        return {k: float(v) for k, v in stored.items() if isinstance(v, (int, float))}
+        return read_durations(self.config)
 
     def remember_durations(self) -> None:
         cache = getattr(self.config, "cache", None)

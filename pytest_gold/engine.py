@@ -64,6 +64,7 @@ from .workerprocess import (
     WorkerStartFailed,
     live_pids,
 )
+from .xdistcompat import WORKER_FINISHED
 
 #: The controller's request to interrupt the running batch (-x, Ctrl-C), sent by pid on
 #: the controller's machine, else through the engine's nanny. Not SIGINT: ipykernel
@@ -279,11 +280,13 @@ def _forget(worker: WorkerProcess) -> None:
         run.worker = None
 
 
-def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
+def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = False) -> BatchResult:
     """End the run's worker: its final teardown (reported); the worker then finishes its
     session on its own and exits (see ``WORKER_EXIT_GRACE_SECONDS``). With
     ``prepare_next``, a worker for the next run is started ahead (not when the run is
-    about to stop this engine, nor while another run has a worker here)."""
+    about to stop this engine, nor while another run has a worker here). With
+    ``collect_output``, wait for that end and return the worker's ``workeroutput``
+    (controller plugins take part in xdist's protocol)."""
     engine = engine_info()
     run = _runs.leave(run_id)
     _runs.task_done(None)
@@ -291,6 +294,7 @@ def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
         return BatchResult(engine=engine, events=[])
     events: list[Event] = []
     ended: list[str] = []
+    workeroutput = None
     spool = None
     # A worker ended while the run was idle first: its teardown came before.
     for worker, finish_sent in ((run.retired, True), (run.worker, False)):
@@ -298,13 +302,15 @@ def finish_run(run_id: str, prepare_next: bool = True) -> BatchResult:
             if spool is None and worker.spec.stream_output:
                 spool = outputspool.spool_for(run_id)
                 spool.settle()
-            events += _end_worker(worker, finish_sent, spool, ended)
+            worker_events, output = _end_worker(worker, finish_sent, spool, ended, collect_output)
+            events += worker_events
+            workeroutput = output if output is not None else workeroutput
     if spool is not None:
         outputspool.finished(run_id)
     if prepare_next and run.worker is not None:
         _standby.schedule(run.worker.spec, engine, busy=_runs.busy)
     _reap_exiting()
-    return _result(engine, events, spool, ended)
+    return dataclasses.replace(_result(engine, events, spool, ended), workeroutput=workeroutput)
 
 
 def _end_worker(
@@ -312,10 +318,12 @@ def _end_worker(
     finish_sent: bool,
     spool: outputspool.OutputSpool | None,
     ended: list[str],
-) -> list[Event]:
+    collect_output: bool,
+) -> tuple[list[Event], dict[str, Any] | None]:
     """The worker's end-of-run teardown, and its reports; it then exits on its own.
     What its cases started and left running is ended then (added to ``ended``)."""
     events: list[Event] = []
+    workeroutput = None
     try:
         if not finish_sent:
             worker.channel.send({"kind": FINISH})
@@ -325,7 +333,12 @@ def _end_worker(
             message = worker.receive(0 if more else POLL_SECONDS)
             if message is None:
                 continue
-            if message["kind"] in (TEARDOWN_DONE, EXITED):
+            if message["kind"] == WORKER_FINISHED:
+                workeroutput = message["workeroutput"]
+                break
+            if message["kind"] == EXITED or (
+                message["kind"] == TEARDOWN_DONE and not collect_output
+            ):
                 break
             if message["kind"] == CAPTURE_FD:
                 worker.channel.send({"kind": CAPTURE_FD})
@@ -344,7 +357,7 @@ def _end_worker(
         # Whatever happened, the worker is reaped (or killed) later, never forgotten.
         worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
         _exiting.append(worker)
-    return events
+    return events, workeroutput
 
 
 def _reap_exiting() -> None:
@@ -455,10 +468,12 @@ def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, A
         _schedule_tidy()
 
 
-def remote_finish_run(run_id: str, prepare_next: bool = True) -> dict[str, Any]:
+def remote_finish_run(
+    run_id: str, prepare_next: bool = True, collect_output: bool = False
+) -> dict[str, Any]:
     _adopt_leftovers()
     try:
-        return to_wire(finish_run(run_id, prepare_next))
+        return to_wire(finish_run(run_id, prepare_next, collect_output))
     finally:
         _tidy()
 

@@ -40,7 +40,9 @@ def pytest_gold_record(
     """A case finished; ``record`` is its results-table row.
 
     Called on the controller (with or without ``--gold``, with or without
-    ``--gold-results``) for every case, in the order they finish: node id, one entry per
+    ``--gold-results``; in a plain run without ``--gold-results``, pytest-gold builds
+    rows only when some conftest or plugin implements this hook) for every case, in the
+    order they finish: node id, one entry per
     parametrize argument, outcome, duration, host, engine, failure message, and every
     value recorded with ``gold_record`` or ``record_property``. ``report`` is the case's
     last (teardown) report. Use it to append results to a format of your own.

@@ -78,6 +78,11 @@ class RunSpec:
     #: The controller's ``pytest`` process (``engineruns.ControllerId`` fields): an engine
     #: on its machine ends the run's worker as soon as it is gone.
     controller: dict[str, Any] = field(default_factory=dict)
+    #: The worker's ``config.workerinput``, as the controller's plugins filled it for
+    #: this engine (pytest-xdist's protocol, see :mod:`pytest_gold.xdistcompat`).
+    workerinput: dict[str, Any] = field(default_factory=dict)
+    #: Whether 127.0.0.1 on the engine's machine is the controller's.
+    shares_loopback: bool = True
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,9 @@ class BatchResult:
     output_path: str = ""
     #: ``PID COMMAND`` of each process that cases left running and the engine ended.
     leftovers: list[str] = field(default_factory=list)
+    #: End of run only: the worker's ``config.workeroutput`` (channel-encoded, see
+    #: :mod:`pytest_gold.xdistcompat`), ``None`` when its session did not finish.
+    workeroutput: dict[str, Any] | None = None
 
 
 def to_wire(message: Any) -> dict[str, Any]:
@@ -242,6 +250,7 @@ def result_from_wire(data: dict[str, Any]) -> BatchResult:
         output_end=data.get("output_end", 0),
         output_path=data.get("output_path", ""),
         leftovers=list(data.get("leftovers", [])),
+        workeroutput=data.get("workeroutput"),
     )
 
 

@@ -20,13 +20,21 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> object:
+    # Before every other plugin's implementation (pytest-cov decides here how to measure).
+    if getattr(early_config.known_args_namespace, "gold", False):
+        from . import pluginshims
+
+        pluginshims.before_initial_conftests(early_config)
+    return (yield)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from . import recording
 
-    config.pluginmanager.register(recording, "gold-recording")
-    if not hasattr(config, "workerinput"):  # results are written where reports end up
-        recorder = recording.make_recorder(config, config.getoption("gold_results"))
-        config.pluginmanager.register(recorder, "gold-results")
+    # Without --gold and --gold-results: the fixture, the marker and the options only.
+    recording.configure(config)
     config.addinivalue_line(
         "markers",
         "gold(timeout=SECONDS): pytest-gold settings of a case; timeout is its run-time "
@@ -36,6 +44,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("gold") or hasattr(config, "workerinput"):
         return
     settings = settings_module.from_config(config)
+    from . import pluginshims
     from .session import GoldController
+
+    pluginshims.configure_controller(config)
 
     config.pluginmanager.register(GoldController(config, settings), CONTROLLER_PLUGIN_NAME)

@@ -1,8 +1,14 @@
 """Recording values per case: the ``gold_record`` fixture and the ``--gold-results`` table.
 
-The fixture and the report hook run wherever a case runs (a worker, or a plain pytest
-process); the recorder runs on the controller only and sees every finished case through
+The fixture runs wherever a case runs (a worker, or a plain pytest process). What it
+holds travels on the case's reports only where something reads it (:class:`RecordAttacher`).
+The recorder runs on the controller only and sees every finished case through
 ``pytest_runtest_logreport``, whether the reports were made there or replayed.
+
+Without ``--gold`` and ``--gold-results`` none of this runs (see :func:`configure`): a
+plain ``pytest`` with pytest-gold installed pays for the fixture's definition and one
+look at the end of collection, not a hook call per report, and never touches a
+parametrize value.
 """
 
 from __future__ import annotations
@@ -13,7 +19,14 @@ from typing import Any
 import pytest
 
 from . import resume
-from .results import ResultsWriter, build_row, writer_for
+from .cachedata import has_entry, read_done
+from .results import RERUN, ResultsWriter, build_row, case_outcome, writer_for
+
+#: Plugin names (``-p no:NAME`` does not apply to them; they are internal).
+FIXTURE_PLUGIN = "gold-recording"
+ATTACHER_PLUGIN = "gold-record-attacher"
+RECORDER_PLUGIN = "gold-results"
+SWITCH_PLUGIN = "gold-recording-switch"
 
 
 class GoldRecord(MutableMapping[str, Any]):
@@ -47,55 +60,92 @@ class GoldRecord(MutableMapping[str, Any]):
 _record_key = pytest.StashKey[GoldRecord]()
 
 
-@pytest.fixture
-def gold_record(request: pytest.FixtureRequest) -> GoldRecord:
-    """A mapping for the values this case produced; they travel with its report and
-    become columns of ``--gold-results`` (and reach the ``pytest_gold_record`` hook)."""
-    record = GoldRecord()
-    request.node.stash[_record_key] = record
-    return record
+class RecordFixture:
+    """The fixture, registered in every session (it costs its definition only)."""
+
+    @pytest.fixture
+    def gold_record(self, request: pytest.FixtureRequest) -> GoldRecord:
+        """A mapping for the values this case produced; they travel with its report and
+        become columns of ``--gold-results`` (and reach the ``pytest_gold_record`` hook)."""
+        record = GoldRecord()
+        request.node.stash[_record_key] = record
+        return record
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    record = item.stash.get(_record_key, None)
-    if record:
-        report.gold_record = dict(record)
-    return report
+class RecordAttacher:
+    """Puts what a case recorded on its reports, where a recorder (here or on the
+    controller) will read them."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        record = item.stash.get(_record_key, None)
+        if record:
+            report.gold_record = dict(record)
+        return report
+
+
+def attach_records(config: pytest.Config) -> None:
+    """Make ``gold_record`` values travel on reports (idempotent)."""
+    if not config.pluginmanager.has_plugin(ATTACHER_PLUGIN):
+        config.pluginmanager.register(RecordAttacher(), ATTACHER_PLUGIN)
 
 
 class ResultsRecorder:
-    """Builds one row per finished case on the controller; writes it and calls the hook."""
+    """Follows every finished case on the controller: its outcome (for ``--gold-resume``)
+    and, where a results file or a ``pytest_gold_record`` hook wants it, its row."""
 
-    def __init__(self, config: pytest.Config, writer: ResultsWriter | None) -> None:
+    def __init__(
+        self, config: pytest.Config, writer: ResultsWriter | None, *, rows: bool = False
+    ) -> None:
         self.config = config
         self.writer = writer
+        #: Rows are built (and parametrize values turned into cells) only when wanted.
+        self.rows = rows or writer is not None
         self.params: dict[str, dict[str, Any]] = {}
         self.reports: dict[str, list[pytest.TestReport]] = {}
         self.done: set[str] = set()
+        #: Cases whose current attempt ends in a rerun (pytest-rerunfailures).
+        self.rerun: set[str] = set()
         #: Outcome word of every case that finished in this run.
         self.outcomes: dict[str, str] = {}
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.rows = self.rows or wants_rows(self.config)
+        if not self.rows:
+            return
         for item in session.items:
             callspec = getattr(item, "callspec", None)
+            # A shallow copy: the values themselves become cells only as rows are built.
             self.params[item.nodeid] = dict(callspec.params) if callspec is not None else {}
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid in self.done:
+        nodeid = report.nodeid
+        if nodeid in self.done:
             return  # a late teardown error of a finished case: its row is written
-        self.reports.setdefault(report.nodeid, []).append(report)
+        if report.outcome == RERUN:
+            # pytest-rerunfailures: this attempt failed and the case runs again; the
+            # outcome is the last attempt's, so this attempt's reports are dropped.
+            self.rerun.add(nodeid)
         if report.when != "teardown":
+            # Without rows, a phase that passed cannot change the case's outcome.
+            if self.rows or not (report.passed and not hasattr(report, "wasxfail")):
+                self.reports.setdefault(nodeid, []).append(report)
             return
-        reports = self.reports.pop(report.nodeid)
-        self.done.add(report.nodeid)
+        reports = [*self.reports.pop(nodeid, ()), report]
+        if nodeid in self.rerun:
+            self.rerun.discard(nodeid)
+            return
+        self.done.add(nodeid)
+        if not self.rows:
+            self.outcomes[nodeid] = case_outcome(reports)
+            return
         record: dict[str, Any] = {}
         for phase in reports:
             record.update(getattr(phase, "gold_record", None) or {})
-        row = build_row(report.nodeid, self.params.get(report.nodeid, {}), reports, record)
-        self.outcomes[report.nodeid] = row["outcome"]
+        row = build_row(nodeid, self.params.pop(nodeid, {}), reports, record)
+        self.outcomes[nodeid] = row["outcome"]
         if self.writer is not None:
             self.writer.write(row)
         self.config.hook.pytest_gold_record(config=self.config, report=report, record=row)
@@ -103,11 +153,64 @@ class ResultsRecorder:
     def pytest_sessionfinish(self) -> None:
         cache = getattr(self.config, "cache", None)
         if cache is not None and self.outcomes:
-            previous = cache.get(resume.CACHE_KEY, [])
+            previous = read_done(self.config)
             cache.set(resume.CACHE_KEY, resume.update_done(previous, self.outcomes))
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def wants_rows(config: pytest.Config) -> bool:
+    """Whether a conftest or plugin implements ``pytest_gold_record`` (all conftests of
+    the collected directories are loaded once collection is done)."""
+    return bool(config.hook.pytest_gold_record.get_hookimpls())
+
+
+class RecordingSwitch:
+    """In a plain run without ``--gold-results``: turns recording on after collection,
+    only if something needs it. That is a ``pytest_gold_record`` hook, or (for
+    ``--gold-resume``) a ``gold/passed`` cache entry that a ``--gold`` run wrote, which
+    must not keep calling a case passed after this run failed it."""
+
+    def __init__(self, worker: bool) -> None:
+        self.worker = worker
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        config = session.config
+        rows = wants_rows(config)
+        if self.worker:  # a pytest-xdist worker: its controller builds the rows
+            if rows:
+                attach_records(config)
+            return
+        track = has_entry(config, resume.CACHE_KEY)
+        if not (rows or track):
+            return
+        if rows:
+            attach_records(config)
+        recorder = ResultsRecorder(config, None, rows=rows)
+        config.pluginmanager.register(recorder, RECORDER_PLUGIN)
+        recorder.pytest_collection_finish(session)  # registered too late for this call
+
+
+def configure(config: pytest.Config) -> None:
+    """Register what this session needs: the fixture always; reports carrying records,
+    the recorder and the results file only in a ``--gold`` run, with ``--gold-results``,
+    or when :class:`RecordingSwitch` finds a use for them."""
+    manager = config.pluginmanager
+    manager.register(RecordFixture(), FIXTURE_PLUGIN)
+    worker = hasattr(config, "workerinput")
+    path = config.getoption("gold_results")
+    if worker:  # ours attach records explicitly (pytest_gold.worker); pytest-xdist's:
+        if path:
+            attach_records(config)
+        else:
+            manager.register(RecordingSwitch(worker=True), SWITCH_PLUGIN)
+        return
+    if config.getoption("gold") or path:
+        attach_records(config)
+        manager.register(make_recorder(config, path), RECORDER_PLUGIN)
+    else:
+        manager.register(RecordingSwitch(worker=False), SWITCH_PLUGIN)
 
 
 def make_recorder(config: pytest.Config, path: str | None) -> ResultsRecorder:

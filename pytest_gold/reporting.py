@@ -30,7 +30,7 @@ from .messages import (
     WarningEvent,
     WorkerCrashed,
 )
-from .results import case_outcome
+from .results import RERUN, case_outcome
 from .serialization import report_data_from_wire, warning_from_event
 
 #: ``record_property`` names added to every case's reports (and so to the JUnit XML).
@@ -101,6 +101,8 @@ class Replayer:
             elif isinstance(event, LogFinish):
                 self.hook.pytest_runtest_logfinish(nodeid=event.nodeid, location=event.location)
                 reports = self.case_reports.pop(event.nodeid, [])
+                if any(report.outcome == RERUN for report in reports):
+                    continue  # pytest-rerunfailures runs it again: its last attempt counts
                 outcome.finished[event.nodeid] = sum(r.duration for r in reports)
                 outcome.outcomes[event.nodeid] = case_outcome(reports)
                 self.hook.pytest_gold_case_finished(

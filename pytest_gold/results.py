@@ -10,19 +10,28 @@ import csv
 import json
 import math
 import os
+import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from .serialization import from_jsonable, to_jsonable
 
 #: Columns every row has, in this order; parametrize arguments follow ``nodeid``.
 LEADING_COLUMNS = ["nodeid"]
 TRAILING_COLUMNS = ["outcome", "duration", "host", "engine", "message"]
 #: record_property names that fill the host and engine columns instead.
 PLACEMENT_PROPERTIES = {"gold_host": "host", "gold_engine": "engine"}
+#: pytest-rerunfailures' outcome of a phase whose failure makes the case run again: the
+#: reports of that attempt do not decide the case's outcome, its last attempt's do.
+RERUN = "rerun"
 #: Suffixes --gold-results understands.
 FORMATS = (".csv", ".jsonl", ".parquet")
+#: The most numbers and strings one cell takes from a list, dict or array; a larger value
+#: (a field, a big parameter) is written as bounded text: it does not belong in a table,
+#: and converting it would cost time and memory out of proportion.
+MAX_CELL_VALUES = 10_000
+#: The longest text a cell gets for a value that is not table data.
+MAX_CELL_TEXT = 200
+_CELL_SCALARS = (str, int, float, bool, type(None))
 
 
 def case_outcome(reports: Sequence[Any]) -> str:
@@ -61,12 +70,66 @@ def failure_message(reports: Sequence[Any]) -> str:
     return ""
 
 
+class _NotTableData(Exception):
+    """A value that is not plain table data, or too large to be one."""
+
+
 def _cell(value: Any) -> Any:
-    """A parametrize value as a table cell: JSON-compatible values as they are, else str."""
+    """A parametrize or recorded value as a table cell: plain data (numbers, strings, and
+    lists and dicts of them; numpy values become plain ones) when it is small, else
+    bounded text. Never fails, never recurses without end, and never converts a large
+    value (a 200 MB parameter array costs what its first elements do)."""
     try:
-        return from_jsonable(to_jsonable(value))  # numpy becomes plain; NaN stays a float
-    except TypeError:
-        return str(value)
+        return _table_data(value, [MAX_CELL_VALUES], set())
+    except Exception:  # not table data, or user code (__iter__, __len__, ...) that raised
+        return _bounded_text(value)
+
+
+def _table_data(value: Any, budget: list[int], open_containers: set[int]) -> Any:
+    """``value`` as plain data; raises _NotTableData past ``budget[0]`` values, on a
+    value that contains itself, or on anything else."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _NotTableData
+    if isinstance(value, _CELL_SCALARS):
+        return value
+    if type(value).__module__ == "numpy" and callable(getattr(value, "tolist", None)):
+        if getattr(value, "size", 1) > budget[0] + 1:
+            raise _NotTableData  # before converting: tolist() of a big array is the cost
+        return _table_data(value.tolist(), budget, open_containers)
+    if not isinstance(value, (list, tuple, Mapping)):
+        raise _NotTableData
+    if id(value) in open_containers or len(value) > budget[0]:
+        raise _NotTableData
+    open_containers.add(id(value))
+    try:
+        if isinstance(value, Mapping):
+            if not all(isinstance(key, str) for key in value):
+                raise _NotTableData
+            return {k: _table_data(v, budget, open_containers) for k, v in value.items()}
+        return [_table_data(item, budget, open_containers) for item in value]
+    finally:
+        open_containers.discard(id(value))
+
+
+_CELL_REPR = reprlib.Repr()
+_CELL_REPR.maxlevel = 3
+_CELL_REPR.maxstring = _CELL_REPR.maxother = MAX_CELL_TEXT
+
+
+def _bounded_text(value: Any) -> str:
+    """Text for a value that is not table data: containers abbreviated (reprlib: bounded
+    work, self-references shown as ``...``), anything else as its ``str()``, cut short."""
+    try:
+        if isinstance(value, (list, tuple, dict, set, frozenset)):
+            text = _CELL_REPR.repr(value)
+        else:
+            text = str(value)
+    except Exception:  # a broken __str__ must not cost the row
+        text = object.__repr__(value)
+    if len(text) > MAX_CELL_TEXT:
+        text = text[: MAX_CELL_TEXT - 1] + "…"
+    return text
 
 
 def build_row(

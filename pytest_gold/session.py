@@ -52,6 +52,7 @@ from .scheduling import DispatchQueue, InOrderRelease, dispatch_order
 from .settings import DEFAULT_WORKER_ENV, LEFTOVERS_END, GoldSettings, time_limits
 from .statusline import NoStatusLine, StatusLine, in_place
 from .verdicts import VerdictOrder, first_cases, stops_on_failure
+from .xdistcompat import EngineNodes, pytest_environment
 
 #: Cases listed by name in end-of-run notes (more are counted, not listed).
 MAX_LISTED_CASES = 10
@@ -119,6 +120,9 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         self.collected: list[str] = []
         self.stream_output = config.getoption("capture") == "no"
         self.status_line: StatusLine | NoStatusLine = NoStatusLine()
+        #: pytest-xdist's protocol: one node per engine, for xdist-aware plugins.
+        self.engine_nodes = EngineNodes(config, self.run_id, self.write_line)
+        self.machine = engine_module.this_machine()
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -271,7 +275,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             collect_paths=selected_paths(items),
             collect_args=list(self.config.args),
             engine_count=len(self.state.engines),
-            env=self.settings.env,
+            env={**pytest_environment(), **self.settings.env},
             default_env=DEFAULT_WORKER_ENV,
             stream_output=self.stream_output,
             end_leftovers=self.settings.leftovers == LEFTOVERS_END,
@@ -308,7 +312,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             self.status_line.clear()
             self.status_line = NoStatusLine()
             self.state.left_out = self.left_out()
-            self.finish(client, replayer)
+            try:
+                self.finish(client, replayer)
+            finally:
+                self.engine_nodes.all_down()
             self.status_state = self.state.stop_reason or "finished"
             self.tick(queue, force=True)
 
@@ -356,9 +363,11 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             assert batch is not None
             limits = {n: self.time_limits[n] for n in batch.nodeids if n in self.time_limits}
             batch = dataclasses.replace(batch, time_limits=limits)
+            engine = state.engines[eid]
+            spec = self.engine_nodes.spec_for(engine, wire_spec, len(state.engines), self.machine)
             try:
                 future = client[eid].apply_async(
-                    engine_module.remote_run_batch, wire_spec, to_wire(batch)
+                    engine_module.remote_run_batch, spec, to_wire(batch)
                 )
             except IndexError:  # unregistered (lost) since drop_lost_idle looked
                 queue.requeue(list(batch.nodeids))
@@ -367,7 +376,6 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
                 continue
             state.inflight[future] = (eid, batch)
             state.used_engines.add(eid)
-            engine = state.engines[eid]
             for nodeid in batch.nodeids:
                 self.config.hook.pytest_gold_case_scheduled(
                     config=self.config, nodeid=nodeid, engine=engine
@@ -426,7 +434,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         handle = self.handle
         prepare_next = handle is None or not handle.owned or handle.keep
         result = client[used].apply_async(
-            engine_module.remote_finish_run, self.run_id, prepare_next
+            engine_module.remote_finish_run,
+            self.run_id,
+            prepare_next,
+            self.engine_nodes.wants_output,
         )
         timeout = INTERRUPT_GRACE_SECONDS if state.interrupted else FINISH_TIMEOUT_SECONDS
         try:
@@ -441,3 +452,4 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             self.settle_output(client, metadata, eid, finished)
             replayer.replay(self.without_left_out(finished))
             self.note_leftovers(finished)
+            self.engine_nodes.node_down(finished.engine.engine_id, finished.workeroutput)

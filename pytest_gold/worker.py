@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from . import recording, xdistcompat
 from .collecting import CollectionPruner, not_collected_detail, pinned_arguments
 from .messages import (
     Event,
@@ -151,6 +152,15 @@ class WorkerPlugin:
 
     # -- configuration -----------------------------------------------------------------
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_cmdline_main(self, config: pytest.Config) -> object:
+        # The xdist convention, set where pytest-xdist sets it (before any plugin's
+        # pytest_configure): plugins (junitxml, cacheprovider, stepwise, pytest-cov, ...)
+        # check for ``workerinput`` and leave files and summaries to the controller; what
+        # they send back in ``workeroutput`` goes to the controller when the session ends.
+        xdistcompat.configure_worker(config, self.spec, self.engine_tag, self.channel.send)
+        return (yield)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
         self.config = config
@@ -159,13 +169,7 @@ class WorkerPlugin:
         # with -s) and fatal errors (quoted in crash reports).
         self.quiet_terminal.real_stdout = sys.stdout
         sys.stdout = open(os.devnull, "w")
-        # The xdist convention: plugins (junitxml, cacheprovider, stepwise, pytest-cov, ...)
-        # check for ``workerinput`` and leave files and summaries to the controller.
-        config.workerinput = {  # type: ignore[attr-defined]
-            "workerid": self.engine_tag,
-            "workercount": self.spec.engine_count,
-            "testrunuid": self.spec.run_id,
-        }
+        recording.attach_records(config)  # gold_record values travel with the reports
         option = config.option
         # The controller selects, orders and stops; the worker runs exactly what it is sent.
         option.maxfail = 0
@@ -449,6 +453,7 @@ def main() -> int:
     if changed_since(imported, launched_ns):
         channel.send({"kind": STALE})
         return 0
+    xdistcompat.set_worker_environment(spec)
     plugin = WorkerPlugin(spec, channel, engine_tag)
     plugin.log_fd = stack_file.fileno()
     signal.signal(signal.SIGINT, plugin.on_interrupt)
