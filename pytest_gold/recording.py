@@ -7,13 +7,14 @@ process); the recorder runs on the controller only and sees every finished case 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import resume
-from .results import ResultsWriter, build_row, writer_for
+from . import carryforward, resume
+from .results import ResultsWriter, build_row, check_format, writer_for
 
 
 class GoldRecord(MutableMapping[str, Any]):
@@ -68,7 +69,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 class ResultsRecorder:
     """Builds one row per finished case on the controller; writes it and calls the hook."""
 
-    def __init__(self, config: pytest.Config, writer: ResultsWriter | None) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        writer: ResultsWriter | None,
+        earlier: Mapping[str, Any] | None = None,
+    ) -> None:
         self.config = config
         self.writer = writer
         self.params: dict[str, dict[str, Any]] = {}
@@ -76,6 +82,11 @@ class ResultsRecorder:
         self.done: set[str] = set()
         #: Outcome word of every case that finished in this run.
         self.outcomes: dict[str, str] = {}
+        #: Node ids of the rows carried forward from the same table of an earlier run.
+        self.earlier: set[str] = set(earlier or ())
+        #: Passed-before cases whose values are not in this run's table.
+        self.without_values = 0
+        self.closed = False
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         for item in session.items:
@@ -97,24 +108,78 @@ class ResultsRecorder:
         row = build_row(report.nodeid, self.params.get(report.nodeid, {}), reports, record)
         self.outcomes[report.nodeid] = row["outcome"]
         if self.writer is not None:
-            self.writer.write(row)
+            if row["outcome"] != resume.PASSED_BEFORE:
+                self.writer.write(row)
+            elif report.nodeid not in self.earlier:
+                self.writer.write(row)
+                self.without_values += 1
+            # else: the row of the run that ran it is in the table already
         self.config.hook.pytest_gold_record(config=self.config, report=report, record=row)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Say where the values of passed-before cases are when this table lacks them."""
+        if self.writer is None or not self.without_values:
+            return
+        count = self.without_values
+        cases = f"{count} passed-before case{'s' if count != 1 else ''}"
+        cache = getattr(self.config, "cache", None)
+        remembered = cache.get(carryforward.RESULTS_FILES_CACHE_KEY, []) if cache else []
+        others = carryforward.elsewhere(remembered, self.writer.path)
+        if others:
+            where = (
+                f"their rows are in the results table of an earlier run: {others[0]}"
+                + (f" (earlier still: {', '.join(others[1:3])})" if others[1:] else "")
+                + f". Resume with --gold-results={others[0]} to keep one table per campaign"
+            )
+        else:
+            where = "no earlier results table of this project is known (pytest's cache)"
+        terminalreporter.write_line(
+            f"gold: {cases} have no recorded values in {self.writer.path}: {where}.",
+            yellow=True,
+        )
 
     def pytest_sessionfinish(self) -> None:
         cache = getattr(self.config, "cache", None)
         if cache is not None and self.outcomes:
             previous = cache.get(resume.CACHE_KEY, [])
             cache.set(resume.CACHE_KEY, resume.update_done(previous, self.outcomes))
-        if self.writer is not None:
+        if self.writer is not None and not self.closed:
+            self.closed = True
             self.writer.close()
-            self.writer = None
+            if cache is not None:
+                key = carryforward.RESULTS_FILES_CACHE_KEY
+                cache.set(key, carryforward.remember(cache.get(key, []), self.writer.path))
 
 
 def make_recorder(config: pytest.Config, path: str | None) -> ResultsRecorder:
-    writer = None
-    if path:
+    """The recorder, with a writer for ``--gold-results``: an existing table is carried
+    forward (--gold-resume), replaced (--gold-results-overwrite) or refused."""
+    if not path:
+        return ResultsRecorder(config, None)
+    resuming = bool(config.getoption("gold_resume"))
+    overwrite = bool(config.getoption("gold_results_overwrite"))
+    if resuming and overwrite:
+        raise pytest.UsageError(
+            f"--gold-resume carries the rows of --gold-results {path} forward, "
+            f"{carryforward.OVERWRITE_OPTION} replaces them: give one of them (or another "
+            "path for this run's table)."
+        )
+    try:
+        check_format(path)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    target = Path(path).expanduser()
+    existing = carryforward.existing_files(target)
+    earlier: dict[str, dict[str, Any]] = {}
+    if existing and not overwrite:
+        if not resuming:
+            raise pytest.UsageError(carryforward.refusal(path, existing))
         try:
-            writer = writer_for(path)
-        except ValueError as error:
-            raise pytest.UsageError(str(error)) from None
-    return ResultsRecorder(config, writer)
+            earlier = carryforward.read_table(target)
+        except carryforward.UnreadableTable as error:
+            raise pytest.UsageError(
+                f"--gold-results {path}: --gold-resume cannot carry the earlier rows forward, "
+                f"the table cannot be read ({error}). Give another path, or "
+                f"{carryforward.OVERWRITE_OPTION} to replace it."
+            ) from None
+    return ResultsRecorder(config, writer_for(path, earlier), earlier)

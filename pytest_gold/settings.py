@@ -148,7 +148,15 @@ def addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATH",
         help="write one row per case to PATH as cases finish: .csv, .jsonl, or .parquet "
-        "(needs pyarrow). Works with and without --gold.",
+        "(needs pyarrow). Works with and without --gold. An existing PATH is refused unless "
+        "--gold-resume (carry its rows forward) or --gold-results-overwrite.",
+    )
+    group.addoption(
+        "--gold-results-overwrite",
+        dest="gold_results_overwrite",
+        action="store_true",
+        default=False,
+        help="let --gold-results replace a results table that exists already.",
     )
     group.addoption(
         "--gold-env",

@@ -27,6 +27,11 @@ SWEEP = """
         assert not (surface == "land" and channel == 89.0), "too warm"
 """
 
+#: SWEEP whose failing case passes once the file ``fixed`` exists.
+FIXABLE_SWEEP = "    import os\n" + SWEEP.replace(
+    "assert not", "assert os.path.exists('fixed') or not"
+)
+
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_results_table_one_row_per_case(pytester: pytest.Pytester, gold_args, suffix):
@@ -52,6 +57,56 @@ def test_results_table_one_row_per_case(pytester: pytest.Pytester, gold_args, su
     assert profile == [0, 1, 2]
     assert all(row["host"] and str(row["engine"]) != "" for row in rows)
     assert list(rows[0])[:3] == ["nodeid", "surface", "channel"]
+
+
+def _table(path) -> dict[str, dict]:
+    """The rows of a results table by node id (CSV cells as text)."""
+    if path.suffix == ".csv":
+        with open(path, newline="") as file:
+            rows = list(csv.DictReader(file))
+    elif path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+    else:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    by_id = {row["nodeid"]: row for row in rows}
+    assert len(by_id) == len(rows), "one row per case"
+    return by_id
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_resume_into_the_same_table_keeps_every_value(pytester: pytest.Pytester, gold_args, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    pytester.makepyfile(test_sweep=FIXABLE_SWEEP)
+    path = pytester.path / f"results{suffix}"
+    pytester.runpytest(*gold_args, f"--gold-results={path}").assert_outcomes(passed=3, failed=1)
+    first = _table(path)
+    (pytester.path / "fixed").touch()
+    result = pytester.runpytest(*gold_args, "--gold-resume", f"--gold-results={path}")
+    result.stdout.fnmatch_lines(["*1 passed, 3 passed-before*"])
+    assert "no recorded values" not in result.stdout.str()
+    second = _table(path)
+    assert sorted(second) == sorted(first)
+    fixed = "test_sweep.py::test_bt[land-89.0]"
+    for nodeid, row in first.items():
+        if nodeid != fixed:
+            assert second[nodeid] == row  # host, engine, duration, tb_k, profile: all kept
+    assert first[fixed]["outcome"] == "failed" and second[fixed]["outcome"] == "passed"
+    assert float(second[fixed]["tb_k"]) == pytest.approx(208.9)
+
+    # Another table: it cannot have the earlier values, and the run says where they are.
+    other = pytester.path / f"other{suffix}"
+    elsewhere = pytester.runpytest(*gold_args, "--gold-resume", f"--gold-results={other}")
+    elsewhere.stdout.fnmatch_lines(
+        [
+            f"gold: 4 passed-before cases have no recorded values in {other}: their rows are "
+            f"in the results table of an earlier run: {path}. Resume with "
+            f"--gold-results={path} to keep one table per campaign.",
+        ]
+    )
+    assert {row["outcome"] for row in _table(other).values()} == {"passed-before"}
 
 
 def test_results_and_record_hook_without_gold(pytester: pytest.Pytester):
