@@ -122,11 +122,19 @@ class CampaignParts:
             except Exception:  # memory only; never worth failing a run over
                 pass
 
-    def account(self, outcome: ReplayOutcome, engine: EngineInfo) -> None:
+    def batch_sent(self, engine_id: int) -> None:
+        if self.progress is not None:
+            self.progress.engine_time.sent(engine_id)
+
+    def account(self, outcome: ReplayOutcome, engine: EngineInfo, batch_done: bool = False) -> None:
+        """Count finished cases; ``batch_done``: they are the result of a batch the engine
+        ran (what it cost the engine teaches the ETA)."""
         if self.progress is None:
             return
         for nodeid, seconds in outcome.finished.items():
             self.progress.finished(engine.host, outcome.outcomes.get(nodeid, ""), seconds)
+        if batch_done:
+            self.progress.engine_time.done(engine.engine_id, list(outcome.finished.values()))
 
     def tick(self, queue: DispatchQueue, force: bool = False) -> None:
         """Now and then: the status on the terminal and a fresh --gold-status-file."""
@@ -144,12 +152,23 @@ class CampaignParts:
                 self.status_line.show()  # the last status again, below new output
             return
         state = self.state
-        running = [n for _, batch in state.inflight.values() for n in batch.nodeids]
+        engine_time = self.progress.engine_time
+        running_left: list[float | None] = []
+        for eid, batch in state.inflight.values():
+            expected = [queue.expected_seconds(n) for n in batch.nodeids]
+            known = [seconds for seconds in expected if seconds is not None]
+            running_left.append(
+                engine_time.left(eid, known) if len(known) == len(expected) else None
+            )
+        queued = [queue.expected_seconds(n) for n in queue.remaining()]
+        known = [seconds for seconds in queued if seconds is not None]
         snapshot = self.progress.snapshot(
-            running=len(running),
+            running=sum(len(batch.nodeids) for _, batch in state.inflight.values()),
             engines_busy=len(state.inflight),
             engines_available=len(state.engines),
-            remaining_seconds=(queue.expected_seconds(n) for n in [*running, *queue.remaining()]),
+            queued_seconds=queued,
+            running_left=running_left,
+            queued_tasks=queue.planned_batches(known) if len(known) == len(queued) else None,
         )
         if line_due:
             self.last_status_line = now

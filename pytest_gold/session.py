@@ -117,8 +117,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         progress = self.progress
         if progress is not None and progress.hosts and progress.done:
             terminalreporter.section("gold: per-host summary", sep="-")
-            wall = time.monotonic() - progress.started
-            for line in format_host_table(progress.hosts, wall):
+            for line in format_host_table(progress.hosts, progress.wall_seconds):
                 terminalreporter.write_line(line)
         if self.state.passed_before:
             count = self.state.passed_before
@@ -237,7 +236,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         self.wait_for_engines(client)
         self.announce()
         if self.progress is not None:  # utilisation and status lines count from here
-            self.progress.started = self.last_status_line = time.monotonic()
+            self.progress.start()
+            self.last_status_line = time.monotonic()
         self.status_line = self.make_status_line()
         spec = RunSpec(
             run_id=self.run_id,
@@ -271,6 +271,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             self.status_line.clear()
             self.status_line = NoStatusLine()
             self.finish(client, replayer)
+            if self.progress is not None:  # engine use ends here, not after the cluster stops
+                self.progress.stop()
             self.status_state = self.state.stop_reason or "finished"
             self.tick(queue, force=True)
 
@@ -318,6 +320,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             )
             state.inflight[future] = (eid, batch)
             state.used_engines.add(eid)
+            self.batch_sent(eid)
             engine = state.engines[eid]
             for nodeid in batch.nodeids:
                 self.config.hook.pytest_gold_case_scheduled(
@@ -342,7 +345,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         result = result_from_wire(data)
         state.idle.append(eid)
         outcome = replayer.replay(result)
-        self.account(outcome, result.engine)
+        self.account(outcome, result.engine, batch_done=True)
         queue.record(outcome.finished.values())
         state.durations.update(outcome.finished)
         for crash in outcome.crashes:

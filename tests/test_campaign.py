@@ -302,3 +302,28 @@ def test_the_controller_keeps_no_finished_task(pytester: pytest.Pytester, gold_a
     gc.collect()
     alive = [obj for obj in gc.get_objects() if isinstance(obj, AsyncResult)]
     assert len(alive) < 20, f"{len(alive)} finished tasks are still held"
+
+
+def test_per_host_use_ends_when_the_cases_end(pytester: pytest.Pytester, leak_check):
+    """The run stops its embedded cluster after the cases: that time is not the engines'.
+    The summary's use must be computed over the same wall time as the final status."""
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_case(i):
+            time.sleep(0.2)
+        """
+    )
+    status = pytester.path / "status.json"
+    result = pytester.runpytest_subprocess(
+        "--gold", "--gold-engines=1", "-p", "no:cacheprovider", f"--gold-status-file={status}"
+    )
+    result.assert_outcomes(passed=4)
+    data = json.loads(status.read_text())
+    (host,) = data["hosts"]
+    tally = data["hosts"][host]
+    use = 100 * tally["busy_seconds"] / (tally["engines"] * data["elapsed_seconds"])
+    result.stdout.fnmatch_lines([f"{host} * 1 * 4 * 0 * 0:00:0* {use:.0f}%"])

@@ -113,7 +113,7 @@ def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, 
         kept.assert_outcomes(passed=8)
         kept.stdout.fnmatch_lines(
             [
-                "gold: started the cluster of profile 'pair', started in *: 2 engines on 2 hosts*",
+                "gold: the cluster of profile 'pair', started in *: 2 engines on 2 hosts*",
                 "*stays running*ipcluster stop --profile=pair",
             ]
         )
@@ -130,7 +130,7 @@ def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, 
     # Not kept: started for the run and stopped at its end.
     once = pytester.runpytest_subprocess("--gold", "--gold-profile=pair", "-v")
     once.assert_outcomes(passed=8)
-    once.stdout.fnmatch_lines(["gold: started the cluster of profile 'pair'*"])
+    once.stdout.fnmatch_lines(["gold: the cluster of profile 'pair', started in*"])
     assert "stays running" not in once.stdout.str()
     assert not (profile / "security" / "ipcontroller-client.json").exists()
     assert_gone(in_lab, profile, "after the run that started it")

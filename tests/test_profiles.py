@@ -81,7 +81,7 @@ def test_profile_cluster_is_started_and_stopped(
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
         # 1 or 2 engines: the run starts with the first that registers.
-        ["gold: started the cluster of profile 'local', started in *: * on 1 host*"]
+        ["gold: the cluster of profile 'local', started in *: * on 1 host*"]
     )
     # Stopped at the end: no connection file, and leak_check finds no process.
     assert not (profile / "security" / "ipcontroller-client.json").exists()
@@ -93,7 +93,7 @@ def test_keep_cluster_then_attach(
     _, first = start_kept(pytester, ipython_dir, "kept", stop_profile_cluster)
     first.stdout.fnmatch_lines(
         [
-            "gold: started the cluster of profile 'kept'*",
+            "gold: the cluster of profile 'kept', started in*",
             "gold: the cluster of profile 'kept' stays running (--gold-keep-cluster)*"
             "ipcluster stop --profile=kept",
         ]

@@ -126,3 +126,25 @@ def test_merge_durations_keeps_the_newest():
         "b": 3.0,
         "c": 4.0,
     }
+
+
+@given(
+    seconds=st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=0, max_size=300),
+    engines=st.integers(1, 32),
+    target=st.floats(min_value=0.01, max_value=2.0),
+)
+def test_planned_batches_are_the_batches_the_queue_hands_out(seconds, engines, target):
+    """The ETA counts the tasks still to come with planned_batches: it must agree with
+    next_batch when the durations are known."""
+    nodeids = [f"c{i}" for i in range(len(seconds))]
+    queue = DispatchQueue(
+        nodeids,
+        engine_count=engines,
+        target_batch_seconds=target,
+        known_seconds=dict(zip(nodeids, seconds, strict=True)),
+    )
+    planned = queue.planned_batches(seconds)
+    handed_out = 0
+    while queue.next_batch() is not None:
+        handed_out += 1
+    assert planned == handed_out
