@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from . import resume
+from .compactlog import LOG_COMPACT, MAX_FAILURE_LINES, MuteCaseOutput, failure_line
+from .failurekinds import summarize
 from .messages import EngineInfo
 from .progress import (
     STATUS_FILE_SECONDS,
@@ -21,7 +23,8 @@ from .progress import (
     format_status_short,
     write_status_file,
 )
-from .reporting import ReplayOutcome
+from .reporting import ReplayOutcome, logstart_caller
+from .results import failure_message
 from .scheduling import DispatchQueue, merge_durations
 from .statusline import REDRAW_SECONDS, StatusLine
 
@@ -29,12 +32,14 @@ from .statusline import REDRAW_SECONDS, StatusLine
 DURATIONS_CACHE_KEY = "gold/durations"
 #: Collected tasks whose results are purged from the hub in one request.
 PURGE_EVERY_TASKS = 200
+#: Name of the plugin that mutes pytest's per-case output (--gold-log=compact).
+COMPACT_PLUGIN_NAME = "gold-compact-log"
 
 
-def report_passed_before(config: pytest.Config, item: pytest.Item) -> None:
+def report_passed_before(config: pytest.Config, item: pytest.Item, logstart: Any) -> None:
     """The reports of a case that passed in an earlier run, marked as such."""
     hook = config.hook
-    hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    logstart(nodeid=item.nodeid, location=item.location)
     for when in ("setup", "call", "teardown"):
         report = pytest.TestReport(
             nodeid=item.nodeid,
@@ -53,14 +58,50 @@ def report_passed_before(config: pytest.Config, item: pytest.Item) -> None:
 class CampaignParts:
     """Resume, durations, progress and live output (a mixin of GoldController)."""
 
+    @property
+    def compact(self) -> bool:
+        """--gold-log=compact: no output per case (see :mod:`pytest_gold.compactlog`)."""
+        return self.settings.log == LOG_COMPACT
+
+    def start_compact_log(self) -> None:
+        if self.compact and not self.config.pluginmanager.has_plugin(COMPACT_PLUGIN_NAME):
+            self.config.pluginmanager.register(MuteCaseOutput(), COMPACT_PLUGIN_NAME)
+
+    def note_failure(self, report: pytest.TestReport) -> None:
+        """Remember a case's failure (its first failed report) for the summary by kind;
+        in compact mode, say it at once (the first MAX_FAILURE_LINES)."""
+        if not report.failed or report.nodeid in self.failures:
+            return
+        message = failure_message([report])
+        self.failures[report.nodeid] = message
+        if not self.compact:
+            return
+        shown = len(self.failures)
+        if shown <= MAX_FAILURE_LINES:
+            self.write_line(failure_line(report, message), always=True)
+        if shown == MAX_FAILURE_LINES:
+            self.write_line(
+                f"gold: {MAX_FAILURE_LINES} failures shown; the others are in the summary at "
+                "the end (--gold-log=compact)",
+                always=True,
+            )
+
+    def summarize_failures(self, terminalreporter: Any) -> None:
+        if not self.failures:
+            return
+        terminalreporter.section("gold: failures by kind", sep="-")
+        for line in summarize(self.failures.items()):
+            terminalreporter.write_line(line)
+
     def skip_passed_before(self, items: list[pytest.Item]) -> list[pytest.Item]:
         """Report the cases that passed in earlier runs without running them."""
         cache = getattr(self.config, "cache", None)
         done = cache.get(resume.CACHE_KEY, []) if cache is not None else []
         to_run, before = resume.partition([item.nodeid for item in items], done)
         by_id = {item.nodeid: item for item in items}
+        logstart = logstart_caller(self.config, without_terminal=self.compact)
         for nodeid in before:
-            report_passed_before(self.config, by_id[nodeid])
+            report_passed_before(self.config, by_id[nodeid], logstart)
         self.state.passed_before = len(before)
         keep = set(to_run)
         return [item for item in items if item.nodeid in keep]
@@ -174,8 +215,8 @@ class CampaignParts:
             self.last_status_line = now
             if in_place:
                 self.status_line.show(format_status_short(snapshot, self.status_line.width))
-            else:
-                self.write_line(format_status(snapshot))
+            else:  # in compact mode it is the run's log, even with -q
+                self.write_line(format_status(snapshot), always=self.compact)
         if file_due:
             self.last_status_file = now
             write_status_file(Path(self.settings.status_file), snapshot, self.status_state)

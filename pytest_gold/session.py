@@ -107,6 +107,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         self.collected: list[str] = []
         self.stream_output = config.getoption("capture") == "no"
         self.status_line: StatusLine | NoStatusLine = NoStatusLine()
+        #: The one-line failure message of every case that failed, by node id.
+        self.failures: dict[str, str] = {}
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -134,14 +136,16 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             )
             for case in self.state.cut_short[:MAX_LISTED_CASES]:
                 terminalreporter.write_line(f"gold: cut short while running: {case}", yellow=True)
+        self.summarize_failures(terminalreporter)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self) -> None:
         self.status_line.clear()  # before the terminal reporter writes
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self) -> None:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.status_line.clear()
+        self.note_failure(report)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close_cluster()
@@ -158,6 +162,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         if session.config.option.collectonly or not session.items:
             return True
         items = list(dict.fromkeys(session.items))
+        self.start_compact_log()
         if self.config.getoption("gold_resume"):
             items = self.skip_passed_before(items)
             if not items:
@@ -207,10 +212,11 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             if handle.keep and self.settings.profile:
                 self.write_line(keep_message(self.settings.profile, self.settings.cluster_id))
 
-    def write_line(self, text: str, *, problem: bool = False) -> None:
-        """A line on the terminal; with -q only problems (lost engines, ...) are shown."""
+    def write_line(self, text: str, *, problem: bool = False, always: bool = False) -> None:
+        """A line on the terminal; with -q only problems (lost engines, ...) and lines
+        that are ``always`` shown."""
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None and (problem or self.config.get_verbosity() >= 0):
+        if terminal is not None and (problem or always or self.config.get_verbosity() >= 0):
             self.status_line.clear()
             terminal.ensure_newline()
             if self.config.get_terminal_writer().width_of_current_line:
@@ -218,10 +224,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
             terminal.write_line(text, yellow=problem)
 
     def make_status_line(self) -> StatusLine | NoStatusLine:
-        """In place on a terminal (--gold-status-line), not with -q or without pytest's
-        terminal reporter."""
+        """In place on a terminal (--gold-status-line), not without pytest's terminal
+        reporter, nor with -q unless --gold-log=compact (where the status is the log)."""
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is None or self.config.get_verbosity() < 0:
+        if terminal is None or (self.config.get_verbosity() < 0 and not self.compact):
             return NoStatusLine()
         if not in_place(self.settings.status_line, sys.stdout, os.environ):
             return NoStatusLine()
@@ -232,7 +238,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
     def run(self, session: pytest.Session, items: list[pytest.Item]) -> None:
         assert self.handle is not None
         client = self.handle.client
-        replayer = Replayer(self.config)
+        replayer = Replayer(self.config, compact=self.compact)
         self.wait_for_engines(client)
         self.announce()
         if self.progress is not None:  # utilisation and status lines count from here

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from .compactlog import LOG_MODES, LOG_PYTEST
 from .progress import STATUS_LINE_SECONDS
 from .scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 from .statusline import STATUS_AUTO, STATUS_MODES
@@ -97,6 +98,14 @@ _VALUE_OPTIONS = [
         "how progress shows on the terminal: 'auto' (default: one status line refreshed "
         "in place when the output is a terminal, else a line every --gold-status-interval "
         "seconds), 'inplace' or 'lines'.",
+    ),
+    (
+        "--gold-log",
+        "gold_log",
+        "what the terminal shows per case during a --gold run: 'pytest' (default: pytest's "
+        "own progress dots or -v lines) or 'compact' (no line per case: the status every "
+        "--gold-status-interval seconds, also with -q, a line per failure as it comes in, "
+        "and failures grouped by kind at the end; for long campaigns).",
     ),
     (
         "--gold-batch-seconds",
@@ -193,6 +202,7 @@ class GoldSettings:
     status_file: str | None = None
     status_interval: float = STATUS_LINE_SECONDS
     status_line: str = STATUS_AUTO
+    log: str = LOG_PYTEST
     #: Environment for the worker processes given by the user (gold_env, --gold-env).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -317,7 +327,13 @@ def from_config(config: pytest.Config) -> GoldSettings:
             f"--gold-status-line (ini gold_status_line) must be one of "
             f"{', '.join(STATUS_MODES)}, not {status_line!r}."
         )
+    log = _raw(config, "gold_log") or LOG_PYTEST
+    if log not in LOG_MODES:
+        raise pytest.UsageError(
+            f"--gold-log (ini gold_log) must be one of {', '.join(LOG_MODES)}, not {log!r}."
+        )
     return GoldSettings(
+        log=log,
         status_line=status_line,
         status_file=_raw(config, "gold_status_file"),
         status_interval=_positive_number(
