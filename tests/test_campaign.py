@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from .inner import CLUSTER_UP, InnerPytest
+from .inner import InnerPytest
 
 pytestmark = pytest.mark.cluster
 
@@ -180,12 +179,14 @@ def test_resume_after_interruption_runs_the_rest(pytester: pytest.Pytester, leak
         @pytest.mark.parametrize("i", range(10))
         def test_case(i):
             if i >= 6 and not os.path.exists("go"):
+                open(f"hanging-{i}", "w").close()
                 time.sleep(600)
         """
     )
-    with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--gold-order=collection") as run:
-        run.read_until(CLUSTER_UP)
-        time.sleep(6)  # cases 0..5 pass, two engines hang in 6 and 7
+    # One case per task, in collection order: when 6 and 7 hang, 0..5 have finished.
+    args = ["--gold-engines=2", "--gold-order=collection", "--gold-batch-seconds=0.000001"]
+    with InnerPytest(pytester.path, "--gold", *args) as run:
+        run.wait_for_files(pytester.path / "hanging-6", pytester.path / "hanging-7")
         run.send_signal(signal.SIGINT)
         run.finish()
     (pytester.path / "go").touch()
