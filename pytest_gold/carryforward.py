@@ -98,17 +98,19 @@ def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
 
 def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
     lines = path.read_text(encoding="utf-8").splitlines()
+    rows = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            if number == len(lines):
+            if number == len(lines) and rows:
                 return  # the last line of a run that was killed while writing it
             raise UnreadableTable(f"{path}, line {number}: {error}") from None
         if not isinstance(row, dict):
             raise UnreadableTable(f"{path}, line {number}: not a JSON object")
+        rows += 1
         yield row
 
 

@@ -124,7 +124,8 @@ class ResultsRecorder:
         cases = f"{count} passed-before case{'s' if count != 1 else ''}"
         cache = getattr(self.config, "cache", None)
         remembered = cache.get(carryforward.RESULTS_FILES_CACHE_KEY, []) if cache else []
-        others = carryforward.elsewhere(remembered, self.writer.path)
+        here = self.config.invocation_params.dir
+        others = [shown_path(p, here) for p in carryforward.elsewhere(remembered, self.writer.path)]
         if others:
             where = (
                 f"their rows are in the results table of an earlier run: {others[0]}"
@@ -133,9 +134,9 @@ class ResultsRecorder:
             )
         else:
             where = "no earlier results table of this project is known (pytest's cache)"
+        table = shown_path(str(self.writer.path), here)
         terminalreporter.write_line(
-            f"gold: {cases} have no recorded values in {self.writer.path}: {where}.",
-            yellow=True,
+            f"gold: {cases} have no recorded values in {table}: {where}.", yellow=True
         )
 
     def pytest_sessionfinish(self) -> None:
@@ -149,6 +150,15 @@ class ResultsRecorder:
             if cache is not None:
                 key = carryforward.RESULTS_FILES_CACHE_KEY
                 cache.set(key, carryforward.remember(cache.get(key, []), self.writer.path))
+
+
+def shown_path(path: str, here: Path) -> str:
+    """``path`` relative to ``here`` when it is below it, else absolute."""
+    absolute = Path(path).resolve()
+    try:
+        return str(absolute.relative_to(here.resolve()))
+    except ValueError:
+        return str(absolute)
 
 
 def make_recorder(config: pytest.Config, path: str | None) -> ResultsRecorder:

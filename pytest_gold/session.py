@@ -116,6 +116,9 @@ class GoldController(EnginePool, FaultHandling, CampaignParts):
         return f"gold: {self.settings.describe()}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        # The progress line is finished before the summary: else the terminal finishes
+        # it with the first line written after the section title, as a blank line.
+        terminalreporter.ensure_newline()
         progress = self.progress
         if progress is not None and progress.hosts and progress.done:
             terminalreporter.section("gold: per-host summary", sep="-")

@@ -100,9 +100,9 @@ def test_resume_into_the_same_table_keeps_every_value(pytester: pytest.Pytester,
     elsewhere = pytester.runpytest(*gold_args, "--gold-resume", f"--gold-results={other}")
     elsewhere.stdout.fnmatch_lines(
         [
-            f"gold: 4 passed-before cases have no recorded values in {other}: their rows are "
-            f"in the results table of an earlier run: {path}. Resume with "
-            f"--gold-results={path} to keep one table per campaign.",
+            f"gold: 4 passed-before cases have no recorded values in {other.name}: their rows "
+            f"are in the results table of an earlier run: {path.name}. Resume with "
+            f"--gold-results={path.name} to keep one table per campaign.",
         ]
     )
     assert {row["outcome"] for row in _table(other).values()} == {"passed-before"}

@@ -86,6 +86,9 @@ def test_a_torn_last_jsonl_line_is_ignored_a_torn_middle_line_is_an_error(tmp_pa
     path.write_text('{"nodeid": "a", "x"\n{"nodeid": "b", "x": 1}\n')
     with pytest.raises(carryforward.UnreadableTable, match="line 1"):
         carryforward.read_table(path)
+    path.write_text("not a results table\n")  # no row at all: not a table, not torn
+    with pytest.raises(carryforward.UnreadableTable, match="line 1"):
+        carryforward.read_table(path)
 
 
 def test_remembered_tables_most_recent_first(tmp_path):
