@@ -88,6 +88,7 @@ def test_canonical_lines():
     assert canonical("sims/test_long.py .....F..                [ 66%]") is None
     assert canonical("...") is None
     assert canonical("=== 5 passed in 1.2s ===") == canonical("== 7 passed in 10.31s ==")
+    assert canonical("1 passed in 75.12s (0:01:15)") == canonical("1 passed in 7.51s")
 
 
 def test_presentable_hides_what_differs_between_machines():
