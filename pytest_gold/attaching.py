@@ -269,7 +269,7 @@ def start_from_profile(
             f"'ipcluster start --profile={profile}' and run again.",
         )
     handle.started_seconds = time.monotonic() - started
-    handle.description = f"started the cluster of profile {profile!r}"
+    handle.description = f"the cluster of profile {profile!r}"  # ", started in N s" follows
     problem = log.take_problems("starting")
     if problem:
         handle.warnings.append(problem)

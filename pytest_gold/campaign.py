@@ -16,6 +16,8 @@ import pytest
 from . import engine as engine_module
 from . import resume
 from .cachedata import DURATIONS_CACHE_KEY, read_done, read_durations
+from .compactlog import LOG_COMPACT, MAX_FAILURE_LINES, MuteCaseOutput, failure_line
+from .failurekinds import summarize
 from .liveoutput import Fetch, LiveOutput
 from .messages import BatchResult, EngineInfo
 from .outputspool import READ_MAX_BYTES
@@ -25,7 +27,8 @@ from .progress import (
     format_status_short,
     write_status_file,
 )
-from .reporting import ReplayOutcome
+from .reporting import ReplayOutcome, logstart_caller
+from .results import failure_message
 from .scheduling import DispatchQueue, merge_durations
 from .statusline import REDRAW_SECONDS, StatusLine
 
@@ -37,12 +40,14 @@ POLL_SECONDS = 0.2
 OUTPUT_READ_TIMEOUT_SECONDS = 30.0
 #: Processes left behind by tests listed by pid and command (more are counted).
 MAX_LISTED_LEFTOVERS = 5
+#: Name of the plugin that mutes pytest's per-case output (--gold-log=compact).
+COMPACT_PLUGIN_NAME = "gold-compact-log"
 
 
-def report_passed_before(config: pytest.Config, item: pytest.Item) -> None:
+def report_passed_before(config: pytest.Config, item: pytest.Item, logstart: Any) -> None:
     """The reports of a case that passed in an earlier run, marked as such."""
     hook = config.hook
-    hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    logstart(nodeid=item.nodeid, location=item.location)
     for when in ("setup", "call", "teardown"):
         report = pytest.TestReport(
             nodeid=item.nodeid,
@@ -61,13 +66,49 @@ def report_passed_before(config: pytest.Config, item: pytest.Item) -> None:
 class CampaignParts:
     """Resume, durations, progress and live output (a mixin of GoldController)."""
 
+    @property
+    def compact(self) -> bool:
+        """--gold-log=compact: no output per case (see :mod:`pytest_gold.compactlog`)."""
+        return self.settings.log == LOG_COMPACT
+
+    def start_compact_log(self) -> None:
+        if self.compact and not self.config.pluginmanager.has_plugin(COMPACT_PLUGIN_NAME):
+            self.config.pluginmanager.register(MuteCaseOutput(), COMPACT_PLUGIN_NAME)
+
+    def note_failure(self, report: pytest.TestReport) -> None:
+        """Remember a case's failure (its first failed report) for the summary by kind;
+        in compact mode, say it at once (the first MAX_FAILURE_LINES)."""
+        if not report.failed or report.nodeid in self.failures:
+            return
+        message = failure_message([report])
+        self.failures[report.nodeid] = message
+        if not self.compact:
+            return
+        shown = len(self.failures)
+        if shown <= MAX_FAILURE_LINES:
+            self.write_line(failure_line(report, message), always=True)
+        if shown == MAX_FAILURE_LINES:
+            self.write_line(
+                f"gold: {MAX_FAILURE_LINES} failures shown; the others are in the summary at "
+                "the end (--gold-log=compact)",
+                always=True,
+            )
+
+    def summarize_failures(self, terminalreporter: Any) -> None:
+        if not self.failures:
+            return
+        terminalreporter.section("gold: failures by kind", sep="-")
+        for line in summarize(self.failures.items()):
+            terminalreporter.write_line(line)
+
     def skip_passed_before(self, items: list[pytest.Item]) -> list[pytest.Item]:
         """Report the cases that passed in earlier runs without running them."""
         done = read_done(self.config)
         to_run, before = resume.partition([item.nodeid for item in items], done)
         by_id = {item.nodeid: item for item in items}
+        logstart = logstart_caller(self.config, without_terminal=self.compact)
         for nodeid in before:
-            report_passed_before(self.config, by_id[nodeid])
+            report_passed_before(self.config, by_id[nodeid], logstart)
         self.state.passed_before = len(before)
         keep = set(to_run)
         return [item for item in items if item.nodeid in keep]
@@ -190,11 +231,19 @@ class CampaignParts:
             except Exception:  # memory only; never worth failing a run over
                 pass
 
-    def account(self, outcome: ReplayOutcome, engine: EngineInfo) -> None:
+    def batch_sent(self, engine_id: int) -> None:
+        if self.progress is not None:
+            self.progress.engine_time.sent(engine_id)
+
+    def account(self, outcome: ReplayOutcome, engine: EngineInfo, batch_done: bool = False) -> None:
+        """Count finished cases; ``batch_done``: they are the result of a batch the engine
+        ran (what it cost the engine teaches the ETA)."""
         if self.progress is None:
             return
         for nodeid, seconds in outcome.finished.items():
             self.progress.finished(engine.host, outcome.outcomes.get(nodeid, ""), seconds)
+        if batch_done:
+            self.progress.engine_time.done(engine.engine_id, list(outcome.finished.values()))
 
     def tick(self, queue: DispatchQueue, force: bool = False) -> None:
         """Now and then: the status on the terminal and a fresh --gold-status-file."""
@@ -212,19 +261,30 @@ class CampaignParts:
                 self.status_line.show()  # the last status again, below new output
             return
         state = self.state
-        running = [n for _, batch in state.inflight.values() for n in batch.nodeids]
+        engine_time = self.progress.engine_time
+        running_left: list[float | None] = []
+        for eid, batch in state.inflight.values():
+            expected = [queue.expected_seconds(n) for n in batch.nodeids]
+            known = [seconds for seconds in expected if seconds is not None]
+            running_left.append(
+                engine_time.left(eid, known) if len(known) == len(expected) else None
+            )
+        queued = [queue.expected_seconds(n) for n in queue.remaining()]
+        known = [seconds for seconds in queued if seconds is not None]
         snapshot = self.progress.snapshot(
-            running=len(running),
+            running=sum(len(batch.nodeids) for _, batch in state.inflight.values()),
             engines_busy=len(state.inflight),
             engines_available=len(state.engines),
-            remaining_seconds=(queue.expected_seconds(n) for n in [*running, *queue.remaining()]),
+            queued_seconds=queued,
+            running_left=running_left,
+            queued_tasks=queue.planned_batches(known) if len(known) == len(queued) else None,
         )
         if line_due:
             self.last_status_line = now
             if in_place:
                 self.status_line.show(format_status_short(snapshot, self.status_line.width))
-            else:
-                self.write_line(format_status(snapshot))
+            else:  # in compact mode it is the run's log, even with -q
+                self.write_line(format_status(snapshot), always=self.compact)
         if file_due:
             self.last_status_file = now
             write_status_file(Path(self.settings.status_file), snapshot, self.status_state)

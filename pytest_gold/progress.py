@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .eta import EngineTime, estimate_eta
 
 #: Finished cases needed before an ETA is shown (fewer make a wild guess).
 MIN_CASES_FOR_ETA = 5
@@ -51,11 +53,35 @@ class Snapshot:
 @dataclass
 class Progress:
     total: int
-    started: float = field(default_factory=time.monotonic)
+    #: Injectable so that tests need no real time.
+    clock: Callable[[], float] = time.monotonic
+    #: When the run's cases started running (set again by :meth:`start`).
+    started: float = field(init=False)
+    #: When the run's cases stopped running (before the cluster is closed), once they did.
+    ended: float | None = None
     done: int = 0
     passed: int = 0
     failed: int = 0
     hosts: dict[str, HostTally] = field(default_factory=dict)
+    engine_time: EngineTime = field(default_factory=EngineTime)
+
+    def __post_init__(self) -> None:
+        self.engine_time.clock = self.clock
+        self.started = self.clock()
+
+    def start(self) -> None:
+        """The first case is about to be sent: elapsed time and engine use count from here."""
+        self.started = self.clock()
+        self.ended = None
+
+    def stop(self) -> None:
+        """The cases stopped running: what follows (closing the cluster) is not the run's."""
+        if self.ended is None:
+            self.ended = self.clock()
+
+    @property
+    def wall_seconds(self) -> float:
+        return (self.ended if self.ended is not None else self.clock()) - self.started
 
     def add_engine(self, host: str) -> None:
         self.hosts.setdefault(host, HostTally()).engines += 1
@@ -80,8 +106,23 @@ class Progress:
         running: int,
         engines_busy: int,
         engines_available: int,
-        remaining_seconds: Iterable[float | None],
+        queued_seconds: Sequence[float | None],
+        running_left: Sequence[float | None] = (),
+        queued_tasks: int | None = None,
     ) -> Snapshot:
+        """The state of the run; the ETA from ``queued_seconds`` (the expected duration of
+        each case not sent yet, going out in ``queued_tasks`` tasks) and ``running_left``
+        (what each running batch still needs), with the overhead learned so far (see
+        :func:`pytest_gold.eta.estimate_eta`)."""
+        eta = None
+        if self.done >= MIN_CASES_FOR_ETA:
+            eta = estimate_eta(
+                queued_seconds,
+                running_left,
+                engines_available,
+                self.engine_time.overhead,
+                queued_tasks,
+            )
         return Snapshot(
             total=self.total,
             done=self.done,
@@ -90,27 +131,10 @@ class Progress:
             running=running,
             engines_busy=engines_busy,
             engines_available=engines_available,
-            elapsed_seconds=time.monotonic() - self.started,
-            eta_seconds=(
-                estimate_eta(remaining_seconds, engines_available)
-                if self.done >= MIN_CASES_FOR_ETA
-                else None
-            ),
+            elapsed_seconds=self.wall_seconds,
+            eta_seconds=eta,
             hosts={host: HostTally(**asdict(t)) for host, t in self.hosts.items()},
         )
-
-
-def estimate_eta(remaining_seconds: Iterable[float | None], engines: int) -> float | None:
-    """Seconds left: the expected work of what is not finished, spread over the engines.
-
-    ``None`` when a remaining case has no estimate or there is no engine.
-    """
-    total = 0.0
-    for seconds in remaining_seconds:
-        if seconds is None:
-            return None
-        total += seconds
-    return total / engines if engines > 0 else None
 
 
 def format_duration(seconds: float) -> str:

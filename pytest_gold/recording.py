@@ -13,14 +13,15 @@ parametrize value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import resume
+from . import carryforward, resume
 from .cachedata import has_entry, read_done
-from .results import RERUN, ResultsWriter, build_row, case_outcome, writer_for
+from .results import RERUN, ResultsWriter, build_row, case_outcome, check_format, writer_for
 
 #: Plugin names (``-p no:NAME`` does not apply to them; they are internal).
 FIXTURE_PLUGIN = "gold-recording"
@@ -96,7 +97,12 @@ class ResultsRecorder:
     and, where a results file or a ``pytest_gold_record`` hook wants it, its row."""
 
     def __init__(
-        self, config: pytest.Config, writer: ResultsWriter | None, *, rows: bool = False
+        self,
+        config: pytest.Config,
+        writer: ResultsWriter | None,
+        earlier: Mapping[str, Any] | None = None,
+        *,
+        rows: bool = False,
     ) -> None:
         self.config = config
         self.writer = writer
@@ -109,6 +115,11 @@ class ResultsRecorder:
         self.rerun: set[str] = set()
         #: Outcome word of every case that finished in this run.
         self.outcomes: dict[str, str] = {}
+        #: Node ids of the rows carried forward from the same table of an earlier run.
+        self.earlier: set[str] = set(earlier or ())
+        #: Passed-before cases whose values are not in this run's table.
+        self.without_values = 0
+        self.closed = False
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.rows = self.rows or wants_rows(self.config)
@@ -147,17 +158,57 @@ class ResultsRecorder:
         row = build_row(nodeid, self.params.pop(nodeid, {}), reports, record)
         self.outcomes[nodeid] = row["outcome"]
         if self.writer is not None:
-            self.writer.write(row)
+            if row["outcome"] != resume.PASSED_BEFORE:
+                self.writer.write(row)
+            elif report.nodeid not in self.earlier:
+                self.writer.write(row)
+                self.without_values += 1
+            # else: the row of the run that ran it is in the table already
         self.config.hook.pytest_gold_record(config=self.config, report=report, record=row)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Say where the values of passed-before cases are when this table lacks them."""
+        if self.writer is None or not self.without_values:
+            return
+        count = self.without_values
+        cases = f"{count} passed-before case{'s' if count != 1 else ''}"
+        cache = getattr(self.config, "cache", None)
+        remembered = cache.get(carryforward.RESULTS_FILES_CACHE_KEY, []) if cache else []
+        here = self.config.invocation_params.dir
+        others = [shown_path(p, here) for p in carryforward.elsewhere(remembered, self.writer.path)]
+        if others:
+            where = (
+                f"their rows are in the results table of an earlier run: {others[0]}"
+                + (f" (earlier still: {', '.join(others[1:3])})" if others[1:] else "")
+                + f". Resume with --gold-results={others[0]} to keep one table per campaign"
+            )
+        else:
+            where = "no earlier results table of this project is known (pytest's cache)"
+        table = shown_path(str(self.writer.path), here)
+        terminalreporter.write_line(
+            f"gold: {cases} have no recorded values in {table}: {where}.", yellow=True
+        )
 
     def pytest_sessionfinish(self) -> None:
         cache = getattr(self.config, "cache", None)
         if cache is not None and self.outcomes:
             previous = read_done(self.config)
             cache.set(resume.CACHE_KEY, resume.update_done(previous, self.outcomes))
-        if self.writer is not None:
+        if self.writer is not None and not self.closed:
+            self.closed = True
             self.writer.close()
-            self.writer = None
+            if cache is not None:
+                key = carryforward.RESULTS_FILES_CACHE_KEY
+                cache.set(key, carryforward.remember(cache.get(key, []), self.writer.path))
+
+
+def shown_path(path: str, here: Path) -> str:
+    """``path`` relative to ``here`` when it is below it, else absolute."""
+    absolute = Path(path).resolve()
+    try:
+        return str(absolute.relative_to(here.resolve()))
+    except ValueError:
+        return str(absolute)
 
 
 def wants_rows(config: pytest.Config) -> bool:
@@ -214,10 +265,34 @@ def configure(config: pytest.Config) -> None:
 
 
 def make_recorder(config: pytest.Config, path: str | None) -> ResultsRecorder:
-    writer = None
-    if path:
+    """The recorder, with a writer for ``--gold-results``: an existing table is carried
+    forward (--gold-resume), replaced (--gold-results-overwrite) or refused."""
+    if not path:
+        return ResultsRecorder(config, None)
+    resuming = bool(config.getoption("gold_resume"))
+    overwrite = bool(config.getoption("gold_results_overwrite"))
+    if resuming and overwrite:
+        raise pytest.UsageError(
+            f"--gold-resume carries the rows of --gold-results {path} forward, "
+            f"{carryforward.OVERWRITE_OPTION} replaces them: give one of them (or another "
+            "path for this run's table)."
+        )
+    try:
+        check_format(path)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    target = Path(path).expanduser()
+    existing = carryforward.existing_files(target)
+    earlier: dict[str, dict[str, Any]] = {}
+    if existing and not overwrite:
+        if not resuming:
+            raise pytest.UsageError(carryforward.refusal(path, existing))
         try:
-            writer = writer_for(path)
-        except ValueError as error:
-            raise pytest.UsageError(str(error)) from None
-    return ResultsRecorder(config, writer)
+            earlier = carryforward.read_table(target)
+        except carryforward.UnreadableTable as error:
+            raise pytest.UsageError(
+                f"--gold-results {path}: --gold-resume cannot carry the earlier rows forward, "
+                f"the table cannot be read ({error}). Give another path, or "
+                f"{carryforward.OVERWRITE_OPTION} to replace it."
+            ) from None
+    return ResultsRecorder(config, writer_for(path, earlier), earlier)

@@ -68,21 +68,26 @@ class ReplayOutcome:
     crashes: list[WorkerCrashed] = field(default_factory=list)
 
 
+def logstart_caller(config: pytest.Config, without_terminal: bool) -> Any:
+    """``pytest_runtest_logstart``, without the terminal reporter's own start-of-case
+    output when ``without_terminal``."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None or not without_terminal:
+        return config.hook.pytest_runtest_logstart
+    return config.pluginmanager.subset_hook_caller(
+        "pytest_runtest_logstart", remove_plugins=[terminal]
+    )
+
+
 class Replayer:
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, compact: bool = False) -> None:
         self.config = config
         self.hook = config.hook
         self.nodes: dict[EngineInfo, GoldNode] = {}
         self.case_reports: dict[str, list[pytest.TestReport]] = defaultdict(list)
-        terminal = config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None and config.get_verbosity() > 0:
-            # In verbose mode the tagged result line says everything; the terminal's own
-            # start-of-case line would print every case twice.
-            self.logstart = config.pluginmanager.subset_hook_caller(
-                "pytest_runtest_logstart", remove_plugins=[terminal]
-            )
-        else:
-            self.logstart = self.hook.pytest_runtest_logstart
+        # In verbose mode the tagged result line says everything: the terminal's own
+        # start-of-case line would print every case twice. In compact mode nothing is.
+        self.logstart = logstart_caller(config, compact or config.get_verbosity() > 0)
 
     def node_for(self, engine: EngineInfo) -> GoldNode:
         node = self.nodes.get(engine)

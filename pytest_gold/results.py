@@ -159,11 +159,27 @@ def build_row(
 
 
 class ResultsWriter:
-    """Appends rows to a file; ``close`` finishes it."""
+    """Appends rows to a file as cases finish; ``close`` finishes it.
 
-    def __init__(self, path: Path) -> None:
+    ``earlier`` (node id -> row, in file order) are rows carried forward from an earlier
+    run into the same file: they are written first, a new row of the same case replaces
+    its earlier row, and ``close`` leaves one row per case. Until then a re-run case may
+    have two rows, the earlier one and, after it, the new one (the last row counts).
+    """
+
+    def __init__(self, path: Path, earlier: Mapping[str, Mapping[str, Any]] | None = None):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        #: Every row by node id, when ``close`` has to write them again (else None).
+        self.rows: dict[str, Any] | None = dict(earlier) if earlier else None
+        #: A case's new row went after its earlier one: ``close`` compacts the file.
+        self.replaced = False
+
+    def keep(self, row: Mapping[str, Any], stored: Any) -> None:
+        """Remember ``stored`` (the row as this writer stores it) for compaction."""
+        if self.rows is not None:
+            self.replaced = self.replaced or row["nodeid"] in self.rows
+            self.rows[row["nodeid"]] = stored
 
     def write(self, row: Mapping[str, Any]) -> None:
         raise NotImplementedError
@@ -173,16 +189,28 @@ class ResultsWriter:
 
 
 class JsonlWriter(ResultsWriter):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.file = open(path, "w", encoding="utf-8")
+    def __init__(self, path: Path, earlier: Mapping[str, Mapping[str, Any]] | None = None):
+        super().__init__(path, earlier)
+        if self.rows is not None:
+            self._rewrite()
+        self.file = open(path, "a" if self.rows is not None else "w", encoding="utf-8")
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self.file.write(json.dumps(_json_row(row), ensure_ascii=False) + "\n")
+        self.file.write(_json_line(row))
         self.file.flush()
+        self.keep(row, dict(row))
+
+    def _rewrite(self) -> None:
+        assert self.rows is not None
+        partial = self.path.with_name(self.path.name + ".partial")
+        with open(partial, "w", encoding="utf-8") as file:
+            file.writelines(_json_line(row) for row in self.rows.values())
+        os.replace(partial, self.path)
 
     def close(self) -> None:
         self.file.close()
+        if self.replaced:
+            self._rewrite()
 
 
 class CsvWriter(ResultsWriter):
@@ -191,15 +219,20 @@ class CsvWriter(ResultsWriter):
     New columns appear with the first cases that record them, so rewrites are rare.
     """
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, earlier: Mapping[str, Mapping[str, Any]] | None = None):
+        super().__init__(path, earlier)
         self.columns: list[str] = []
-        self.rows: list[dict[str, Any]] = []
         self.file: Any = None
+        if self.rows is None:
+            self.rows = {}  # a CSV writer keeps every row: a new column rewrites them all
+        else:
+            for row in self.rows.values():
+                self.columns.extend(key for key in row if key not in self.columns)
+            self._rewrite()
 
     def write(self, row: Mapping[str, Any]) -> None:
         cells = {key: _csv_cell(value) for key, value in row.items()}
-        self.rows.append(cells)
+        self.keep(row, cells)
         new = [key for key in cells if key not in self.columns]
         if new or self.file is None:
             self.columns.extend(new)
@@ -209,18 +242,20 @@ class CsvWriter(ResultsWriter):
             self.file.flush()
 
     def _rewrite(self) -> None:
+        assert self.rows is not None
         if self.file is not None:
             self.file.close()
         partial = self.path.with_name(self.path.name + ".partial")
         with open(partial, "w", newline="", encoding="utf-8") as file:
             writer = csv.DictWriter(file, self.columns)
             writer.writeheader()
-            writer.writerows(self.rows)
+            writer.writerows(self.rows.values())
         os.replace(partial, self.path)
         self.file = open(self.path, "a", newline="", encoding="utf-8")
+        self.replaced = False  # the file just written has one row per case
 
     def close(self) -> None:
-        if self.file is None:
+        if self.file is None or self.replaced:
             self._rewrite()
         self.file.close()
 
@@ -228,44 +263,70 @@ class CsvWriter(ResultsWriter):
 class ParquetWriter(ResultsWriter):
     """Parquet is written whole at the end; rows also go to a ``.jsonl`` beside it."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.rows: list[dict[str, Any]] = []
-        self.journal = JsonlWriter(path.with_suffix(".jsonl"))
+    def __init__(self, path: Path, earlier: Mapping[str, Mapping[str, Any]] | None = None):
+        super().__init__(path, earlier)
+        if self.rows is None:
+            self.rows = {}
+        self.journal = JsonlWriter(journal_path(path), earlier)
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self.rows.append(_json_row(row))
+        self.keep(row, _json_row(row))
         self.journal.write(row)
 
     def close(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        assert self.rows is not None
         self.journal.close()
-        pq.write_table(pa.Table.from_pylist(self.rows), self.path)
+        rows = list(self.rows.values())
+        # Every column any row has: from_pylist would take only the first row's.
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        table = pa.Table.from_pydict({key: [row.get(key) for row in rows] for key in columns})
+        pq.write_table(table, self.path)
 
 
-def writer_for(path: str) -> ResultsWriter:
+def journal_path(path: Path) -> Path:
+    """The ``.jsonl`` file beside a ``.parquet`` table that has its rows during the run."""
+    return path.with_suffix(".jsonl")
+
+
+def writer_for(path: str, earlier: Mapping[str, Mapping[str, Any]] | None = None) -> ResultsWriter:
     """The writer for a path's suffix; ValueError says what is supported."""
+    check_format(path)
     target = Path(path).expanduser()
     suffix = target.suffix.lower()
     if suffix == ".csv":
-        return CsvWriter(target)
+        return CsvWriter(target, earlier)
     if suffix == ".jsonl":
-        return JsonlWriter(target)
+        return JsonlWriter(target, earlier)
+    return ParquetWriter(target, earlier)
+
+
+def check_format(path: str) -> None:
+    """ValueError unless pytest-gold can write a table at ``path`` (its suffix)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(
+            f"--gold-results {path}: unknown format {suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(FORMATS)}."
+        )
     if suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise ValueError(
-                f"--gold-results {path}: writing .parquet needs pyarrow "
-                "('pip install pyarrow'); or use .csv or .jsonl."
-            ) from None
-        return ParquetWriter(target)
-    raise ValueError(
-        f"--gold-results {path}: unknown format {suffix or '(no suffix)'!r}; "
-        f"use one of {', '.join(FORMATS)}."
-    )
+        require_pyarrow(path)
+
+
+def require_pyarrow(path: str) -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"--gold-results {path}: writing .parquet needs pyarrow "
+            "('pip install pyarrow'); or use .csv or .jsonl."
+        ) from None
+
+
+def _json_line(row: Mapping[str, Any]) -> str:
+    return json.dumps(_json_row(row), ensure_ascii=False) + "\n"
 
 
 def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -88,6 +88,55 @@ def merge_durations(
     return merged
 
 
+def batch_size(
+    expected: Iterable[float | None],
+    remaining: int,
+    engine_count: int,
+    target_seconds: float,
+    max_cases: int | None = None,
+) -> int:
+    """How many of the next cases (their expected durations, in queue order; ``remaining``
+    of them) go in one batch: about ``target_seconds`` of work, never more than
+    1/(TAIL_SHARE_FACTOR * engines) of what is left nor ``max_cases``, one case when a
+    duration is unknown."""
+    cap = max(1, math.ceil(remaining / (TAIL_SHARE_FACTOR * engine_count)))
+    if max_cases is not None:
+        cap = min(cap, max_cases)
+    size = 0
+    work = 0.0
+    for seconds in expected:
+        if size >= cap:
+            break
+        if seconds is None:
+            # Nothing known yet: probe with one case, learn from it.
+            return size or 1
+        if size and work + seconds > target_seconds:
+            break
+        size += 1
+        work += seconds
+    return max(size, 1) if remaining else 0
+
+
+def planned_batches(
+    expected: Sequence[float],
+    engine_count: int,
+    target_seconds: float,
+    max_cases: int | None = None,
+) -> int:
+    """How many batches cases with these expected durations (in queue order) go out in."""
+    start = batches = 0
+    while start < len(expected):
+        if expected[start] > target_seconds:  # a long case goes alone (and quickly here)
+            start += 1
+            batches += 1
+            continue
+        remaining = len(expected) - start
+        following = (expected[index] for index in range(start, len(expected)))
+        start += batch_size(following, remaining, engine_count, target_seconds, max_cases)
+        batches += 1
+    return batches
+
+
 class DispatchQueue:
     """The cases not yet dispatched, in dispatch order, handed out as batches."""
 
@@ -144,24 +193,22 @@ class DispatchQueue:
         """The next batch for an idle engine, or ``None`` when nothing is left."""
         if not self._queue:
             return None
-        cap = max(1, math.ceil(len(self._queue) / (TAIL_SHARE_FACTOR * self.engine_count)))
-        if self.max_batch_cases is not None:
-            cap = min(cap, self.max_batch_cases)
-        nodeids: list[str] = []
-        work = 0.0
-        while self._queue and len(nodeids) < cap:
-            expected = self.expected_seconds(self._queue[0])
-            if expected is None:
-                # Nothing known yet: probe with one case, learn from it.
-                if nodeids:
-                    break
-                nodeids.append(self._queue.popleft())
-                break
-            if nodeids and work + expected > self.target_batch_seconds:
-                break
-            nodeids.append(self._queue.popleft())
-            work += expected
+        size = batch_size(
+            (self.expected_seconds(nodeid) for nodeid in self._queue),
+            len(self._queue),
+            self.engine_count,
+            self.target_batch_seconds,
+            self.max_batch_cases,
+        )
+        nodeids = [self._queue.popleft() for _ in range(size)]
         return Batch(nodeids=nodeids, lookahead=self.head)
+
+    def planned_batches(self, expected: Sequence[float]) -> int:
+        """How many batches the cases still queued will go out in, given their expected
+        durations (in queue order), if nothing changes."""
+        return planned_batches(
+            expected, self.engine_count, self.target_batch_seconds, self.max_batch_cases
+        )
 
     def requeue(self, nodeids: Sequence[str]) -> None:
         """Put cases back (their engine was lost before they ran): at the front, or with

@@ -123,6 +123,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         #: pytest-xdist's protocol: one node per engine, for xdist-aware plugins.
         self.engine_nodes = EngineNodes(config, self.run_id, self.write_line)
         self.machine = engine_module.this_machine()
+        #: The one-line failure message of every case that failed, by node id.
+        self.failures: dict[str, str] = {}
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -132,11 +134,13 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         return f"gold: {self.settings.describe()}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        # The progress line is finished before the summary: else the terminal finishes
+        # it with the first line written after the section title, as a blank line.
+        terminalreporter.ensure_newline()
         progress = self.progress
         if progress is not None and progress.hosts and progress.done:
             terminalreporter.section("gold: per-host summary", sep="-")
-            wall = time.monotonic() - progress.started
-            for line in format_host_table(progress.hosts, wall):
+            for line in format_host_table(progress.hosts, progress.wall_seconds):
                 terminalreporter.write_line(line)
         if self.state.passed_before:
             count = self.state.passed_before
@@ -156,14 +160,16 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         for line in self.lost_recap():
             terminalreporter.write_line(line, yellow=True)
         self.summarize_left_out(terminalreporter, MAX_LISTED_CASES)
+        self.summarize_failures(terminalreporter)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self) -> None:
         self.status_line.clear()  # before the terminal reporter writes
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self) -> None:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.status_line.clear()
+        self.note_failure(report)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close_cluster()
@@ -183,6 +189,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         if not session.items:
             return True
         items = list(dict.fromkeys(session.items))
+        self.start_compact_log()
         if self.config.getoption("gold_resume"):
             items = self.skip_passed_before(items)
             if not items:
@@ -235,10 +242,11 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             if handle.keep and self.settings.profile:
                 self.write_line(keep_message(self.settings.profile, self.settings.cluster_id))
 
-    def write_line(self, text: str, *, problem: bool = False) -> None:
-        """A line on the terminal; with -q only problems (lost engines, ...) are shown."""
+    def write_line(self, text: str, *, problem: bool = False, always: bool = False) -> None:
+        """A line on the terminal; with -q only problems (lost engines, ...) and lines
+        that are ``always`` shown."""
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None and (problem or self.config.get_verbosity() >= 0):
+        if terminal is not None and (problem or always or self.config.get_verbosity() >= 0):
             self.status_line.clear()
             terminal.ensure_newline()
             if self.config.get_terminal_writer().width_of_current_line:
@@ -246,10 +254,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             terminal.write_line(text, yellow=problem)
 
     def make_status_line(self) -> StatusLine | NoStatusLine:
-        """In place on a terminal (--gold-status-line), not with -q or without pytest's
-        terminal reporter."""
+        """In place on a terminal (--gold-status-line), not without pytest's terminal
+        reporter, nor with -q unless --gold-log=compact (where the status is the log)."""
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is None or self.config.get_verbosity() < 0:
+        if terminal is None or (self.config.get_verbosity() < 0 and not self.compact):
             return NoStatusLine()
         if not in_place(self.settings.status_line, sys.stdout, os.environ):
             return NoStatusLine()
@@ -260,11 +268,12 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
     def run(self, session: pytest.Session, items: list[pytest.Item]) -> None:
         assert self.handle is not None
         client = self.handle.client
-        replayer = Replayer(self.config)
+        replayer = Replayer(self.config, compact=self.compact)
         self.wait_for_engines(client)
         self.announce()
         if self.progress is not None:  # utilisation and status lines count from here
-            self.progress.started = self.last_status_line = time.monotonic()
+            self.progress.start()
+            self.last_status_line = time.monotonic()
         self.status_line = self.make_status_line()
         spec = RunSpec(
             run_id=self.run_id,
@@ -316,6 +325,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
                 self.finish(client, replayer)
             finally:
                 self.engine_nodes.all_down()
+            if self.progress is not None:  # engine use ends here, not after the cluster stops
+                self.progress.stop()
             self.status_state = self.state.stop_reason or "finished"
             self.tick(queue, force=True)
 
@@ -376,6 +387,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
                 continue
             state.inflight[future] = (eid, batch)
             state.used_engines.add(eid)
+            self.batch_sent(eid)
             for nodeid in batch.nodeids:
                 self.config.hook.pytest_gold_case_scheduled(
                     config=self.config, nodeid=nodeid, engine=engine
@@ -406,7 +418,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         state = self.state
         outcome = replayer.replay(result)
         self.note_leftovers(result)
-        self.account(outcome, result.engine)
+        self.account(outcome, result.engine, batch_done=True)
         queue.record(outcome.finished.values())
         state.durations.update(outcome.finished)
         for crash in outcome.crashes:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from . import conflicts
+from .compactlog import LOG_MODES, LOG_PYTEST
 from .progress import STATUS_LINE_SECONDS
 from .scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 from .statusline import STATUS_AUTO, STATUS_MODES
@@ -115,6 +116,14 @@ _VALUE_OPTIONS = [
         "seconds), 'inplace' or 'lines'.",
     ),
     (
+        "--gold-log",
+        "gold_log",
+        "what the terminal shows per case during a --gold run: 'pytest' (default: pytest's "
+        "own progress dots or -v lines) or 'compact' (no line per case: the status every "
+        "--gold-status-interval seconds, also with -q, a line per failure as it comes in, "
+        "and failures grouped by kind at the end; for long campaigns).",
+    ),
+    (
         "--gold-batch-seconds",
         "gold_batch_seconds",
         "work, in seconds, that one task carries when cases are short "
@@ -175,7 +184,15 @@ def addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATH",
         help="write one row per case to PATH as cases finish: .csv, .jsonl, or .parquet "
-        "(needs pyarrow). Works with and without --gold.",
+        "(needs pyarrow). Works with and without --gold. An existing PATH is refused unless "
+        "--gold-resume (carry its rows forward) or --gold-results-overwrite.",
+    )
+    group.addoption(
+        "--gold-results-overwrite",
+        dest="gold_results_overwrite",
+        action="store_true",
+        default=False,
+        help="let --gold-results replace a results table that exists already.",
     )
     group.addoption(
         "--gold-env",
@@ -213,6 +230,7 @@ class GoldSettings:
     status_interval: float = STATUS_LINE_SECONDS
     status_line: str = STATUS_AUTO
     leftovers: str = LEFTOVERS_END
+    log: str = LOG_PYTEST
     #: Environment for the worker processes given by the user (gold_env, --gold-env).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -370,8 +388,14 @@ def from_config(config: pytest.Config) -> GoldSettings:
             f"--gold-leftovers (ini gold_leftovers) must be one of "
             f"{', '.join(LEFTOVERS_MODES)}, not {leftovers!r}."
         )
+    log = _raw(config, "gold_log") or LOG_PYTEST
+    if log not in LOG_MODES:
+        raise pytest.UsageError(
+            f"--gold-log (ini gold_log) must be one of {', '.join(LOG_MODES)}, not {log!r}."
+        )
     return GoldSettings(
         leftovers=leftovers,
+        log=log,
         status_line=status_line,
         status_file=_raw(config, "gold_status_file"),
         status_interval=_positive_number(

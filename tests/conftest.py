@@ -32,6 +32,46 @@ EXIT_GRACE_SECONDS = 15.0
 REPLY_SECONDS = 60.0
 
 
+#: Fixtures that give a test a cluster, or watch what one leaves behind: a test that uses
+#: one is marked ``cluster``, so that ``pytest -m "not cluster"`` needs no cluster.
+CLUSTER_FIXTURES = frozenset({"gold_cluster", "connection_file", "gold_args", "leak_check"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [
+        f"{item.nodeid} (uses {', '.join(sorted(used))})"
+        for item in items
+        if (used := CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())))
+        and item.get_closest_marker("cluster") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that need a cluster must be marked @pytest.mark.cluster (the fast lane, "
+            '-m "not cluster", runs without one): ' + "; ".join(unmarked)
+        )
+
+
+@pytest.fixture(autouse=True)
+def _no_cluster_unless_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A test not marked ``cluster`` that starts or attaches to a cluster in-process (an
+    inner ``pytester.runpytest("--gold")``) fails, instead of quietly needing one."""
+    if request.node.get_closest_marker("cluster") is not None:
+        return
+
+    def no_cluster(*args: object, **kwargs: object) -> None:
+        raise AssertionError(
+            f"{request.node.nodeid} starts or attaches to a cluster: mark it @pytest.mark.cluster"
+        )
+
+    for target in (
+        "pytest_gold.cluster.start_embedded",
+        "pytest_gold.session.start_embedded",
+        "pytest_gold.attaching.attach",
+        "pytest_gold.session.attach",
+    ):
+        monkeypatch.setattr(target, no_cluster)
+
+
 @pytest.fixture(scope="session")
 def gold_cluster() -> Iterator[ClusterHandle]:
     handle = start_embedded(SESSION_ENGINES, wait_seconds=60)

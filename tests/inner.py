@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -34,6 +35,10 @@ class InnerPytest:
                 return line
         return ""
 
+    def wait_for_files(self, *paths: Path) -> None:
+        """Until cases of this run wrote every one of ``paths`` (see wait_for_files)."""
+        wait_for_files(*paths, process=self.process)
+
     def send_signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
@@ -55,3 +60,20 @@ class InnerPytest:
         if self.process.poll() is None:  # the test failed midway: stop what it started
             self.process.kill()
             self.process.wait()
+
+
+#: How long a test waits for an inner run to reach a point (cases started, ...): long,
+#: since it only bounds a failure; a run that gets there returns at once.
+REACH_SECONDS = 120.0
+
+
+def wait_for_files(*paths: Path, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until every one of ``paths`` exists: written by cases of an inner run to say they
+    got somewhere (a synchronisation that does not guess how long that takes)."""
+    deadline = time.monotonic() + REACH_SECONDS
+    while missing := [path for path in paths if not path.exists()]:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the inner run ended before {missing} appeared")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{missing} did not appear in {REACH_SECONDS:g} s")
+        time.sleep(0.05)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from .inner import CLUSTER_UP, InnerPytest
+from .inner import InnerPytest
 
 pytestmark = pytest.mark.cluster
 
@@ -26,6 +25,11 @@ SWEEP = """
         record_property("iterations", 7)
         assert not (surface == "land" and channel == 89.0), "too warm"
 """
+
+#: SWEEP whose failing case passes once the file ``fixed`` exists.
+FIXABLE_SWEEP = "    import os\n" + SWEEP.replace(
+    "assert not", "assert os.path.exists('fixed') or not"
+)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -52,6 +56,56 @@ def test_results_table_one_row_per_case(pytester: pytest.Pytester, gold_args, su
     assert profile == [0, 1, 2]
     assert all(row["host"] and str(row["engine"]) != "" for row in rows)
     assert list(rows[0])[:3] == ["nodeid", "surface", "channel"]
+
+
+def _table(path) -> dict[str, dict]:
+    """The rows of a results table by node id (CSV cells as text)."""
+    if path.suffix == ".csv":
+        with open(path, newline="") as file:
+            rows = list(csv.DictReader(file))
+    elif path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+    else:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    by_id = {row["nodeid"]: row for row in rows}
+    assert len(by_id) == len(rows), "one row per case"
+    return by_id
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_resume_into_the_same_table_keeps_every_value(pytester: pytest.Pytester, gold_args, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    pytester.makepyfile(test_sweep=FIXABLE_SWEEP)
+    path = pytester.path / f"results{suffix}"
+    pytester.runpytest(*gold_args, f"--gold-results={path}").assert_outcomes(passed=3, failed=1)
+    first = _table(path)
+    (pytester.path / "fixed").touch()
+    result = pytester.runpytest(*gold_args, "--gold-resume", f"--gold-results={path}")
+    result.stdout.fnmatch_lines(["*1 passed, 3 passed-before*"])
+    assert "no recorded values" not in result.stdout.str()
+    second = _table(path)
+    assert sorted(second) == sorted(first)
+    fixed = "test_sweep.py::test_bt[land-89.0]"
+    for nodeid, row in first.items():
+        if nodeid != fixed:
+            assert second[nodeid] == row  # host, engine, duration, tb_k, profile: all kept
+    assert first[fixed]["outcome"] == "failed" and second[fixed]["outcome"] == "passed"
+    assert float(second[fixed]["tb_k"]) == pytest.approx(208.9)
+
+    # Another table: it cannot have the earlier values, and the run says where they are.
+    other = pytester.path / f"other{suffix}"
+    elsewhere = pytester.runpytest(*gold_args, "--gold-resume", f"--gold-results={other}")
+    elsewhere.stdout.fnmatch_lines(
+        [
+            f"gold: 4 passed-before cases have no recorded values in {other.name}: their rows "
+            f"are in the results table of an earlier run: {path.name}. Resume with "
+            f"--gold-results={path.name} to keep one table per campaign.",
+        ]
+    )
+    assert {row["outcome"] for row in _table(other).values()} == {"passed-before"}
 
 
 def test_results_and_record_hook_without_gold(pytester: pytest.Pytester):
@@ -125,12 +179,14 @@ def test_resume_after_interruption_runs_the_rest(pytester: pytest.Pytester, leak
         @pytest.mark.parametrize("i", range(10))
         def test_case(i):
             if i >= 6 and not os.path.exists("go"):
+                open(f"hanging-{i}", "w").close()
                 time.sleep(600)
         """
     )
-    with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--gold-order=collection") as run:
-        run.read_until(CLUSTER_UP)
-        time.sleep(6)  # cases 0..5 pass, two engines hang in 6 and 7
+    # One case per task, in collection order: when 6 and 7 hang, 0..5 have finished.
+    args = ["--gold-engines=2", "--gold-order=collection", "--gold-batch-seconds=0.000001"]
+    with InnerPytest(pytester.path, "--gold", *args) as run:
+        run.wait_for_files(pytester.path / "hanging-6", pytester.path / "hanging-7")
         run.send_signal(signal.SIGINT)
         run.finish()
     (pytester.path / "go").touch()
@@ -247,3 +303,28 @@ def test_the_controller_keeps_no_finished_task(pytester: pytest.Pytester, gold_a
     gc.collect()
     alive = [obj for obj in gc.get_objects() if isinstance(obj, AsyncResult)]
     assert len(alive) < 20, f"{len(alive)} finished tasks are still held"
+
+
+def test_per_host_use_ends_when_the_cases_end(pytester: pytest.Pytester, leak_check):
+    """The run stops its embedded cluster after the cases: that time is not the engines'.
+    The summary's use must be computed over the same wall time as the final status."""
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_case(i):
+            time.sleep(0.2)
+        """
+    )
+    status = pytester.path / "status.json"
+    result = pytester.runpytest_subprocess(
+        "--gold", "--gold-engines=1", "-p", "no:cacheprovider", f"--gold-status-file={status}"
+    )
+    result.assert_outcomes(passed=4)
+    data = json.loads(status.read_text())
+    (host,) = data["hosts"]
+    tally = data["hosts"][host]
+    use = 100 * tally["busy_seconds"] / (tally["engines"] * data["elapsed_seconds"])
+    result.stdout.fnmatch_lines([f"{host} * 1 * 4 * 0 * 0:00:0* {use:.0f}%"])

@@ -9,12 +9,9 @@ import pytest
 
 import pytest_gold.cluster
 
-from .inner import CLUSTER_UP, InnerPytest
+from .inner import InnerPytest
 
 pytestmark = pytest.mark.cluster
-
-#: Time for a worker to start and begin a case once the cluster is up.
-CASE_START_SECONDS = 3.0
 
 SWEEP = """
     import pytest
@@ -49,12 +46,12 @@ def test_embedded_cluster_is_stopped_after_ctrl_c(pytester: pytest.Pytester, lea
             pass
 
         def test_forever():
+            open("forever-started", "w").close()
             time.sleep(600)
         """
     )
     with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--junitxml=out.xml") as run:
-        run.read_until(CLUSTER_UP)
-        time.sleep(CASE_START_SECONDS)  # test_forever is now running on an engine
+        run.wait_for_files(pytester.path / "forever-started")
         run.send_signal(signal.SIGINT)
         returncode, output = run.finish(), run.output
     assert returncode == 2, output

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from .conftest import processes_with_token
-from .inner import CLUSTER_UP, InnerPytest
+from .inner import InnerPytest
 
 pytestmark = pytest.mark.cluster
 
@@ -148,13 +148,15 @@ def test_dead_controller_is_noticed_and_reported(pytester: pytest.Pytester, leak
         @pytest.mark.parametrize("i", range(30))
         def test_slow(i):
             time.sleep(0.5)
+            open(f"done-{i}", "w").close()
         """
     )
+    # --gold-wait is also how long the controller may stay silent: short, but long enough
+    # for the embedded cluster's first engine to register on a busy machine.
     with InnerPytest(
-        pytester.path, "--gold", "--gold-engines=2", "--gold-wait=4", "--junitxml=out.xml"
+        pytester.path, "--gold", "--gold-engines=2", "--gold-wait=10", "--junitxml=out.xml"
     ) as run:
-        run.read_until(CLUSTER_UP)
-        time.sleep(4)  # some cases finish
+        run.wait_for_files(*(pytester.path / f"done-{i}" for i in range(2)))  # cases finish
         controllers = [
             p
             for p in processes_with_token(leak_check)
@@ -180,12 +182,12 @@ def test_killed_pytest_leaves_no_cluster_behind(pytester: pytest.Pytester, leak_
         import time
 
         def test_long():
+            open("long-started", "w").close()
             time.sleep(600)
         """
     )
     with InnerPytest(pytester.path, "--gold", "--gold-engines=2") as run:
-        run.read_until(CLUSTER_UP)
-        time.sleep(2)
+        run.wait_for_files(pytester.path / "long-started")  # its worker too is to be ended
         assert any("ipyparallel" in " ".join(p.cmdline()) for p in processes_with_token(leak_check))
         run.process.kill()  # SIGKILL: no finally, no atexit in pytest
         run.process.wait()
@@ -273,15 +275,18 @@ def test_second_ctrl_c_exits_at_once_and_stops_the_cluster(pytester: pytest.Pyte
             pass
 
         def test_forever(slow_teardown):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the case ignores the first Ctrl-C
-            time.sleep(600)
+            # The case ignores the first Ctrl-C, and says it got it.
+            signal.signal(signal.SIGINT, lambda *_: open("interrupted", "w").close())
+            open("forever-started", "w").close()
+            while True:
+                time.sleep(600)
         """
     )
     with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--junitxml=out.xml") as run:
-        run.read_until(CLUSTER_UP)
-        time.sleep(3)
+        run.wait_for_files(pytester.path / "forever-started")
         run.send_signal(signal.SIGINT)
-        time.sleep(1)
+        # The run is handling the first Ctrl-C: it reached the case. Now the second.
+        run.wait_for_files(pytester.path / "interrupted")
         run.send_signal(signal.SIGINT)
         second_at = time.monotonic()
         returncode, output = run.finish(), run.output
@@ -303,17 +308,19 @@ def test_interruption_keeps_finished_results(
 
         @pytest.mark.parametrize("i", range(3))
         def test_quick(i):
-            pass
+            open(f"quick-{i}", "w").close()
 
         def test_forever():
+            open("forever-started", "w").close()
             time.sleep(600)
         """
     )
     with InnerPytest(
         pytester.path, "--gold", "--gold-engines=2", "--junitxml=out.xml", "-rA"
     ) as run:
-        run.read_until(CLUSTER_UP)
-        time.sleep(4)
+        run.wait_for_files(
+            pytester.path / "forever-started", *(pytester.path / f"quick-{i}" for i in range(3))
+        )
         run.send_signal(stop_signal)
         returncode, output = run.finish(), run.output
     assert returncode == pytest.ExitCode.INTERRUPTED, output

@@ -120,7 +120,7 @@ def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, 
         kept.assert_outcomes(passed=8)
         kept.stdout.fnmatch_lines(
             [
-                "gold: started the cluster of profile 'pair', started in *: 2 engines on 2 hosts*",
+                "gold: the cluster of profile 'pair', started in *: 2 engines on 2 hosts*",
                 "*stays running*ipcluster stop --profile=pair",
             ]
         )
@@ -149,7 +149,7 @@ def test_profile_cluster_started_by_the_run_and_kept(pytester: pytest.Pytester, 
     # Not kept: started for the run and stopped at its end, quietly.
     once = pytester.runpytest_subprocess("--gold", "--gold-profile=pair", "-v")
     once.assert_outcomes(passed=8)
-    once.stdout.fnmatch_lines(["gold: started the cluster of profile 'pair'*"])
+    once.stdout.fnmatch_lines(["gold: the cluster of profile 'pair', started in*"])
     assert "stays running" not in once.stdout.str()
     output = once.stdout.str() + once.stderr.str()
     for alarming in ("Traceback", "ProcessLookupError", "scp", "Failed to get output", "[Profile"):

@@ -138,7 +138,7 @@ def test_lost_engines_are_recapped_and_marked_per_host():
     assert table[0].split() == ["host", "engines", "cases", "failed", "busy", "use", "lost"]
     assert table[2].split()[0] == "gold3" and table[2].split()[-1] == "2"
     snapshot = faults.progress.snapshot(
-        running=0, engines_busy=0, engines_available=2, remaining_seconds=[]
+        running=0, engines_busy=0, engines_available=2, queued_seconds=[]
     )
     assert snapshot.hosts["gold3"].lost == 2 and snapshot.hosts["gold2"].lost == 0
 

@@ -99,18 +99,15 @@ def test_resume_state(previous, outcomes, selection):
 
 
 def test_eta_and_formatting():
-    from pytest_gold.progress import Progress, estimate_eta, format_duration, format_status
+    from pytest_gold.progress import Progress, format_duration, format_status
 
-    assert estimate_eta([10.0, 20.0, 30.0], 2) == 30.0
-    assert estimate_eta([10.0, None], 2) is None
-    assert estimate_eta([], 0) is None
     assert format_duration(3 * 86400 + 3723) == "3d 1:02:03"
     progress = Progress(total=10)
     progress.add_engine("gold2")
     for i in range(6):
         progress.finished("gold2", "failed" if i == 0 else "passed", 2.0)
     snapshot = progress.snapshot(
-        running=1, engines_busy=1, engines_available=1, remaining_seconds=[2.0] * 4
+        running=1, engines_busy=1, engines_available=1, queued_seconds=[2.0] * 4
     )
     assert snapshot.eta_seconds == 8.0
     text = format_status(snapshot)
@@ -167,3 +164,24 @@ def test_short_status_fits_and_keeps_progress_failures_and_eta(done, failed, run
     elif width >= 64:  # an 80-column terminal: progress, failures and ETA stay
         assert f"{done}/{snapshot.total} done" in text
         assert f"{failed} failed" in text and "ETA " in text
+
+
+def test_the_run_wall_time_ends_with_the_cases_not_with_the_cluster():
+    """The per-host use of a run that stops its cluster: 6-8 % instead of ~40 % when the
+    cluster's stop time counted."""
+    from pytest_gold.progress import Progress, format_host_table
+
+    now = [100.0]
+    progress = Progress(total=2, clock=lambda: now[0])
+    now[0] = 110.0  # the cluster is up
+    progress.start()
+    progress.add_engine("gold2")
+    now[0] = 120.0
+    progress.finished("gold2", "passed", 4.0)
+    progress.finished("gold2", "passed", 4.0)
+    progress.stop()
+    now[0] = 220.0  # stopping an SSH cluster takes its time
+    assert progress.wall_seconds == 10.0
+    snapshot = progress.snapshot(running=0, engines_busy=0, engines_available=1, queued_seconds=[])
+    assert snapshot.elapsed_seconds == 10.0
+    assert format_host_table(progress.hosts, progress.wall_seconds)[1].endswith("80%")

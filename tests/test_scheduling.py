@@ -246,3 +246,27 @@ def test_release_stops_at_a_case_that_did_not_run_and_when_closed():
     assert release.left_over() == ["b", "c"]
     with pytest.raises(ValueError):
         release.add("a", "again")
+
+
+@given(
+    seconds=st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=0, max_size=300),
+    engines=st.integers(1, 32),
+    target=st.floats(min_value=0.01, max_value=2.0),
+    max_cases=st.none() | st.integers(1, 5),
+)
+def test_planned_batches_are_the_batches_the_queue_hands_out(seconds, engines, target, max_cases):
+    """The ETA counts the tasks still to come with planned_batches: it must agree with
+    next_batch when the durations are known."""
+    nodeids = [f"c{i}" for i in range(len(seconds))]
+    queue = DispatchQueue(
+        nodeids,
+        engine_count=engines,
+        target_batch_seconds=target,
+        max_batch_cases=max_cases,
+        known_seconds=dict(zip(nodeids, seconds, strict=True)),
+    )
+    planned = queue.planned_batches(seconds)
+    handed_out = 0
+    while queue.next_batch() is not None:
+        handed_out += 1
+    assert planned == handed_out
