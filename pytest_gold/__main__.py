@@ -1,4 +1,5 @@
-"""``python -m pytest_gold profile create|show``: an ipyparallel profile for a lab cluster."""
+"""``python -m pytest_gold profile create|show``: an ipyparallel profile for a lab cluster;
+``python -m pytest_gold results show``: what a --gold-results dataset holds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from .dataset import show as results_cli
 from .profiles import (
     CONFIG_FILE,
     ProfileError,
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--ipython-dir", help="IPython directory (default: $IPYTHONDIR or ~/.ipython)"
     )
+    results_cli.add_parser(commands)
     return parser
 
 
@@ -150,6 +153,8 @@ def _describe(name: str, directory: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "results":
+        return results_cli.run(args)
     try:
         return create(args) if args.action == "create" else show(args)
     except ProfileError as error:

@@ -12,16 +12,26 @@ from typing import Any
 
 import pytest
 
-from . import resume
+from . import dataset, resume
+from .dataset.meta import REPORT_ATTRIBUTE as LAYOUT_ATTRIBUTE
+from .dataset.meta import record_layout
 from .results import ResultsWriter, build_row, writer_for
 
 
 class GoldRecord(MutableMapping[str, Any]):
     """What a case records: ``gold_record["tb_k"] = 271.3``. Numbers, strings, lists,
-    dicts, numpy scalars and (small) arrays; each key becomes a results-table column."""
+    dicts, numpy scalars and (small) arrays; each key becomes a results-table column.
+
+    For a dataset (``--gold-results=x.zarr``): ``dims[key]`` names an array's own
+    dimensions, ``coords[dim]`` gives a dimension's coordinate, ``attrs[name]`` a
+    variable's (or coordinate's) attributes, such as units.
+    """
 
     def __init__(self) -> None:
         self._values: dict[str, Any] = {}
+        self.dims: dict[str, tuple[str, ...]] = {}
+        self.coords: dict[str, Any] = {}
+        self.attrs: dict[str, dict[str, Any]] = {}
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str) or not key:
@@ -62,6 +72,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     record = item.stash.get(_record_key, None)
     if record:
         report.gold_record = dict(record)
+    if record is not None:
+        layout = record_layout(record, record.dims, record.coords, record.attrs)
+        if layout:  # numpy types and dataset dims/coords/attrs, only when there are any
+            setattr(report, LAYOUT_ATTRIBUTE, layout)
     return report
 
 
@@ -81,6 +95,8 @@ class ResultsRecorder:
         for item in session.items:
             callspec = getattr(item, "callspec", None)
             self.params[item.nodeid] = dict(callspec.params) if callspec is not None else {}
+        if self.writer is not None:
+            self.writer.start(session.items)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -97,8 +113,12 @@ class ResultsRecorder:
         row = build_row(report.nodeid, self.params.get(report.nodeid, {}), reports, record)
         self.outcomes[report.nodeid] = row["outcome"]
         if self.writer is not None:
-            self.writer.write(row)
+            self.writer.write_case(row, reports)
         self.config.hook.pytest_gold_record(config=self.config, report=report, record=row)
+
+    def resume_done(self) -> set[str] | None:
+        """Cases done according to the results being written (a dataset), if it knows."""
+        return self.writer.resume_done() if self.writer is not None else None
 
     def pytest_sessionfinish(self) -> None:
         cache = getattr(self.config, "cache", None)
@@ -112,7 +132,9 @@ class ResultsRecorder:
 
 def make_recorder(config: pytest.Config, path: str | None) -> ResultsRecorder:
     writer = None
-    if path:
+    if path and dataset.is_dataset_path(path):
+        writer = dataset.open_writer(config, path)
+    elif path:
         try:
             writer = writer_for(path)
         except ValueError as error:
