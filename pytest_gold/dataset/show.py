@@ -8,6 +8,7 @@ failed cells with their message.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     except ShowError as error:
         print(f"python -m pytest_gold results show: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # piped into head: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -143,7 +146,7 @@ def _group_lines(name: str, dataset: Any, failed: bool) -> list[str]:
         shown = ", ".join(values[:SHOWN_VALUES]) + (", ..." if len(values) > SHOWN_VALUES else "")
         lines.append(f"    {dim}: {shown}")
     per_cell = [_cell_name(dataset, name) for name in CELL_VARIABLE_NAMES]
-    recorded = [key for key in dataset.data_vars if key not in per_cell]
+    recorded = list(dataset.data_vars)
     lines.append(f"  recorded: {len(recorded) or 'nothing'}")
     for key in recorded:
         variable = dataset[key]

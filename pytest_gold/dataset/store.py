@@ -76,26 +76,38 @@ class StoredGroup:
 
 
 def _group_dataset(layout: GroupLayout, schema: GroupSchema) -> tuple[xr.Dataset, dict]:
+    """A new group: the grid's coordinates and the per-cell variables, all missing.
+
+    The per-cell variables are (non-index) coordinates: they describe each cell, travel
+    with every recorded variable, and ``ds.where(ds.outcome == "passed")`` masks only the
+    recorded values (xarray cannot put NaN into numpy's string arrays).
+    """
     shape = layout.shape
-    data_vars = {}
+    coords: dict[str, Any] = {dim: (dim, layout.coords[dim]) for dim in layout.dims}
     encoding: dict[str, dict[str, Any]] = {}
     for name, kind in CELL_VARIABLES:
         dtype = {"str": object, "float": np.float64, "int": np.int64}[kind]
         fill = fill_value(kind, np.dtype(dtype))
         variable = schema.cell_names[name]
-        data_vars[variable] = (layout.dims, np.full(shape, fill, dtype=dtype), CELL_ATTRS[name])
+        coords[variable] = (layout.dims, np.full(shape, fill, dtype=dtype), CELL_ATTRS[name])
         encoding[variable] = {"chunks": layout.chunks} if layout.dims else {}
         if kind == "int":
             encoding[variable]["_FillValue"] = fill
-    coords = {dim: (dim, layout.coords[dim]) for dim in layout.dims}
-    return xr.Dataset(data_vars, coords=coords), encoding
+    return xr.Dataset(coords=coords), encoding
 
 
-def group_attrs(layout: GroupLayout, schema: GroupSchema | None) -> dict[str, Any]:
-    attrs: dict[str, Any] = {FUNCTION_ATTR: layout.function, NOTES_ATTR: list(layout.notes)}
-    if schema is not None:
-        attrs[SCHEMA_ATTR] = schema_to_attrs(schema)
-    return attrs
+def group_attrs(
+    layout: GroupLayout, cell_names: Mapping[str, str], schema_attrs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """All attributes of a group (xarray replaces them all whenever it writes to it)."""
+    return {
+        FUNCTION_ATTR: layout.function,
+        NOTES_ATTR: list(layout.notes),
+        SCHEMA_ATTR: dict(schema_attrs),
+        # Which variables are coordinates, as xarray writes it for a dataset whose
+        # coordinates no data variable names (the per-cell variables, before any record).
+        "coordinates": " ".join(cell_names[name] for name, _ in CELL_VARIABLES),
+    }
 
 
 def schema_to_attrs(schema: GroupSchema) -> dict[str, Any]:
@@ -204,7 +216,8 @@ class ZarrStore:
 
     def add_group(self, layout: GroupLayout, schema: GroupSchema) -> None:
         dataset, encoding = _group_dataset(layout, schema)
-        dataset.attrs = group_attrs(layout, schema)
+        dataset.attrs = group_attrs(layout, schema.cell_names, schema_to_attrs(schema))
+        del dataset.attrs["coordinates"]  # xarray writes it itself here (and warns if given)
         self._to_zarr(dataset, layout.name, encoding)
 
     def add_variables(
@@ -231,7 +244,7 @@ class ZarrStore:
         }
         dataset = xr.Dataset(data_vars, coords=coords)
         # xarray replaces a group's attributes with the dataset's: give them all.
-        dataset.attrs = {**group_attrs(layout, None), SCHEMA_ATTR: dict(schema_attrs)}
+        dataset.attrs = group_attrs(layout, schema_attrs["cell_names"], schema_attrs)
         self._to_zarr(dataset, layout.name, encoding)
 
     def _to_zarr(self, dataset: xr.Dataset, group: str, encoding: dict) -> None:

@@ -76,6 +76,7 @@ class DatasetWriter(ResultsWriter):
         self.failure: BaseException | None = None
         self._queue: list[CellWrite | AddVariables] = []
         self._first_queued = 0.0
+        self._last_write_end = 0.0
         self._closing = False
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -259,31 +260,60 @@ class DatasetWriter(ResultsWriter):
             self._lock.notify()
 
     def _apply_and_flush(self, operations: list[CellWrite | AddVariables]) -> None:
+        self._apply(operations)
+        self._flush()
+
+    def _apply(self, operations: list[CellWrite | AddVariables]) -> None:
         if self.failure is not None or self.core is None:
             return
         try:
             for operation in operations:
                 self.core.apply(operation)
-            self.core.flush()
-        except Exception as error:  # the disk is full, the store was removed, ...
+        except Exception as error:  # the store was removed, ...
             self.failure = error
 
+    def _flush(self) -> None:
+        if self.failure is not None or self.core is None:
+            return
+        try:
+            self.core.flush()
+        except Exception as error:  # the disk is full, ...
+            self.failure = error
+        self._last_write_end = time.monotonic()
+
+    def _write_due(self, unwritten_since: float) -> float:
+        """When the next write is due: ``interval`` after the oldest unwritten cell
+        arrived, but not before the writes so far took at most WRITE_TIME_SHARE of the
+        time (cells scattered over many chunks make each write longer)."""
+        spent = self.core.last_flush_seconds if self.core else 0.0
+        rest = spent * (1 / WRITE_TIME_SHARE - 1)
+        return max(unwritten_since + (self.interval or 0.0), self._last_write_end + rest)
+
     def _run(self) -> None:
-        """The writer thread: wait for cells, let an interval pass, write them."""
+        """The writer thread: put cells into their chunks as they come (the queue stays
+        short), and write the chunks when a write is due (:meth:`_write_due`)."""
+        unwritten_since: float | None = None
         while True:
             with self._lock:
                 while not self._queue and not self._closing:
-                    self._lock.wait()
-                if not self._closing:
-                    spent = self.core.last_flush_seconds if self.core else 0.0
-                    wait = max(self.interval, spent / WRITE_TIME_SHARE)
-                    deadline = self._first_queued + wait
-                    while not self._closing and time.monotonic() < deadline:
-                        self._lock.wait(deadline - time.monotonic())
+                    if unwritten_since is None:
+                        self._lock.wait()
+                        continue
+                    left = self._write_due(unwritten_since) - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._lock.wait(left)
                 operations, self._queue = self._queue, []
+                if operations and unwritten_since is None:
+                    unwritten_since = self._first_queued
                 closing = self._closing
-            if operations:
-                self._apply_and_flush(operations)
+            self._apply(operations)
+            due = unwritten_since is not None and time.monotonic() >= self._write_due(
+                unwritten_since
+            )
+            if closing or due:
+                self._flush()
+                unwritten_since = None
             if closing:
                 return
 
