@@ -117,6 +117,13 @@ def test_a_sweep_becomes_a_dataset_the_same_with_and_without_gold(
     assert missing.nodeid == ""
     assert (bt.nodeid.sel(solver="exact", channel=23.8, surface="ocean", profile="tropical")
             == "test_sweep.py::test_bt[exact-23.8-ocean-tropical]")  # fmt: skip
+    # The recipe of docs/dataset.rst.
+    with xr.open_zarr(pytester.path / "gold.zarr", group="test_bt") as ds:
+        ok = ds.where(ds.outcome == "passed")
+        tb = ok.tb.sel(channel=89.0).load()
+    assert tb.dims == ("solver", "surface", "profile")
+    assert np.isnan(tb.sel(solver="exact", surface="ocean", profile="tropical"))  # failed
+    assert tb.sel(solver="exact", surface="ocean", profile="arctic") == pytest.approx(241.1)
     # Unhashable parameters: pytest's ids; a plain test: a 0-d group.
     assert plain["test_config"].cfg.values.tolist() == ["cfg0", "cfg1"]
     assert plain["test_config"].a.values.tolist() == [1, 2]

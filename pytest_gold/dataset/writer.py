@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ..results import ResultsWriter
-from ..resume import DONE_OUTCOMES
+from ..resume import DONE_OUTCOMES, PASSED_BEFORE
 from . import netcdf
 from .cells import NOT_RUN, GroupSchema
 from .chunks import AddVariables, CellWrite, ChunkWriter, GroupState
@@ -35,14 +35,11 @@ from .grid import (
 from .meta import case_layout
 from .options import DEFAULT_INTERVAL_SECONDS, interval_seconds
 from .store import ZarrStore, remove_store, schema_from_attrs, schema_to_attrs
+from .summary import DatasetPlugin, cell_message
 
 #: A write may take at most this share of the writer thread's time: when chunks are
 #: written slower than that (cells scattered over many chunks), writes space out.
 WRITE_TIME_SHARE = 0.25
-#: Problems listed one by one in the terminal summary; the rest are counted.
-MAX_LISTED_PROBLEMS = 10
-#: Outcome of a case --gold-resume left out (its cell is already in the store).
-PASSED_BEFORE = "passed-before"
 
 
 class DatasetWriter(ResultsWriter):
@@ -81,6 +78,8 @@ class DatasetWriter(ResultsWriter):
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         self.finished = False
+        #: --collect-only: lay nothing out, write nothing.
+        self.collect_only = False
         #: Every collected item, before deselection (set by DatasetPlugin).
         self.collected: list[Any] | None = None
 
@@ -101,6 +100,7 @@ class DatasetWriter(ResultsWriter):
             interval=interval_seconds(config),
             run_id=getattr(controller, "run_id", None),
         )
+        writer.collect_only = bool(config.option.collectonly)
         config.pluginmanager.register(DatasetPlugin(writer), "gold-dataset")
         return writer
 
@@ -117,8 +117,11 @@ class DatasetWriter(ResultsWriter):
     def start_cases(
         self, cases: Sequence[CaseParams], selected: Collection[str] | None = None
     ) -> None:
-        """Lay out the grid and create (or reopen, for --gold-resume) the store."""
+        """Lay out the grid and create (or reopen, for --gold-resume) the store; with
+        nothing selected (or --collect-only), nothing is created."""
         layouts = build_layouts(cases, self.chunk_cells, selected)
+        if not layouts or self.collect_only:
+            return
         try:
             self._open_store(layouts)
         except ValueError as error:
@@ -144,9 +147,10 @@ class DatasetWriter(ResultsWriter):
             )
         if existing and self.overwrite:
             for path in existing:
-                netcdf.remove_netcdf(path) if path == self.path and self.netcdf else remove_store(
-                    path
-                )
+                if path == self.path and self.netcdf:
+                    netcdf.remove_netcdf(path)
+                else:
+                    remove_store(path)
             existing = []
         if self.resume and self.netcdf and not self.store_path.exists() and self.path.exists():
             netcdf.seed_journal(self.path, self.store_path)
@@ -324,6 +328,8 @@ class DatasetWriter(ResultsWriter):
         if self.finished:
             return
         self.finished = True
+        if self.core is None:  # nothing was laid out
+            return
         marks: list[CellWrite | AddVariables] = []
         for nodeid, (name, cell) in self.where.items():
             if nodeid in self.arrived:
@@ -369,19 +375,6 @@ class DatasetWriter(ResultsWriter):
             self._thread.join()
 
 
-def cell_message(row: Mapping[str, Any], reports: Sequence[Any]) -> str:
-    """The one-line reason of a case: its failure, else why it was skipped or xfailed."""
-    if row.get("message"):
-        return str(row["message"])
-    for report in reports:
-        reason = getattr(report, "wasxfail", None)
-        if reason is not None:
-            return f"xfail: {reason}" if reason else "xfail"
-        if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
-            return str(report.longrepr[2]).removeprefix("Skipped: ").splitlines()[0]
-    return ""
-
-
 def _free_name(name: str, taken: set[str]) -> str:
     candidate, count = name, 1
     while candidate in taken:
@@ -392,43 +385,3 @@ def _free_name(name: str, taken: set[str]) -> str:
 
 def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-class DatasetPlugin:
-    """Sees the collection before deselection (for the grid) and says in the terminal
-    summary where the dataset is and what could not go into it."""
-
-    def __init__(self, writer: DatasetWriter) -> None:
-        self.writer = writer
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        self.writer.collected = list(items)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        writer = self.writer
-        if writer.core is None:
-            return
-        cells = sum(writer.core.cells_written.values())
-        terminalreporter.write_line(
-            f"gold: dataset {writer.path}: {cells} cell{'s' if cells != 1 else ''} written "
-            f"in {len(writer.groups)} group{'s' if len(writer.groups) != 1 else ''} "
-            f"(python -m pytest_gold results show {writer.path})."
-        )
-        if writer.failure is not None:
-            terminalreporter.write_line(
-                f"gold: writing the dataset {writer.path} failed: {writer.failure!r}; "
-                f"cells written before the failure are in {writer.store_path}.",
-                red=True,
-            )
-        for note in writer.notes:
-            terminalreporter.write_line(f"gold: dataset note: {note}")
-        problems = writer.problems
-        for problem in problems[:MAX_LISTED_PROBLEMS]:
-            terminalreporter.write_line(f"gold: dataset: {problem}", yellow=True)
-        if len(problems) > MAX_LISTED_PROBLEMS:
-            terminalreporter.write_line(
-                f"gold: dataset: ... and {len(problems) - MAX_LISTED_PROBLEMS} more (the "
-                "record_error variable of each cell says why)",
-                yellow=True,
-            )
