@@ -192,10 +192,19 @@ def test_toa_brightness_temperature(
     emis = emissivity(surface, channel)
     sol = solve(tau, temp, t_skin, emis, freq)
     record_property("brightness_temperature", sol.bt)
-    # The weighting function travels with the case to the results table (and to the
-    # pytest_gold_record hook in conftest.py), as a small numpy array.
+    # What the case computed travels with it to --gold-results: with sweep.zarr, tb_k is a
+    # (channel, profile, surface) array and layer_weights one more dimension, layer, whose
+    # coordinate is the height of each layer.
     gold_record["tb_k"] = sol.bt
     gold_record["layer_weights"] = sol.layer_weights
+    gold_record.dims["layer_weights"] = ("layer",)
+    gold_record.coords["layer"] = tables["z_mid_km"]
+    gold_record.attrs["tb_k"] = {
+        "units": "K",
+        "long_name": "top-of-atmosphere brightness temperature",
+    }
+    gold_record.attrs["layer_weights"] = {"long_name": "weight of each layer's Planck radiance"}
+    gold_record.attrs["layer"] = {"units": "km", "long_name": "height of the layer's middle"}
 
     # Transmittances are probabilities and compose multiplicatively along the path.
     assert np.all(tau >= 0.0)

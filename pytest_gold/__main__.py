@@ -1,4 +1,5 @@
-"""``python -m pytest_gold profile create|show``: an ipyparallel profile for a lab cluster."""
+"""``python -m pytest_gold profile create|show``: an ipyparallel profile for a lab cluster;
+``python -m pytest_gold results show``: what a --gold-results dataset holds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .addengines import add_engines
+from .dataset import show as results_cli
 from .profiles import (
     CONFIG_FILE,
     CONTROLLER_CONFIG_FILE,
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--ipython-dir", help="IPython directory (default: $IPYTHONDIR or ~/.ipython)"
     )
+    results_cli.add_parser(commands)
     return parser
 
 
@@ -228,6 +231,8 @@ def _loopback_problem(summary: ProfileSummary) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "results":
+        return results_cli.run(args)
     actions = {"create": create, "show": show, "engines": engines}
     try:
         return actions[args.action](args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from . import settings as settings_module
+from .dataset import options as dataset_options
 
 #: Name under which the controller plugin is registered while a --gold run is on.
 CONTROLLER_PLUGIN_NAME = "gold-controller"
@@ -12,6 +13,7 @@ CONTROLLER_PLUGIN_NAME = "gold-controller"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     settings_module.addoption(parser)
+    dataset_options.addoption(parser)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

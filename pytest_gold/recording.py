@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
-from . import carryforward, resume
+from . import carryforward, dataset, resume
 from .cachedata import has_entry, read_done
+from .dataset.meta import REPORT_ATTRIBUTE as LAYOUT_ATTRIBUTE
+from .dataset.meta import record_layout
 from .results import RERUN, ResultsWriter, build_row, case_outcome, check_format, writer_for
 
 #: Plugin names (``-p no:NAME`` does not apply to them; they are internal).
@@ -32,10 +34,18 @@ SWITCH_PLUGIN = "gold-recording-switch"
 
 class GoldRecord(MutableMapping[str, Any]):
     """What a case records: ``gold_record["tb_k"] = 271.3``. Numbers, strings, lists,
-    dicts, numpy scalars and (small) arrays; each key becomes a results-table column."""
+    dicts, numpy scalars and (small) arrays; each key becomes a results-table column.
+
+    For a dataset (``--gold-results=x.zarr``): ``dims[key]`` names an array's own
+    dimensions, ``coords[dim]`` gives a dimension's coordinate, ``attrs[name]`` a
+    variable's (or coordinate's) attributes, such as units.
+    """
 
     def __init__(self) -> None:
         self._values: dict[str, Any] = {}
+        self.dims: dict[str, tuple[str, ...]] = {}
+        self.coords: dict[str, Any] = {}
+        self.attrs: dict[str, dict[str, Any]] = {}
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str) or not key:
@@ -83,6 +93,10 @@ class RecordAttacher:
         record = item.stash.get(_record_key, None)
         if record:
             report.gold_record = dict(record)
+        if record is not None:
+            layout = record_layout(record, record.dims, record.coords, record.attrs)
+            if layout:  # numpy types and dataset dims/coords/attrs, only when there are any
+                setattr(report, LAYOUT_ATTRIBUTE, layout)
         return report
 
 
@@ -129,6 +143,8 @@ class ResultsRecorder:
             callspec = getattr(item, "callspec", None)
             # A shallow copy: the values themselves become cells only as rows are built.
             self.params[item.nodeid] = dict(callspec.params) if callspec is not None else {}
+        if self.writer is not None:
+            self.writer.start(session.items)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -158,13 +174,17 @@ class ResultsRecorder:
         row = build_row(nodeid, self.params.pop(nodeid, {}), reports, record)
         self.outcomes[nodeid] = row["outcome"]
         if self.writer is not None:
-            if row["outcome"] != resume.PASSED_BEFORE:
-                self.writer.write(row)
-            elif report.nodeid not in self.earlier:
-                self.writer.write(row)
+            if row["outcome"] != resume.PASSED_BEFORE or self.writer.keeps_earlier_values:
+                self.writer.write_case(row, reports)
+            elif nodeid not in self.earlier:
+                self.writer.write_case(row, reports)
                 self.without_values += 1
             # else: the row of the run that ran it is in the table already
         self.config.hook.pytest_gold_record(config=self.config, report=report, record=row)
+
+    def resume_done(self) -> set[str] | None:
+        """Cases done according to the results being written (a dataset), if it knows."""
+        return self.writer.resume_done() if self.writer is not None else None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Say where the values of passed-before cases are when this table lacks them."""
@@ -265,10 +285,13 @@ def configure(config: pytest.Config) -> None:
 
 
 def make_recorder(config: pytest.Config, path: str | None) -> ResultsRecorder:
-    """The recorder, with a writer for ``--gold-results``: an existing table is carried
-    forward (--gold-resume), replaced (--gold-results-overwrite) or refused."""
+    """The recorder, with a writer for ``--gold-results``: a dataset (.zarr, .nc) is
+    filled in (--gold-resume); an existing table is carried forward (--gold-resume),
+    replaced (--gold-results-overwrite) or refused."""
     if not path:
         return ResultsRecorder(config, None)
+    if dataset.is_dataset_path(path):
+        return ResultsRecorder(config, dataset.open_writer(config, path))
     resuming = bool(config.getoption("gold_resume"))
     overwrite = bool(config.getoption("gold_results_overwrite"))
     if resuming and overwrite:

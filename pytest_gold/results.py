@@ -181,8 +181,23 @@ class ResultsWriter:
             self.replaced = self.replaced or row["nodeid"] in self.rows
             self.rows[row["nodeid"]] = stored
 
+    #: Whether the results keep the values of passed-before cases themselves (a dataset
+    #: reopened by --gold-resume), so that their passed-before rows change nothing.
+    keeps_earlier_values = False
+
+    def start(self, items: Sequence[Any]) -> None:
+        """The selected cases, once collected (a dataset lays out its grid)."""
+
     def write(self, row: Mapping[str, Any]) -> None:
         raise NotImplementedError
+
+    def write_case(self, row: Mapping[str, Any], reports: Sequence[Any]) -> None:
+        """A finished case: its row, and its reports for writers that need more."""
+        self.write(row)
+
+    def resume_done(self) -> set[str] | None:
+        """Cases the results already hold as done (for --gold-resume), if they know."""
+        return None
 
     def close(self) -> None:
         pass

@@ -16,7 +16,17 @@ from pathlib import Path
 
 # numpy 2 cannot be imported twice in one process; inner in-process runs import it and
 # pytester then drops it from sys.modules unless it was already there: import it first.
+# The same goes for what a --gold-results dataset imports (h5py, zarr's I/O thread).
 import numpy  # noqa: F401
+
+try:
+    import h5netcdf  # noqa: F401
+    import h5py  # noqa: F401
+    import xarray  # noqa: F401
+    import zarr
+    import zarr.api.asynchronous  # noqa: F401
+except ImportError:  # without pytest-gold[xarray]: the dataset tests say so
+    pass
 import psutil
 import pytest
 

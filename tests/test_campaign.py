@@ -257,31 +257,6 @@ def test_output_is_streamed_live_with_s(pytester: pytest.Pytester, leak_check):
     assert ":e0] got go" in run.output
 
 
-def test_example_sims_write_their_npz(pytester: pytest.Pytester, gold_args):
-    """The example conftest's pytest_gold_record hook gathers the sweep into one .npz."""
-    import shutil
-    from pathlib import Path
-
-    import numpy as np
-
-    source = Path(__file__).resolve().parent.parent / "example_sims"
-    shutil.copytree(source, pytester.path / "example_sims")
-    result = pytester.runpytest(
-        *gold_args,
-        "-p",
-        "no:cacheprovider",
-        "example_sims",
-        "--gold-results=out/rt.jsonl",
-        "-k",
-        "toa_brightness",
-    )
-    result.assert_outcomes(passed=54)
-    data = np.load(pytester.path / "out" / "rt.npz")
-    assert data["tb_k"].shape == (54,) and np.all(np.isfinite(data["tb_k"]))
-    assert data["layer_weights"].shape == (54, 40)
-    assert set(data["outcome"]) == {"passed"}
-
-
 def test_the_controller_keeps_no_finished_task(pytester: pytest.Pytester, gold_args):
     """A campaign's memory must not grow with its tasks: once replayed, a task's result
     is gone from the client (ipyparallel kept up to 128 of them in a cache)."""

@@ -196,24 +196,20 @@ def campaign_results(s: Scratch) -> dict[str, str]:
         shown="""python -c "import csv; print(len(list(csv.DictReader(open('results.csv')))))\"""",
     )
     elsewhere = s.run(*GOLD2, "sims/test_sweep.py", "--gold-resume", "--gold-results", "run2.csv")
-    npz = s.run(
-        "--gold", "example_sims/", "-k", "toa_brightness", "--gold-results", "out/rt.csv", "-q"
+    grid = s.run(
+        "--gold", "example_sims/", "-k", "toa_brightness", "--gold-results", "out/rt.zarr", "-q"
     )
-    listing = s.run("out/", program="ls")
-    shape = s.run(
-        "-c",
-        "import numpy as np; d = np.load('out/rt.npz'); "
-        "print(d['tb_k'].shape, d['layer_weights'].shape)",
-        program="python",
-        shown="python -c \"import numpy as np; d = np.load('out/rt.npz'); "
-        "print(d['tb_k'].shape, d['layer_weights'].shape)\"",
+    opened = (
+        "import xarray as xr; ds = xr.open_zarr('out/rt.zarr', "
+        "group='test_toa_brightness_temperature'); print(dict(ds.layer_weights.sizes))"
     )
+    sizes = s.run("-c", opened, program="python", shown=f'python -c "{opened}"')
     return {
         "campaign-results-csv": table,
         "campaign-results-refused": excerpt(refused, "ERROR", first=1),
         "campaign-resume-table": last(first) + last(resumed) + count,
         "campaign-resume-elsewhere": lines(elsewhere, "no recorded values"),
-        "campaign-npz": last(npz) + listing + shape,
+        "campaign-dataset": last(grid) + sizes,
     }
 
 
