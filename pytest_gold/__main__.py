@@ -1,4 +1,5 @@
-"""``python -m pytest_gold profile create|show``: an ipyparallel profile for a lab cluster."""
+"""``python -m pytest_gold``: ``profile create|show`` (an ipyparallel profile for a lab
+cluster) and ``report`` (a campaign report from what a run left, see report/cli.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .profiles import (
     summarize,
     write_config,
 )
+from .report import cli as report_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--ipython-dir", help="IPython directory (default: $IPYTHONDIR or ~/.ipython)"
     )
+    report_cli.add_parser(commands)
     return parser
 
 
@@ -150,6 +153,8 @@ def _describe(name: str, directory: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "report":
+        return report_cli.run(args)
     try:
         return create(args) if args.action == "create" else show(args)
     except ProfileError as error:

@@ -131,6 +131,9 @@ class FaultHandling:
         if _is_engine_lost(error):
             del state.engines[eid]
             state.lost_engines.add(eid)
+            self.config.hook.pytest_gold_engine_lost(
+                config=self.config, engine=engine, cases=list(batch.nodeids)
+            )
             retry = []
             for nodeid in batch.nodeids:
                 state.losses[nodeid] = state.losses.get(nodeid, 0) + 1
