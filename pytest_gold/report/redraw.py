@@ -4,7 +4,7 @@ A thread of the controller starts ``python -m pytest_gold report LOG -o REPORT -
 every ``--gold-report-interval`` seconds and waits for it: the run loop never waits for a
 page to be drawn, whatever the size of the campaign. A redraw that takes long (a large
 campaign on a busy machine) spaces out the next ones, so that redrawing never takes more
-than a tenth of the time.
+than a quarter of the time.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from .campaignlog import partial_path
 
 #: A redraw and the pause after it last at least this many times the redraw.
-DUTY_FACTOR = 10
+DUTY_FACTOR = 4
 #: How long the end of the run waits for a redraw under way before stopping it.
 REDRAW_WAIT_SECONDS = 60.0
 #: How often the thread looks whether the run is over while a redraw runs.
