@@ -236,3 +236,49 @@ def test_hostile_node_ids_and_messages_are_escaped_and_run_no_script(
     assert report.page.locator("#failure-table tbody tr.failure").count() == 1
     assert report.js("() => window.__pwned") is None
     assert report.errors == []
+
+
+LIVE = """
+import time
+from pathlib import Path
+
+def test_first():
+    pass
+
+def test_waits_for_the_live_report():
+    report = Path("campaign.html")  # cases run in the invocation directory
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        text = report.read_text() if report.exists() else ""
+        if 'data-state="running"' in text and "test_live.py::test_first" in text:
+            Path("live.html").write_text(text)
+            return
+        time.sleep(0.1)
+    raise AssertionError("no report of the running campaign")
+"""
+
+
+def test_report_is_rewritten_while_the_run_goes_on(
+    pytester: pytest.Pytester, gold_args: list[str], open_report: Any
+):
+    pytester.makepyfile(test_live=LIVE)
+    result = pytester.runpytest(
+        *gold_args,
+        "-p",
+        "no:cacheprovider",
+        "--gold-report=campaign.html",
+        "--gold-report-interval=2",
+    )
+    result.assert_outcomes(passed=2)
+    final = (pytester.path / "campaign.html").read_text()
+    assert '<html lang="en" data-state="finished">' in final
+    live = open_report(pytester.path / "live.html", wait=False)
+    assert (
+        live.page.locator("header .notice.running")
+        .inner_text()
+        .startswith("This campaign is running. The page reloads every 2 s")
+    )
+    assert live.page.locator("#auto-refresh").is_checked()
+    live.js("() => { window.__before_reload = true; }")
+    live.page.wait_for_function("() => window.__before_reload === undefined", timeout=60_000)
+    assert live.errors == []

@@ -32,7 +32,7 @@ def records_of(path: Path, event: str) -> list[dict]:
 @pytest.mark.parametrize(
     "option, message",
     [
-        ("--gold-report=afile/campaign.html", "*--gold-report *campaign.html: cannot write there*"),
+        ("--gold-report=afile/x.html", "*--gold-report *x.html: cannot write there, *afile is a*"),
         ("--gold-report=adir", "*--gold-report *adir is a directory; give a file name instead.*"),
         ("--gold-status-file=afile/status.json", "*--gold-status-file *: cannot write there*"),
         ("--gold-report-interval=0", "*--gold-report-interval * must be a positive number*"),

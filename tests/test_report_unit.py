@@ -346,3 +346,50 @@ def test_results_jsonl_rows_are_read(tmp_path: Path):
     path.write_text(json.dumps(row) + "\n")
     (read,) = campaignlog.campaign_from_results(campaignlog.read_results(path), 10.0).cases
     assert (read.tag, read.params, read.stop) == ("h:e2", {"x": "a"}, 10.0)
+
+
+@pytest.mark.parametrize(
+    "sizes, axes",
+    [
+        ([10, 5000, 2], [0, 2]),  # an argument of 5000 values makes no readable axis
+        ([3, 7, 5], [1, 2]),
+        ([5000, 4000], [1, 0]),  # no readable one: the smallest first
+        ([1, 8], [1, 0]),
+        ([6], [0]),
+    ],
+)
+def test_default_heatmap_axes(sizes, axes):
+    assert views.default_axes(sizes) == axes
+
+
+def test_work_lost_with_an_engine_is_a_bar_and_counts_as_busy():
+    campaign = Campaign(started=START)
+    engine = campaign.engines["a:e0"] = Engine("a", 0, START, lost=START + 10)
+    engine.lost_cases, engine.lost_since = ["t.py::x", "t.py::y"], START + 4
+    (bar,) = views.timeline(campaign, now=START + 20).bars
+    assert (bar.kind, bar.left, bar.right, bar.cases) == ("engine lost", START + 4, START + 10, 2)
+    assert bar.text == "2 cases lost with the engine, the first: t.py::x"
+    (host,) = views.utilisation(campaign, now=START + 20, bins=2).totals
+    assert (host.available_seconds, host.busy_seconds) == (10, 6)
+
+
+def test_lost_record_is_read_with_the_time_of_the_lost_work():
+    campaign = campaignlog.campaign_from_records(
+        [
+            {"event": "engine", "time": START, "host": "a", "engine": 3},
+            {
+                "event": "lost",
+                "time": START + 9,
+                "host": "a",
+                "engine": 3,
+                "cases": ["t.py::x"],
+                "since": START + 2,
+            },
+        ]
+    )
+    engine = campaign.engines["a:e3"]
+    assert (engine.lost, engine.lost_since, engine.lost_cases) == (
+        START + 9,
+        START + 2,
+        ["t.py::x"],
+    )

@@ -188,6 +188,8 @@ def apply_record(campaign: Campaign, record: Mapping[str, Any]) -> None:
         known = campaign.engines.setdefault(lost.tag, lost)
         known.lost = now
         known.lost_cases = [clean_text(nodeid) for nodeid in record.get("cases", [])]
+        since = record.get("since")
+        known.lost_since = min(_float(since, now), now) if since is not None else None
         campaign.running = [run for run in campaign.running if run.tag != lost.tag]
     elif kind == "case":
         case = case_from_record(record)

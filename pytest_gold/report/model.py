@@ -136,8 +136,9 @@ class Engine:
     #: When it joined the run, and when it was lost (``None``: it was not).
     joined: float
     lost: float | None = None
-    #: Cases it was running when it was lost.
+    #: Cases it was running when it was lost, and since when it ran them.
     lost_cases: list[str] = field(default_factory=list)
+    lost_since: float | None = None
 
     @property
     def tag(self) -> str:

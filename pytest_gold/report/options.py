@@ -86,6 +86,11 @@ def check_writable(path: Path, option: str) -> None:
     """A usage error unless a file can be written at ``path`` (by a rename, as it will be)."""
     if path.is_dir():
         raise pytest.UsageError(f"{option} {path} is a directory; give a file name instead.")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise pytest.UsageError(
+                f"{option} {path}: cannot write there, {parent} is a file, not a directory."
+            )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")

@@ -264,9 +264,10 @@ def _idle_table(use: views.Utilisation) -> str:
             f"<td>{host.available_seconds:.0f}</td><td>{host.busy_seconds:.0f}</td>"
             f"<td>{host.idle_seconds:.0f}</td><td>{share}</td></tr>"
         )
+    idle = use.idle_seconds
+    spelled = f" ({esc(views.format_seconds(idle))} of engine time)" if idle >= 60 else ""
     return (
-        f'<p class="idle">Idle engine-seconds: <b id="idle-seconds">{use.idle_seconds:.0f}</b> '
-        f"({esc(views.format_seconds(use.idle_seconds))} of engine time).</p>"
+        f'<p class="idle">Idle engine-seconds: <b id="idle-seconds">{idle:.0f}</b>{spelled}.</p>'
         '<table class="data"><thead><tr><th>host</th><th>engines</th><th>engine-seconds '
         "available</th><th>busy</th><th>idle</th><th>use</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -306,9 +307,11 @@ def _failures_body(rows: list[dict[str, str]], count: int) -> str:
 def _grid_body(grid: dict[str, Any], div: str) -> str:
     if not grid["functions"]:
         return f'<p class="note">No parametrized cases.</p><div hidden>{div}</div>'
+    present = {row[-1] for function in grid["functions"] for row in function["cases"]}
     legend = "".join(
         f'<li><span class="swatch" style="background:{color}"></span>{esc(kind)}</li>'
-        for kind, color in zip(grid["kinds"], grid["colors"], strict=True)
+        for index, (kind, color) in enumerate(zip(grid["kinds"], grid["colors"], strict=True))
+        if index in present
     )
     return (
         '<p class="note">Each cell shows the worst outcome of its cases (grey: none has '

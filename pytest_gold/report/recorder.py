@@ -153,16 +153,19 @@ class CampaignRecorder:
         self.warn_if_needed()
 
     def pytest_gold_engine_lost(self, engine: EngineInfo, cases: list[str]) -> None:
+        now = time.time()
         with self.lock:
-            self.busy.pop(engine, None)
+            busy = self.busy.pop(engine, None)
             self.lost.add(engine)
         self.write(
             {
                 "event": "lost",
-                "time": time.time(),
+                "time": now,
                 "host": engine.host,
                 "engine": engine.engine_id,
                 "cases": list(cases),
+                # Since when it ran them: their time was lost with it.
+                "since": busy.since if busy is not None else now,
             }
         )
         self.warn_if_needed()
@@ -177,6 +180,8 @@ class CampaignRecorder:
     ) -> dict[str, Any]:
         starts = [r.start for r in reports if getattr(r, "start", 0)]
         stops = [r.stop for r in reports if getattr(r, "stop", 0)]
+        if len(stops) < len(reports):  # made up after a crash or time limit: it ended now
+            stops.append(now)
         duration = sum(r.duration for r in reports)
         outcome = case_outcome(reports)
         self.finished_case(nodeid, outcome, duration)

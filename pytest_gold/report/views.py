@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import FAILED_OUTCOMES, KINDS_BY_SEVERITY, Campaign, Case, function_of
+from .model import (
+    FAILED_OUTCOMES,
+    FAULT_ENGINE_LOST,
+    KINDS_BY_SEVERITY,
+    Campaign,
+    Case,
+    Engine,
+    function_of,
+)
 
 #: Timeline bars a browser draws quickly (measured in benchmarks/bench_report.py); a run
 #: with more cases has its bars aggregated down to this many.
@@ -30,6 +38,8 @@ MAX_FAILURE_ROWS = 20_000
 DETAIL_BUDGET_CHARS = 6_000_000
 MIN_DETAIL_CHARS = 2_000
 MAX_DETAIL_CHARS = 40_000
+#: Values of a parametrize argument that still make a readable heatmap axis.
+MAX_AXIS_VALUES = 60
 
 
 def lane_key(tag: str) -> tuple[Any, ...]:
@@ -123,7 +133,29 @@ def timeline(
             markers.append(
                 Marker(tag, engine.lost, "lost", f"{tag} was lost while running {count} case(s)")
             )
+            bar = lost_work(engine)
+            if bar is not None:
+                bars.append(bar)
     return Timeline(sorted(lanes, key=lane_key), bars, markers, spans, groups)
+
+
+def lost_work(engine: Engine) -> Bar | None:
+    """The batch an engine was running when it was lost: its time was lost with it."""
+    if engine.lost is None or engine.lost_since is None or not engine.lost_cases:
+        return None
+    count = len(engine.lost_cases)
+    first = engine.lost_cases[0]
+    text = f"{count} cases lost with the engine, the first: {first}" if count > 1 else first
+    return Bar(
+        engine.tag,
+        engine.lost_since,
+        engine.lost,
+        FAULT_ENGINE_LOST,
+        text,
+        f"lost after {format_seconds(engine.lost - engine.lost_since)}",
+        engine.host,
+        count,
+    )
 
 
 def _case_bar(case: Case) -> Bar:
@@ -219,6 +251,8 @@ def utilisation(campaign: Campaign, now: float, bins: int = UTILISATION_BINS) ->
         _spread(available.setdefault(engine.host, [0.0] * bins), engine.joined, until, start, width)
     intervals = [(c.host, c.start, c.stop) for c in campaign.cases if c.placed]
     intervals += [(run.host, run.since, end) for run in campaign.running]
+    lost = (lost_work(engine) for engine in campaign.engines.values())
+    intervals += [(bar.host, bar.left, bar.right) for bar in lost if bar is not None]
     for host, left, right in intervals:
         _spread(busy.setdefault(host, [0.0] * bins), left, right, start, width)
     result = Utilisation(edges)
@@ -329,7 +363,7 @@ def grid(campaign: Campaign) -> dict[str, Any]:
     and each finished case as value indices plus the index of its kind in ``kinds``.
 
     The page draws a heatmap over two arguments from this (picked in the browser);
-    ``default`` holds the two with the most values.
+    ``default`` holds the two shown first (:func:`default_axes`).
     """
     kinds = {kind: index for index, kind in enumerate(KINDS_BY_SEVERITY)}
     axes: dict[str, dict[str, dict[str, int]]] = {
@@ -365,8 +399,7 @@ def grid(campaign: Campaign) -> dict[str, Any]:
     for name, arguments in axes.items():
         if not arguments:
             continue
-        sizes = [len(values) for values in arguments.values()]
-        ranked = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))[:2]
+        ranked = default_axes([len(values) for values in arguments.values()])
         listed.append(
             {
                 "name": name,
@@ -377,6 +410,15 @@ def grid(campaign: Campaign) -> dict[str, Any]:
             }
         )
     return {"kinds": KINDS_BY_SEVERITY, "functions": listed}
+
+
+def default_axes(sizes: list[int]) -> list[int]:
+    """The two arguments a heatmap shows first: those with the most values that still
+    make a readable axis; with fewer such, those with the fewest values."""
+    readable = [i for i, size in enumerate(sizes) if 1 < size <= MAX_AXIS_VALUES]
+    ranked = sorted(readable, key=lambda i: (-sizes[i], i))
+    rest = sorted((i for i in range(len(sizes)) if i not in readable), key=lambda i: sizes[i])
+    return (ranked + rest)[:2]
 
 
 # -- text ----------------------------------------------------------------------------

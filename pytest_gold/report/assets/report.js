@@ -307,7 +307,12 @@
     })();
   }
 
+  function mark(name) {
+    if (window.performance && performance.mark) performance.mark(name);
+  }
+
   function finish() {
+    mark("gold-ready");
     var scroll = saved().scroll;
     if (scroll) {
       window.scrollTo(0, scroll);
@@ -338,13 +343,16 @@
   function start() {
     try {
       failures();
+      mark("gold-failures-built");
     } catch (error) {
       report.problems.push("failures: " + error);
     }
     autoRefresh();
     whenCharts(function (doc) {
+      mark("gold-charts-loaded");
       try {
         grid(doc);
+        mark("gold-grid-built");
       } catch (error) {
         report.problems.push("grid: " + error);
       }
