@@ -117,7 +117,10 @@ def timeline_figure(view: Timeline, offset: float) -> figure:
             formatters={"@left": "datetime"},
         )
     )
-    for what, marker, color in (("joined", "triangle", "#1f77b4"), ("lost", "x", "#d62728")):
+    for what, marker, color, legend in (
+        ("joined", "triangle", "#1f77b4", "engine joined"),
+        ("lost", "x", "#d62728", "engine died"),  # "engine lost" is the kind of its cases
+    ):
         chosen = [m for m in view.markers if m.what == what]
         if not chosen:
             continue
@@ -137,7 +140,7 @@ def timeline_figure(view: Timeline, offset: float) -> figure:
             size=14,
             line_width=3,
             color=color,
-            legend_label=f"engine {what}",
+            legend_label=legend,
         )
         fig.add_tools(
             HoverTool(
