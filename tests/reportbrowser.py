@@ -113,7 +113,8 @@ def open_report(browser: Any) -> Iterator[Any]:
         page.route("**/*", route)
         page.on("console", lambda m: m.type == "error" and opened.errors.append(m.text))
         page.on("pageerror", lambda error: opened.errors.append(f"page error: {error}"))
-        page.goto(path.resolve().as_uri())
+        page.goto(path.resolve().as_uri(), wait_until="commit", timeout=READY_TIMEOUT_MS)
+        page.wait_for_load_state("domcontentloaded", timeout=READY_TIMEOUT_MS)
         if wait:
             page.wait_for_function(
                 "() => window.goldReport && window.goldReport.ready", timeout=READY_TIMEOUT_MS

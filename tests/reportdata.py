@@ -123,6 +123,7 @@ def campaign_records(
                 "host": lost_engine[0],
                 "engine": lost_engine[1],
                 "cases": [f"{FUNCTION}[lost]"],
+                "since": lost_at - 30.0,
             }
         )
     for record in cases_records:
