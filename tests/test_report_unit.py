@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gold.report import campaignlog, views
+from pytest_gold.report import campaignlog, grid, views
 from pytest_gold.report.model import (
     FAULT_CONTROLLER_LOST,
     FAULT_CRASH,
@@ -300,7 +300,7 @@ def test_grid_keeps_collection_order_and_the_worst_kind_per_case():
         ),
         case("t.py::test_plain"),
     ]
-    (function,) = views.grid(campaign)["functions"]
+    (function,) = grid.grid(campaign)["functions"]
     assert function["args"] == ["channel", "surface", "sky"]
     assert function["values"][1] == ["ocean", "snow", "ice"]
     assert function["default"] == [0, 1]  # the two arguments with the most values
@@ -359,7 +359,7 @@ def test_results_jsonl_rows_are_read(tmp_path: Path):
     ],
 )
 def test_default_heatmap_axes(sizes, axes):
-    assert views.default_axes(sizes) == axes
+    assert grid.default_axes(sizes) == axes
 
 
 def test_work_lost_with_an_engine_is_a_bar_and_counts_as_busy():

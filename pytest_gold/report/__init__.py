@@ -3,10 +3,12 @@
 - :mod:`.model`: what a report shows, as plain data (cases, engines, the run);
 - :mod:`.campaignlog`: the campaign log (JSON lines) a run leaves, read back into a model,
   and a model rebuilt from a ``--gold-results`` table;
-- :mod:`.views`: pure computations (timeline with aggregation, utilisation, histogram,
-  failures, grid);
+- :mod:`.views` and :mod:`.grid`: pure computations (timeline with aggregation,
+  utilisation, histogram, failures; the parameter grid);
 - :mod:`.charts` and :mod:`.page`: the HTML page, with Bokeh for the charts;
-- :mod:`.recorder`: the controller plugin that keeps the log and rewrites the report;
+- :mod:`.options`: ``--gold-report`` and ``--gold-report-interval``;
+- :mod:`.recorder`: the controller plugin that keeps the log, and :mod:`.redraw`, which
+  rewrites the report during the run;
 - :mod:`.cli`: ``python -m pytest_gold report``.
 
 Only :mod:`.charts` and :mod:`.page` need the optional ``pytest-gold[report]`` extra.

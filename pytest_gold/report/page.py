@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import __version__
 from . import charts, views
+from . import grid as grid_module
 from .model import PASSED_BEFORE, STATE_RUNNING, Campaign, clean_text
 
 #: Outcome words in the order the counts are listed.
@@ -45,10 +46,10 @@ def _asset(name: str) -> str:
     return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def local_time(seconds: float, offset: float, with_date: bool = True) -> str:
+def local_time(seconds: float, offset: float) -> str:
+    """A moment in the controller's time zone (its offset from UTC)."""
     zone = datetime.timezone(datetime.timedelta(seconds=offset))
-    moment = datetime.datetime.fromtimestamp(seconds, zone)
-    return moment.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+    return datetime.datetime.fromtimestamp(seconds, zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def build_page(
@@ -76,7 +77,7 @@ def build_page(
     script, divs = components(figures)
     bokeh_js = Resources(mode="inline", components=["bokeh"]).render_js()
     failures, failure_count = views.failures(campaign)
-    grid = views.grid(campaign)
+    grid = grid_module.grid(campaign)
     grid["colors"] = [charts.color_of(kind) for kind in grid["kinds"]]
     state = STATE_RUNNING if live else (campaign.state or "unknown")
     refresh = (
@@ -112,9 +113,7 @@ def build_page(
             "Utilisation per host",
             divs["utilisation"] + _idle_table(utilisation),
         ),
-        _section(
-            "durations", "Case durations", divs["durations"] + _slowest_table(campaign, offset)
-        ),
+        _section("durations", "Case durations", divs["durations"] + _slowest_table(campaign)),
         _section(
             "failures", f"Failures ({failure_count})", _failures_body(failures, failure_count)
         ),
@@ -274,7 +273,7 @@ def _idle_table(use: views.Utilisation) -> str:
     )
 
 
-def _slowest_table(campaign: Campaign, offset: float) -> str:
+def _slowest_table(campaign: Campaign) -> str:
     rows = "".join(
         f"<tr><td>{esc(case.nodeid)}</td><td>{esc(views.format_seconds(views.case_seconds(case)))}"
         f"</td><td>{esc(case.tag)}</td><td>{esc(case.kind)}</td></tr>"
