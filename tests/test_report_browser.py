@@ -179,6 +179,9 @@ def test_heatmap_cell_of_a_failing_combination_is_coloured_failed(
     pick(report, "profile", "3")  # the other arguments are selectors
     assert cell_color(report, "23.8", "land") == passed
     assert cell_color(report, "183.31", "snow") == failed
+    pick(report, "y", "profile")  # an argument on an axis shows all its values
+    assert cell_color(report, "23.8", "7") == failed  # over land (surface: all)
+    assert cell_color(report, "23.8", "3") == passed
     assert report.errors == []
 
 

@@ -205,3 +205,13 @@ def test_a_failing_redraw_is_told_once_until_one_works(tmp_path: Path):
     log.unlink()
     redrawer.redraw()
     assert redrawer.warning() is not None  # failing again after it worked: said again
+
+
+def test_a_case_finishing_twice_is_recorded_once(tmp_path: Path):
+    recorder = make_recorder(tmp_path)
+    first = [report("t.py::test_x", "call", start=1, stop=2)]
+    late = [report("t.py::test_x", "teardown", "failed", start=5, stop=6, longrepr="late")]
+    recorder.pytest_gold_case_finished(nodeid="t.py::test_x", reports=first, engine=ENGINE)
+    recorder.pytest_gold_case_finished(nodeid="t.py::test_x", reports=late, engine=ENGINE)
+    assert recorder.done == 1
+    assert [case["outcome"] for case in records(recorder, "case")] == ["passed"]

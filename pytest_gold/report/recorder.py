@@ -12,6 +12,7 @@ import shlex
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +49,8 @@ class CampaignRecorder:
         self.engines: set[EngineInfo] = set()
         self.lost: set[EngineInfo] = set()
         self.total = self.done = 0
+        #: Cases already recorded: a case is recorded once.
+        self.finished: set[str] = set()
         # ETA: the recorded durations of the cases not finished, plus the mean of this
         # run's cases for those without one (kept up to date as cases finish).
         self.expected: dict[str, float] = {}
@@ -107,7 +110,7 @@ class CampaignRecorder:
         results = self.config.getoption("gold_results")
         if not results:
             return None
-        return str((self.config.invocation_params.dir / results).resolve())
+        return str((self.config.invocation_params.dir / Path(results).expanduser()).resolve())
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Cases --gold-resume reports as passed before: part of the grid, not run."""
@@ -125,7 +128,8 @@ class CampaignRecorder:
     def pytest_gold_cluster_ready(self, engines: list[EngineInfo]) -> None:
         now = time.time()
         for engine in engines:
-            self.engines.add(engine)
+            with self.lock:  # the redrawing thread counts them for the ETA
+                self.engines.add(engine)
             self.write(
                 {"event": "engine", "time": now, "host": engine.host, "engine": engine.engine_id}
             )
@@ -144,6 +148,9 @@ class CampaignRecorder:
     ) -> None:
         now = time.time()
         with self.lock:
+            if nodeid in self.finished:
+                return  # a late teardown error of a finished case (the results table too)
+            self.finished.add(nodeid)
             busy = self.busy.get(engine)
             since = busy.since if busy is not None else now
             if busy is not None:

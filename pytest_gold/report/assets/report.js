@@ -223,6 +223,7 @@
       var last = f.args.length;
       f.cases.forEach(function (row) {
         for (var j = 0; j < last; j++) {
+          if (j === xi || j === yi) continue; // an axis shows all its values
           if (chosen.filters[j] >= 0 && row[j] !== chosen.filters[j]) return;
         }
         var y = yi >= 0 ? row[yi] : 0;
