@@ -1,5 +1,6 @@
-"""``python -m pytest_gold profile create|show``: an ipyparallel profile for a lab cluster;
-``python -m pytest_gold results show``: what a --gold-results dataset holds."""
+"""``python -m pytest_gold``: ``profile create|show|engines`` (an ipyparallel profile for a
+lab cluster), ``results show`` (what a --gold-results dataset holds) and ``report`` (a
+campaign report from what a run left, see report/cli.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .profiles import (
     summarize,
     write_configs,
 )
+from .report import cli as report_cli
 from .routes import Route, RouteError, choose_controller_ip, loopback_problem, route_to
 
 
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ipython-dir", help="IPython directory (default: $IPYTHONDIR or ~/.ipython)"
     )
     results_cli.add_parser(commands)
+    report_cli.add_parser(commands)
     return parser
 
 
@@ -233,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "results":
         return results_cli.run(args)
+    if args.command == "report":
+        return report_cli.run(args)
     actions = {"create": create, "show": show, "engines": engines}
     try:
         return actions[args.action](args)

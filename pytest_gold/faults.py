@@ -136,7 +136,7 @@ class FaultHandling:
         state = self.state
         engine = state.engines[eid]
         if _is_engine_lost(error):
-            self.engine_lost(eid)
+            self.engine_lost(eid, list(batch.nodeids))
             retry = []
             for nodeid in batch.nodeids:
                 state.losses[nodeid] = state.losses.get(nodeid, 0) + 1
@@ -177,12 +177,16 @@ class FaultHandling:
                 replayer,
             )
 
-    def engine_lost(self, eid: int) -> None:
+    def engine_lost(self, eid: int, cases: list[str] | None = None) -> None:
+        """The engine is gone (with ``cases`` of its batch, if it was running one)."""
         state = self.state
         engine = state.lost[eid] = state.engines.pop(eid)
         state.lost_engines.add(eid)
         if self.progress is not None:
             self.progress.lose_engine(engine.host)
+        self.config.hook.pytest_gold_engine_lost(
+            config=self.config, engine=engine, cases=cases or []
+        )
 
     def drop_lost_idle(self, client: Any, queue: DispatchQueue) -> None:
         """Idle engines that ipyparallel no longer has (the controller stopped hearing

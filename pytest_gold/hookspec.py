@@ -34,6 +34,13 @@ def pytest_gold_case_finished(
     already shown by the terminal and written to the JUnit XML."""
 
 
+def pytest_gold_engine_lost(config: pytest.Config, engine: EngineInfo, cases: list[str]) -> None:
+    """An engine died while it ran ``cases`` (node ids); nothing more is sent to it.
+
+    Called before those cases are sent again (``--gold-retries``) or reported as failed.
+    """
+
+
 def pytest_gold_record(
     config: pytest.Config, report: pytest.TestReport, record: dict[str, Any]
 ) -> None:

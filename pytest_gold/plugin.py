@@ -9,11 +9,16 @@ from .dataset import options as dataset_options
 
 #: Name under which the controller plugin is registered while a --gold run is on.
 CONTROLLER_PLUGIN_NAME = "gold-controller"
+#: Name of the plugin that keeps the campaign log and --gold-report.
+REPORT_PLUGIN_NAME = "gold-report"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from .report import options as report_options
+
     settings_module.addoption(parser)
     dataset_options.addoption(parser)
+    report_options.addoption(parser)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -52,3 +57,11 @@ def pytest_configure(config: pytest.Config) -> None:
     pluginshims.configure_controller(config)
 
     config.pluginmanager.register(GoldController(config, settings), CONTROLLER_PLUGIN_NAME)
+    from .report.options import from_config as report_settings
+
+    recording = report_settings(config, settings.status_file)
+    if recording is not None:  # --gold-report, or the log beside --gold-status-file
+        from .report.recorder import CampaignRecorder
+
+        recorder = CampaignRecorder(config, recording, settings.describe(), settings.profile)
+        config.pluginmanager.register(recorder, REPORT_PLUGIN_NAME)

@@ -31,6 +31,7 @@ import psutil
 import pytest
 
 from pytest_gold.cluster import ClusterHandle, start_embedded
+from tests.reportbrowser import browser, open_report  # noqa: F401  (fixtures)
 
 #: Engines of the session cluster: enough to see cases spread over engines.
 SESSION_ENGINES = 2
