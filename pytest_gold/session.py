@@ -196,16 +196,18 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
                 return True
         self.time_limits = time_limits(items, self.settings.timeout_seconds)
         self.progress = Progress(total=len(items))
-        try:
-            self.handle = self.open_cluster()
-        except ClusterError as error:
-            raise pytest.UsageError(str(error)) from None
-        try:
-            with sigterm_as_keyboard_interrupt():
+        # A SIGTERM (a scheduler, kill) from here on stops what this run started, also
+        # while the cluster is still starting.
+        with sigterm_as_keyboard_interrupt():
+            try:
+                self.handle = self.open_cluster()
+            except ClusterError as error:
+                raise pytest.UsageError(str(error)) from None
+            try:
                 self.run(session, items)
-        finally:
-            self.remember_durations()
-            self.close_cluster()
+            finally:
+                self.remember_durations()
+                self.close_cluster()
         if self.state.exit_request is not None:
             request = self.state.exit_request
             pytest.exit(request.reason, request.returncode)

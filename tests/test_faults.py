@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import psutil
 import pytest
 
-from .conftest import processes_with_token
+from .conftest import _cmdline, processes_with_token
 from .inner import InnerPytest
 
 pytestmark = pytest.mark.cluster
@@ -328,3 +328,23 @@ def test_interruption_keeps_finished_results(
     assert "PASSED test_interruption_keeps_finished_results.py::test_quick[2]" in output
     names = [c.get("name") for c in ET.parse(pytester.path / "out.xml").getroot().iter("testcase")]
     assert sorted(names) == ["test_quick[0]", "test_quick[1]", "test_quick[2]"]
+
+
+def test_sigterm_while_the_cluster_starts_stops_what_started(
+    pytester: pytest.Pytester, leak_check: str
+):
+    """A scheduler's SIGTERM can come before the first engine registered: the controller
+    and the engines that started are stopped all the same (leak_check)."""
+    pytester.makepyfile("def test_x():\n    pass\n")
+    with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--gold-wait=120") as run:
+        deadline = time.monotonic() + 60
+        while not any(
+            "ipyparallel.controller" in " ".join(_cmdline(p))
+            for p in processes_with_token(leak_check)
+        ):
+            assert run.process.poll() is None and time.monotonic() < deadline, run.output
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        returncode, output = run.finish(), run.output
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "Traceback" not in output
