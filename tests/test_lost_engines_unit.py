@@ -105,6 +105,11 @@ class Faults(FaultHandling):
         self.settings = SimpleNamespace(retries=1)
         self.progress = Progress(total=40)
         self.lines: list[str] = []
+        #: Calls of the pytest_gold_engine_lost hook.
+        self.lost_calls: list[dict] = []
+        self.config = SimpleNamespace(
+            hook=SimpleNamespace(pytest_gold_engine_lost=lambda **kw: self.lost_calls.append(kw))
+        )
 
     def write_line(self, text: str, *, problem: bool = False) -> None:
         self.lines.append(text)
@@ -126,6 +131,11 @@ def test_lost_engines_are_recapped_and_marked_per_host():
     assert faults.lines == [
         "gold: lost engine gold3:e2 (pid 1002) while it was idle",
         "gold: lost engine gold3:e3 (pid 1003) while it was idle",
+    ]
+    # The hook hears of every lost engine, here with no case of its own.
+    assert [(c["engine"].tag, c["cases"]) for c in faults.lost_calls] == [
+        ("gold3:e2", []),
+        ("gold3:e3", []),
     ]
     faults.state.cases_resent = 3
     recap = faults.lost_recap()
