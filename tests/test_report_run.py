@@ -237,6 +237,9 @@ def test_report_command_checks_its_input(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "notes.txt").write_text("")
     assert main(["report", str(tmp_path / "notes.txt"), "-o", "x.html"]) == 2
     assert "not a status file (.json), campaign log" in capsys.readouterr().err
+    (tmp_path / "sweep.zarr").mkdir()
+    assert main(["report", str(tmp_path / "sweep.zarr"), "-o", "x.html"]) == 2
+    assert "sweep.zarr is a directory (a --gold-results dataset" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
 
 

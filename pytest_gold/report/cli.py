@@ -78,6 +78,12 @@ def load(inputs: list[Path]) -> Campaign:
     logs: list[Path] = []
     results: list[Path] = []
     for path in inputs:
+        if path.is_dir():
+            raise ReportInputError(
+                f"{path} is a directory (a --gold-results dataset is not read by the report): "
+                "give the run's --gold-status-file, its campaign log (NAME.events.jsonl) or "
+                "a .csv, .jsonl or .parquet results table."
+            )
         if not path.is_file():
             raise ReportInputError(f"{path}: no such file")
         if is_campaign_log(path):
