@@ -63,9 +63,11 @@ class ReportPage:
         return red, green, blue
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A headless Chromium with a fresh profile; closed however the tests end."""
+    """A headless Chromium with a fresh profile; closed however the tests end. Per module:
+    Playwright's sync API keeps an asyncio loop running in this thread until it stops,
+    and later tests of other modules may run loops of their own (asyncio.run)."""
     problem = why_no_browser()
     if problem is not None:
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):

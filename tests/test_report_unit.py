@@ -55,6 +55,11 @@ def case(
         ("pytest-gold: t.py::a crashed its worker on h:e0 (pid 3): signal 11", FAULT_CRASH),
         ("pytest-gold: engine lost: h:e1 (pid 9) died while running this case", FAULT_ENGINE_LOST),
         ("pytest-gold: the ipyparallel controller stopped answering (40 s", FAULT_CONTROLLER_LOST),
+        # As the run words them now: the cause first (crash, time limit, lost engine).
+        ("crashed its worker: killed by SIGSEGV (Segmentation fault) on h:e0 (pid 3)", FAULT_CRASH),
+        ("exceeded its time limit of 2 s on h:e1 (pid 4) and was stopped", FAULT_TIME_LIMIT),
+        ("engine lost: h:e1 (pid 9) died while running this case (1 time(s))", FAULT_ENGINE_LOST),
+        ("AssertionError: crashed its worker: no", ""),
         ("AssertionError: pytest-gold: engine lost", ""),  # a case's own words: no fault
         ("AssertionError: brightness temperature", ""),
     ],

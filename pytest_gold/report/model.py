@@ -47,8 +47,19 @@ KINDS_BY_SEVERITY = [
 ]
 
 
+#: How the messages of crashes, time limits and lost engines begin (their cause first).
+_FAULT_STARTS = [
+    ("crashed its worker:", FAULT_CRASH),
+    ("exceeded its time limit of", FAULT_TIME_LIMIT),
+    ("engine lost:", FAULT_ENGINE_LOST),
+]
+
+
 def fault_kind(message: str) -> str:
     """What went wrong, for the failures pytest-gold reports itself; '' for others."""
+    for start, kind in _FAULT_STARTS:
+        if message.startswith(start):
+            return kind
     if not message.startswith("pytest-gold:"):
         return ""
     for mark, kind in _FAULT_MARKS:
