@@ -93,6 +93,9 @@ def test_failing_rewrite_is_one_warning_line_and_the_run_goes_on(
     pytester.makeconftest(BREAKS_THE_REPORT)
     pytester.makepyfile(
         """
+        import time
+        from pathlib import Path
+
         import pytest
 
         def test_breaks_the_report():
@@ -100,7 +103,11 @@ def test_failing_rewrite_is_one_warning_line_and_the_run_goes_on(
 
         @pytest.mark.parametrize("i", range(12))
         def test_after(i):
-            pass
+            # Finish after the report broke (the conftest makes it a directory), so that
+            # results still come in while the run goes on; bounded, never a hang.
+            deadline = time.monotonic() + 30
+            while not Path("campaign.html").is_dir() and time.monotonic() < deadline:
+                time.sleep(0.05)
         """
     )
     result = pytester.runpytest_subprocess(
