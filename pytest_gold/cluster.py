@@ -93,7 +93,7 @@ class ClusterHandle:
         if at_once and self.owned:
             kill_process_groups(self.process_groups)
         try:
-            if self.owned and not at_once:
+            if self.owned and not at_once and not _stops_engines_at_once(self.cluster):
                 # Engines asked over their control channel exit within a second;
                 # ipyparallel's own stop signals them one by one and waits up to 5 s each.
                 self.client.shutdown(targets="all", block=False)
@@ -216,6 +216,17 @@ class Watchdog:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _stops_engines_at_once(cluster: Any) -> bool:
+    """Whether the cluster's engine launchers stop every engine at once themselves (the
+    SSH launcher of generated profiles: one command per host). Those must find the
+    engines running: they end the nannies with them, which an engine that exited on a
+    shutdown request leaves behind on its host."""
+    from .sshlauncher import GoldSSHEngineSetLauncher
+
+    engine_sets = getattr(cluster, "engines", {}) or {}
+    return any(isinstance(s, GoldSSHEngineSetLauncher) for s in engine_sets.values())
 
 
 def _local_pid(launcher: Any) -> int | None:

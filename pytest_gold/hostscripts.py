@@ -22,6 +22,8 @@ TITLE = "# pytest-gold:"
 MARK = re.compile(r"__([a-z][a-z0-9_]*)=([A-Za-z0-9.-]*)__")
 #: Seconds between two looks at the engines while stopping them.
 STOP_STEP_SECONDS = 0.2
+#: How long what the engines started (their nannies) gets after the engines stopped.
+CHILD_GRACE_SECONDS = 2.0
 #: Seconds between two looks at running engines (a lost engine is the controller's to
 #: notice first; this only tells the launcher, e.g. ``ipcluster start``).
 WATCH_STEP_SECONDS = 1.0
@@ -92,17 +94,26 @@ def signal_script(pids: Iterable[int], signal_name: str) -> str:
 
 def stop_script(pids: Iterable[int], seconds_until_kill: float) -> str:
     """SIGTERM every engine, give them ``seconds_until_kill`` together, SIGKILL the rest,
-    and print ``__killed=<pid>__`` for those."""
+    and print ``__killed=<pid>__`` for those; then end what the engines had started and
+    left running (their nannies), SIGKILL after ``CHILD_GRACE_SECONDS``."""
     return (
         f"{TITLE} stop engines\n"
         + _pids_line(pids)
         + _STOP.format(
-            steps=_steps(seconds_until_kill, STOP_STEP_SECONDS), sleep=_sleep(STOP_STEP_SECONDS)
+            steps=_steps(seconds_until_kill, STOP_STEP_SECONDS),
+            kid_steps=_steps(CHILD_GRACE_SECONDS, STOP_STEP_SECONDS),
+            sleep=_sleep(STOP_STEP_SECONDS),
         )
     )
 
 
 _STOP = """\
+kids=
+for p in $pids; do
+  c=
+  [ -r "/proc/$p/task/$p/children" ] && read -r c < "/proc/$p/task/$p/children" 2>/dev/null
+  kids="$kids $c"
+done
 for p in $pids; do kill -TERM "$p" 2>/dev/null; done
 steps={steps}
 while :; do
@@ -113,6 +124,18 @@ while :; do
   {sleep}
 done
 for p in $pids; do kill -KILL "$p" 2>/dev/null && echo "__killed=${{p}}__"; done
+# The engines' own children (ipyparallel's nanny runs in a session of its own and can
+# outlive its engine for a long while when the controller is gone): ended with them.
+left=
+for k in $kids; do alive "$k" && kill -TERM "$k" 2>/dev/null && left="$left $k"; done
+steps={kid_steps}
+while [ -n "$left" ] && [ $steps -gt 0 ]; do
+  {sleep}
+  running=
+  for k in $left; do alive "$k" && running="$running $k"; done
+  left=$running; steps=$((steps - 1))
+done
+for k in $left; do kill -KILL "$k" 2>/dev/null; done
 echo __stopped=1__
 """
 

@@ -12,6 +12,8 @@ import logging
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -201,4 +203,48 @@ def kill_all(launcher: GoldSSHEngineSetLauncher) -> None:
         try:
             os.kill(engine.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
+            pass
+
+
+#: An "engine" that starts a child in a session of its own (as ipyparallel's engine starts
+#: its nanny), says the child's pid, and waits.
+ENGINE_WITH_NANNY = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(1000)\n"
+)
+
+
+def test_stopping_engines_ends_the_children_they_leave(tmp_path):
+    """The nanny of an engine can outlive it (it waits for a controller that is gone):
+    the stop script ends it too, and reports nothing for it."""
+    engine = subprocess.Popen(
+        [sys.executable, "-c", ENGINE_WITH_NANNY], stdout=subprocess.PIPE, text=True
+    )
+    nanny_pid = int(engine.stdout.readline())
+    nanny = psutil.Process(nanny_pid)
+    try:
+        stop = subprocess.run(
+            ["sh", "-c", hostscripts.stop_script([engine.pid], 2.0)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert stop.returncode == 0, stop.stderr
+        assert "__stopped=1__" in stop.stdout and "__killed=" not in stop.stdout
+        engine.wait(timeout=10)
+        # Orphaned: init (or the nearest subreaper) reaps it; gone or a zombie is gone.
+        deadline = time.monotonic() + 10
+        while nanny.is_running() and nanny.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the engine's child outlived the stop"
+            time.sleep(0.05)
+    finally:
+        for process in (engine,):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        try:
+            nanny.kill()
+        except psutil.Error:
             pass
