@@ -310,7 +310,7 @@ def faults(s: Scratch) -> dict[str, str]:
         "faults-hang": section(demo, "_ test_hangs _", RULES, keep_lines=8),
         "faults-by-kind": section(demo, "gold: failures by kind", ("====",)),
         "faults-lost-engine": lines(lost, "gold: lost engine"),
-        "faults-engine-lost-message": excerpt(lost, "E   pytest-gold: engine lost", "engine lost:"),
+        "faults-engine-lost-message": excerpt(lost, "died while running this case"),
         "faults-every-engine-lost": lines(every, "did not run"),
         "faults-maxfail": lines(stopped, "did not run"),
     }
