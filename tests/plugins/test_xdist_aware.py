@@ -104,7 +104,11 @@ def test_rerunfailures_reruns_failures(matrix: Matrix, xdist: list[str]) -> None
     require("pytest_rerunfailures", *(["xdist"] if xdist else []))
     matrix.suite(CASE_FINISHED_CONFTEST, test_reruns=RERUN_SUITE)
     plugins = ["rerunfailures", *xdist]
-    plain, gold = matrix.compare(plugins, "--reruns", "1", "--gold-results=rows.jsonl")
+    # The --gold run replaces the plain run's table (results are never overwritten
+    # silently): the rows checked below are the --gold run's.
+    plain, gold = matrix.compare(
+        plugins, "--reruns", "1", "--gold-results=rows.jsonl", "--gold-results-overwrite"
+    )
     counts = {"failed": 1, "passed": 3, "rerun": 4}
     assert summary_counts(plain) == counts
     assert summary_counts(gold) == counts
