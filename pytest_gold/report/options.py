@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ..settings import _positive_number, _raw
 from . import REPORT_EXTRA, missing_dependency
 from .campaignlog import log_path_beside
 
@@ -57,29 +57,10 @@ class ReportSettings:
     interval: float
 
 
-def _raw(config: pytest.Config, name: str) -> str | None:
-    value = config.getoption(name)
-    if value is None:
-        value = config.getini(name)
-    if value is None or not str(value).strip():
-        return None
-    return str(value).strip()
-
-
 def _interval(config: pytest.Config) -> float:
-    raw = _raw(config, "gold_report_interval")
-    if raw is None:
-        return DEFAULT_REPORT_INTERVAL
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise pytest.UsageError(
-            "--gold-report-interval (ini gold_report_interval) must be a positive number of "
-            f"seconds, not {raw!r}."
-        )
-    return value
+    return _positive_number(
+        config, "gold_report_interval", "--gold-report-interval", DEFAULT_REPORT_INTERVAL
+    )
 
 
 def check_writable(path: Path, option: str) -> None:
