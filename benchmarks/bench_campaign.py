@@ -88,7 +88,7 @@ TAIL_CASES = 5
 #: Part-2 cluster size (fixed).
 CLUSTER_ENGINES = 4
 #: Pause between the two gold runs of part 2: engines start the next run's worker 1 s
-#: after a run ends (``pytest_gold.standby.STANDBY_DELAY_SECONDS``).
+#: after a run ends (``pytest_gold.engine.standby.STANDBY_DELAY_SECONDS``).
 STANDBY_WAIT_SECONDS = 3.0
 
 STAMPS_FILE = "stamps.txt"

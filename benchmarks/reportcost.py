@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_gold.messages import EngineInfo
+from pytest_gold.protocol.messages import EngineInfo
 from pytest_gold.report.options import ReportSettings
 from pytest_gold.report.recorder import CampaignRecorder
 

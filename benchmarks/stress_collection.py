@@ -84,7 +84,7 @@ def main() -> int:
         if args.embedded:
             where = [f"--gold-engines={ENGINES}"]
         else:
-            from pytest_gold.cluster import start_embedded
+            from pytest_gold.launch.cluster import start_embedded
 
             handle = start_embedded(ENGINES, wait_seconds=120)
             handle.client.wait_for_engines(ENGINES, timeout=120)

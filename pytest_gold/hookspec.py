@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .messages import EngineInfo
+    from pytest_gold.protocol.messages import EngineInfo
 
 
 def pytest_gold_cluster_ready(
@@ -16,7 +16,7 @@ def pytest_gold_cluster_ready(
     """The cluster is connected and its engines are known, before the first case is sent.
 
     :param client: the connected :class:`ipyparallel.Client`.
-    :param engines: one :class:`~pytest_gold.messages.EngineInfo` per engine (host, engine
+    :param engines: one :class:`~pytest_gold.protocol.messages.EngineInfo` per engine (host, engine
         id, pid, Python version).
 
     Called again with the new engines only when engines register during the run.

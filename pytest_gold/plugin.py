@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from . import settings as settings_module
-from .dataset import options as dataset_options
+from pytest_gold import settings as settings_module
+from pytest_gold.dataset import options as dataset_options
 
 #: Name under which the controller plugin is registered while a --gold run is on.
 CONTROLLER_PLUGIN_NAME = "gold-controller"
@@ -14,7 +14,7 @@ REPORT_PLUGIN_NAME = "gold-report"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from .report import options as report_options
+    from pytest_gold.report import options as report_options
 
     settings_module.addoption(parser)
     dataset_options.addoption(parser)
@@ -22,7 +22,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hookspec
+    from pytest_gold import hookspec
 
     pluginmanager.add_hookspecs(hookspec)
 
@@ -31,14 +31,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_load_initial_conftests(early_config: pytest.Config) -> object:
     # Before every other plugin's implementation (pytest-cov decides here how to measure).
     if getattr(early_config.known_args_namespace, "gold", False):
-        from . import pluginshims
+        from pytest_gold import pluginshims
 
         pluginshims.before_initial_conftests(early_config)
     return (yield)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from . import recording
+    from pytest_gold.records import recording
 
     # Without --gold and --gold-results: the fixture, the marker and the options only.
     recording.configure(config)
@@ -51,17 +51,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("gold") or hasattr(config, "workerinput"):
         return
     settings = settings_module.from_config(config)
-    from . import pluginshims
-    from .session import GoldController
+    from pytest_gold import pluginshims
+    from pytest_gold.controller.session import GoldController
 
     pluginshims.configure_controller(config)
 
     config.pluginmanager.register(GoldController(config, settings), CONTROLLER_PLUGIN_NAME)
-    from .report.options import from_config as report_settings
+    from pytest_gold.report.options import from_config as report_settings
 
     recording = report_settings(config, settings.status_file)
     if recording is not None:  # --gold-report, or the log beside --gold-status-file
-        from .report.recorder import CampaignRecorder
+        from pytest_gold.report.recorder import CampaignRecorder
 
         recorder = CampaignRecorder(config, recording, settings.describe(), settings.profile)
         config.pluginmanager.register(recorder, REPORT_PLUGIN_NAME)

@@ -1,6 +1,6 @@
 """What particular plugins need under ``--gold`` beyond pytest-xdist's protocol.
 
-Some plugins take part in xdist's protocol (:mod:`pytest_gold.xdistcompat`) only when
+Some plugins take part in xdist's protocol (:mod:`pytest_gold.protocol.xdistcompat`) only when
 pytest-xdist is installed, though their workers' half runs whenever
 ``config.workerinput`` is set; others cannot give a right result on engines at all.
 Each entry here names the plugin and the reason. docs/plugins.rst lists them.

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from . import conflicts
-from .compactlog import LOG_MODES, LOG_PYTEST
-from .progress import STATUS_LINE_SECONDS
-from .scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
-from .statusline import STATUS_AUTO, STATUS_MODES
+from pytest_gold import conflicts
+from pytest_gold.controller.compactlog import LOG_MODES, LOG_PYTEST
+from pytest_gold.controller.progress import STATUS_LINE_SECONDS
+from pytest_gold.controller.statusline import STATUS_AUTO, STATUS_MODES
+from pytest_gold.policy.scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 
 #: Set in every worker unless the engine's environment or gold_env sets them: one
 #: thread per case, or N engines on N cores run N x cores threads.

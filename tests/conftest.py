@@ -30,7 +30,7 @@ except ImportError:  # without pytest-gold[xarray]: the dataset tests say so
 import psutil
 import pytest
 
-from pytest_gold.cluster import ClusterHandle, start_embedded
+from pytest_gold.launch.cluster import ClusterHandle, start_embedded
 from tests.reportbrowser import browser, open_report  # noqa: F401  (fixtures)
 
 #: Engines of the session cluster: enough to see cases spread over engines.
@@ -75,10 +75,10 @@ def _no_cluster_unless_marked(request: pytest.FixtureRequest, monkeypatch: pytes
         )
 
     for target in (
-        "pytest_gold.cluster.start_embedded",
-        "pytest_gold.session.start_embedded",
-        "pytest_gold.attaching.attach",
-        "pytest_gold.session.attach",
+        "pytest_gold.launch.cluster.start_embedded",
+        "pytest_gold.controller.session.start_embedded",
+        "pytest_gold.launch.attaching.attach",
+        "pytest_gold.controller.session.attach",
     ):
         monkeypatch.setattr(target, no_cluster)
 
@@ -127,7 +127,7 @@ def gold_args(connection_file: Path, gold_cluster: ClusterHandle) -> Iterator[li
 
 def standby_pid() -> int | None:
     """On an engine: the pid of the worker it started ahead for the next run, if any."""
-    from pytest_gold import engine
+    from pytest_gold.engine import supervisor as engine
 
     return engine._standby.pid
 

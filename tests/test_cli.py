@@ -146,7 +146,7 @@ def test_late_interrupt_request_is_harmless(pytester: pytest.Pytester, gold_args
     )
     first = pytester.runpytest("-p", "no:cacheprovider", *gold_args)
     first.assert_outcomes(passed=4)
-    from pytest_gold.engine import INTERRUPT_SIGNAL
+    from pytest_gold.engine.supervisor import INTERRUPT_SIGNAL
 
     client = gold_cluster.client
     pids = client[:].apply_async(os.getpid).get(timeout=30)

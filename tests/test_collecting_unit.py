@@ -5,11 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from pytest_gold.collecting import (
-    CollectionPruner,
-    not_collected_detail,
-    pinned_arguments,
-)
+from pytest_gold.protocol.collecting import CollectionPruner, not_collected_detail, pinned_arguments
 
 ROOT = Path("/project")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import pytest_gold.cluster
+import pytest_gold.launch.cluster
 from pytest_gold.settings import MAX_ENGINES_PER_CPU, usable_cpus
 
 SUITE = """
@@ -43,8 +43,8 @@ def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("a cluster was started")
 
-    monkeypatch.setattr(pytest_gold.cluster, "start_embedded", refuse)
-    monkeypatch.setattr("pytest_gold.session.start_embedded", refuse)
+    monkeypatch.setattr(pytest_gold.launch.cluster, "start_embedded", refuse)
+    monkeypatch.setattr("pytest_gold.controller.session.start_embedded", refuse)
 
 
 def usage_error(result: pytest.RunResult, message: str) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pytest_gold.dataset import cells, grid, meta
 from pytest_gold.dataset.cells import GroupSchema
 from pytest_gold.dataset.grid import CaseParams, build_coordinate, build_layouts, chunk_shape
-from pytest_gold.serialization import from_jsonable, to_jsonable
+from pytest_gold.protocol.serialization import from_jsonable, to_jsonable
 
 
 def _case(nodeid: str, function: str = "t.py::test_f", **params) -> CaseParams:

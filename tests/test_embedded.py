@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import pytest_gold.cluster
+import pytest_gold.launch.cluster
 
 from .inner import InnerPytest
 
@@ -65,8 +65,8 @@ def test_collect_only_and_empty_selection_start_no_cluster(
     def no_cluster(*args, **kwargs):
         raise AssertionError("a cluster was started")
 
-    monkeypatch.setattr(pytest_gold.cluster, "start_embedded", no_cluster)
-    monkeypatch.setattr("pytest_gold.session.start_embedded", no_cluster)
+    monkeypatch.setattr(pytest_gold.launch.cluster, "start_embedded", no_cluster)
+    monkeypatch.setattr("pytest_gold.controller.session.start_embedded", no_cluster)
     pytester.makepyfile(test_sweep=SWEEP)
     collected = pytester.runpytest("--gold", "--collect-only", "-q")
     collected.stdout.fnmatch_lines(["6 tests collected*"])

@@ -58,7 +58,7 @@ def mixed_cluster(tmp_path: Path, leak_check: str) -> Iterator[Path]:
 
         # What the engine check runs is imported now: in the run it answers at once, well
         # within a short --gold-wait, however busy the machine.
-        client[:].execute("import pytest_gold.engine", block=False).get(timeout=60)
+        client[:].execute("import pytest_gold.engine.supervisor", block=False).get(timeout=60)
         client.close()
         yield Path(
             cluster.profile_dir, "security", f"ipcontroller-{cluster.cluster_id}-client.json"

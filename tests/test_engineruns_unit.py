@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from pytest_gold import engineruns
-from pytest_gold.engineruns import ControllerId, EngineRuns, SignalSlots, this_machine
+from pytest_gold.engine import engineruns
+from pytest_gold.engine.engineruns import ControllerId, EngineRuns, SignalSlots, this_machine
 
 SHARED = 12
 

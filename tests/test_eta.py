@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gold.eta import EngineTime, Overhead, estimate_eta
-from pytest_gold.progress import MIN_CASES_FOR_ETA, Progress
-from pytest_gold.scheduling import DispatchQueue
+from pytest_gold.controller.progress import MIN_CASES_FOR_ETA, Progress
+from pytest_gold.policy.eta import EngineTime, Overhead, estimate_eta
+from pytest_gold.policy.scheduling import DispatchQueue
 
 
 def test_estimate_adds_overhead_and_what_running_batches_still_need():

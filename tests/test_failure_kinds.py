@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_gold.failurekinds import MAX_GROUPS, case_function, classify, summarize
+from pytest_gold.policy.failurekinds import MAX_GROUPS, case_function, classify, summarize
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gold.__main__ import build_parser
+from pytest_gold.cli.main import build_parser
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "lab-cluster.rst"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_gold import leftovers
+from pytest_gold.engine import leftovers
 
 #: How long ended processes may take to be gone (reaped) after the run.
 GONE_SECONDS = 15.0

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_gold.faults import FaultHandling
-from pytest_gold.messages import EngineInfo
-from pytest_gold.progress import Progress, format_host_table
-from pytest_gold.scheduling import DispatchQueue
-from pytest_gold.session import RunState
+from pytest_gold.controller.faults import FaultHandling
+from pytest_gold.controller.progress import Progress, format_host_table
+from pytest_gold.controller.session import RunState
+from pytest_gold.policy.scheduling import DispatchQueue
+from pytest_gold.protocol.messages import EngineInfo
 
 from .test_pool_unit import FakeClient, Pool
 

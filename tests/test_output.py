@@ -128,8 +128,8 @@ def test_a_crash_shows_its_output_once_and_leads_with_the_cause(
 def test_output_that_never_came_live_is_read_from_the_engine(gold_cluster):
     """Every live chunk lost on the way (IOPub may drop messages): the result says
     where the output ends, and the controller reads it all from the engine's spool."""
-    from pytest_gold.engine import remote_read_output
-    from pytest_gold.liveoutput import LiveOutput
+    from pytest_gold.controller.liveoutput import LiveOutput
+    from pytest_gold.engine.supervisor import remote_read_output
 
     view = gold_cluster.client[0]
     run_id = f"test-{uuid.uuid4().hex}"
@@ -153,7 +153,7 @@ def test_output_that_never_came_live_is_read_from_the_engine(gold_cluster):
 
 def _spool_unpublished(run_id: str, data: bytes) -> int:
     """On an engine: output in a run's spool that was never published."""
-    from pytest_gold import outputspool
+    from pytest_gold.engine import outputspool
 
     spool = outputspool.spool_for(run_id)
     spool.append(data)
@@ -162,6 +162,6 @@ def _spool_unpublished(run_id: str, data: bytes) -> int:
 
 
 def _close_spools() -> None:
-    from pytest_gold import outputspool
+    from pytest_gold.engine import outputspool
 
     outputspool.close_all()

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gold.liveoutput import EngineStream, LiveOutput
-from pytest_gold.outputspool import OUTPUT_MIME, OutputSpool
-from pytest_gold.workerdeath import describe_death, excerpt, exit_summary
+from pytest_gold.controller.liveoutput import EngineStream, LiveOutput
+from pytest_gold.engine.outputspool import OUTPUT_MIME, OutputSpool
+from pytest_gold.engine.workerdeath import describe_death, excerpt, exit_summary
 
 
 def chunk_message(offset: int, data: bytes) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gold import resume
+from pytest_gold.policy import resume
 
 #: pytest-gold's cache entries, and the plugins a plain run registers (by name).
 DURATIONS_CACHE_KEY = "gold/durations"
@@ -52,7 +52,7 @@ def _gold_plugins(config: pytest.Config) -> list[str]:
 
 
 def test_names_of_what_a_plain_run_registers() -> None:
-    from pytest_gold import cachedata, recording
+    from pytest_gold.records import cachedata, recording
 
     assert [recording.FIXTURE_PLUGIN, recording.SWITCH_PLUGIN] == PLAIN_RUN_PLUGINS
     assert cachedata.DURATIONS_CACHE_KEY == DURATIONS_CACHE_KEY

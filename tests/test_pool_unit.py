@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 import pytest_gold
-from pytest_gold import engine as engine_module
-from pytest_gold.enginepool import CHECK_SETTLE_SECONDS, EnginePool
-from pytest_gold.faults import signal_engines
-from pytest_gold.messages import (
+from pytest_gold.controller.enginepool import CHECK_SETTLE_SECONDS, EnginePool
+from pytest_gold.controller.faults import signal_engines
+from pytest_gold.controller.session import RunState
+from pytest_gold.engine import supervisor as engine_module
+from pytest_gold.engine.standby import changed_since
+from pytest_gold.protocol.messages import (
     BatchResult,
     EngineInfo,
     LogFinish,
@@ -27,8 +29,6 @@ from pytest_gold.messages import (
     ReportEvent,
     to_wire,
 )
-from pytest_gold.session import RunState
-from pytest_gold.standby import changed_since
 
 
 class FakeResult:
@@ -121,7 +121,7 @@ def test_an_engine_check_unanswered_for_the_wait_is_a_failed_check(monkeypatch):
     pool, client = Pool(wait_seconds=5), FakeClient()
     client.ids = [3]
     clock = [100.0]
-    monkeypatch.setattr("pytest_gold.enginepool.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("pytest_gold.controller.enginepool.time.monotonic", lambda: clock[0])
     pool.discover_engines(client)
     assert 3 in pool.state.engine_checks
     clock[0] += 6
@@ -142,8 +142,8 @@ def test_the_first_check_does_not_wait_for_an_engine_busy_with_another_run(monke
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    monkeypatch.setattr("pytest_gold.enginepool.time.monotonic", lambda: clock[0])
-    monkeypatch.setattr("pytest_gold.enginepool.time.sleep", sleep)
+    monkeypatch.setattr("pytest_gold.controller.enginepool.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("pytest_gold.controller.enginepool.time.sleep", sleep)
     pool.discover_engines(client, initial=True)  # FakeResult.wait asserts if it blocks
     assert list(pool.state.engines) == [0] and set(pool.state.engine_checks) == {1}
     assert clock[0] - 100.0 <= CHECK_SETTLE_SECONDS + 1
@@ -157,7 +157,7 @@ def test_a_check_waiting_behind_another_runs_batch_is_not_overdue(monkeypatch):
     client.ids = [3]
     client.queue_status = lambda targets: {"queue": 2, "completed": 7, "tasks": 0}
     clock = [100.0]
-    monkeypatch.setattr("pytest_gold.enginepool.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("pytest_gold.controller.enginepool.time.monotonic", lambda: clock[0])
     pool.discover_engines(client)
     clock[0] += 6
     pool.discover_engines(client)

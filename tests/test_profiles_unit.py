@@ -9,11 +9,9 @@ import ipyparallel as ipp
 import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
-from pytest_gold.__main__ import main
-from pytest_gold.attaching import explicit_engine_count, permission_warnings
-from pytest_gold.enginecheck import Expected, mismatches
-from pytest_gold.messages import EngineInfo
-from pytest_gold.profiles import (
+from pytest_gold.cli.main import main
+from pytest_gold.launch.attaching import explicit_engine_count, permission_warnings
+from pytest_gold.launch.profiles import (
     BLAS_THREAD_ENV,
     LAUNCHER_PATH,
     ProfileError,
@@ -24,7 +22,9 @@ from pytest_gold.profiles import (
     render_controller_config,
     summarize,
 )
-from pytest_gold.sshlauncher import GoldSSHEngineSetLauncher
+from pytest_gold.launch.sshlauncher import GoldSSHEngineSetLauncher
+from pytest_gold.policy.enginecheck import Expected, mismatches
+from pytest_gold.protocol.messages import EngineInfo
 
 NOW = datetime.datetime(2026, 1, 1)
 SPEC = ProfileSpec(

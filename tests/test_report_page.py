@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_gold.__main__ import main
+from pytest_gold.cli.main import main
 from pytest_gold.report import views
 from tests.reportdata import campaign_records, write_log
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_gold.messages import EngineInfo
+from pytest_gold.protocol.messages import EngineInfo
 from pytest_gold.report.options import ReportSettings
 from pytest_gold.report.recorder import CampaignRecorder
 from pytest_gold.report.redraw import Redrawer

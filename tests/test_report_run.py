@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gold.__main__ import main
+from pytest_gold.cli.main import main
 from tests.inner import CLUSTER_UP, InnerPytest
 from tests.reportdata import campaign_records, write_log
 

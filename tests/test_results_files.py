@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gold import carryforward
-from pytest_gold.results import writer_for
+from pytest_gold.records import carryforward
+from pytest_gold.records.results import writer_for
 
 FORMATS = [".csv", ".jsonl", ".parquet"]
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_gold import resume
-from pytest_gold.results import build_row, case_outcome, writer_for
+from pytest_gold.policy import resume
+from pytest_gold.records.results import build_row, case_outcome, writer_for
 
 
 def _report(when: str, outcome: str, **extra) -> pytest.TestReport:
@@ -99,7 +99,7 @@ def test_resume_state(previous, outcomes, selection):
 
 
 def test_eta_and_formatting():
-    from pytest_gold.progress import Progress, format_duration, format_status
+    from pytest_gold.controller.progress import Progress, format_duration, format_status
 
     assert format_duration(3 * 86400 + 3723) == "3d 1:02:03"
     progress = Progress(total=10)
@@ -142,7 +142,7 @@ def test_nan_stays_a_float_in_rows_and_becomes_null_in_jsonl(tmp_path):
     width=st.integers(1, 300),
 )
 def test_short_status_fits_and_keeps_progress_failures_and_eta(done, failed, running, eta, width):
-    from pytest_gold.progress import Snapshot, format_status, format_status_short
+    from pytest_gold.controller.progress import Snapshot, format_status, format_status_short
 
     failed = min(failed, done)
     snapshot = Snapshot(
@@ -169,7 +169,7 @@ def test_short_status_fits_and_keeps_progress_failures_and_eta(done, failed, run
 def test_the_run_wall_time_ends_with_the_cases_not_with_the_cluster():
     """The per-host use of a run that stops its cluster: 6-8 % instead of ~40 % when the
     cluster's stop time counted."""
-    from pytest_gold.progress import Progress, format_host_table
+    from pytest_gold.controller.progress import Progress, format_host_table
 
     now = [100.0]
     progress = Progress(total=2, clock=lambda: now[0])

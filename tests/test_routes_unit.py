@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from traitlets.config.loader import PyFileConfigLoader
 
-from pytest_gold.__main__ import main
-from pytest_gold.profiles import parse_ssh_host
-from pytest_gold.routes import (
+from pytest_gold.cli.main import main
+from pytest_gold.launch.profiles import parse_ssh_host
+from pytest_gold.launch.routes import (
     LOOPBACK_IP,
     Route,
     RouteError,
@@ -54,9 +54,9 @@ def network(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError(f"Name or service not known: {name}")
         return NETWORK[name][0]
 
-    monkeypatch.setattr("pytest_gold.routes.ssh_hostname", lambda location, args: location)
-    monkeypatch.setattr("pytest_gold.routes.resolve", resolve)
-    monkeypatch.setattr("pytest_gold.routes.source_address", SOURCES.__getitem__)
+    monkeypatch.setattr("pytest_gold.launch.routes.ssh_hostname", lambda location, args: location)
+    monkeypatch.setattr("pytest_gold.launch.routes.resolve", resolve)
+    monkeypatch.setattr("pytest_gold.launch.routes.source_address", SOURCES.__getitem__)
 
 
 def test_this_machine_listed_first_does_not_put_the_controller_on_loopback():

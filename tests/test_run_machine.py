@@ -37,7 +37,7 @@ from pytest_gold.policy.run import (
     StopKind,
     summary_of,
 )
-from pytest_gold.scheduling import DispatchQueue
+from pytest_gold.policy.scheduling import DispatchQueue
 
 
 def make_run(cases: int, engines_needed: int = 1, retries: int = 1, **kwargs) -> Run:

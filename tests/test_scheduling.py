@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gold.scheduling import (
+from pytest_gold.policy.scheduling import (
     ORDER_COLLECTION,
     TAIL_SHARE_FACTOR,
     DispatchQueue,

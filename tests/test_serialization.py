@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gold.messages import (
+from pytest_gold.protocol.messages import (
     BatchResult,
     EngineInfo,
     LogStart,
@@ -21,7 +21,7 @@ from pytest_gold.messages import (
     result_from_wire,
     to_wire,
 )
-from pytest_gold.serialization import (
+from pytest_gold.protocol.serialization import (
     UnserializableValue,
     from_jsonable,
     report_data_from_wire,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gold import engine as engine_module
+from pytest_gold.engine import supervisor as engine_module
 
 from .conftest import REPLY_SECONDS
 from .inner import InnerPytest

@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_gold import hostscripts
-from pytest_gold.sshlauncher import GoldSSHEngineSetLauncher
+from pytest_gold.launch import hostscripts
+from pytest_gold.launch.sshlauncher import GoldSSHEngineSetLauncher
 
 #: How long the launcher gets to notice things (a generous bound, never a sleep).
 NOTICE_SECONDS = 30.0

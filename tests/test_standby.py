@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import pytest_gold.serialization
+import pytest_gold.protocol.serialization
 
 from .conftest import REPLY_SECONDS, standby_pid
 
@@ -64,7 +64,7 @@ def test_changed_code_or_environment_gets_a_fresh_worker(
     pytester.makepyfile(test_who=WHO_RAN_ME)
     run(pytester, gold_args)
     ahead = standbys(gold_cluster)
-    module = Path(pytest_gold.serialization.__file__)
+    module = Path(pytest_gold.protocol.serialization.__file__)
     before = module.stat()
     os.utime(module)  # as an edit does: modified now
     try:

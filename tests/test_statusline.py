@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_gold.statusline import ERASE_BELOW, StatusLine, draw_sequence, in_place
+from pytest_gold.controller.statusline import ERASE_BELOW, StatusLine, draw_sequence, in_place
 
 COLUMNS, ROWS = 40, 6
 

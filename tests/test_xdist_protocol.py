@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_gold.messages import EngineInfo
-from pytest_gold.xdistcompat import NO_OUTPUT, EngineNodes, from_channel, to_channel
+from pytest_gold.protocol.messages import EngineInfo
+from pytest_gold.protocol.xdistcompat import NO_OUTPUT, EngineNodes, from_channel, to_channel
 
 PLUGIN_CONFTEST = """
 import json

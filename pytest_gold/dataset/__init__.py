@@ -56,6 +56,6 @@ def open_writer(config: Any, path: str) -> Any:
             f"packages of {EXTRA} ({', '.join(missing)} cannot be imported here): "
             f"pip install '{EXTRA}'. The tables .csv, .jsonl and .parquet need none of them."
         )
-    from .writer import DatasetWriter
+    from pytest_gold.dataset.writer import DatasetWriter
 
     return DatasetWriter.from_config(config, Path(path).expanduser())

@@ -17,9 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from .cells import CELL_VARIABLES, GroupSchema, TrailingDim, VariableSpec, fill_value
-from .grid import Cell, GroupLayout
-from .store import Block, ZarrStore
+from pytest_gold.dataset.cells import (
+    CELL_VARIABLES,
+    GroupSchema,
+    TrailingDim,
+    VariableSpec,
+    fill_value,
+)
+from pytest_gold.dataset.grid import Cell, GroupLayout
+from pytest_gold.dataset.store import Block, ZarrStore
 
 _CELL_DTYPES = {"str": np.dtype(object), "float": np.dtype(np.float64), "int": np.dtype(np.int64)}
 

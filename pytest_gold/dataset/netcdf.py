@@ -68,7 +68,7 @@ def export(store: Path, target: Path) -> None:
     """Write the netCDF file from the journal, then remove the journal."""
     import xarray as xr
 
-    from .store import ZarrStore
+    from pytest_gold.dataset.store import ZarrStore
 
     zarr_store = ZarrStore(store)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
@@ -95,8 +95,8 @@ def seed_journal(source: Path, store: Path) -> None:
     """A journal made from a finished netCDF file, for ``--gold-resume``."""
     import xarray as xr
 
-    from .grid import chunk_shape
-    from .store import ZARR_FORMAT, ZarrStore
+    from pytest_gold.dataset.grid import chunk_shape
+    from pytest_gold.dataset.store import ZARR_FORMAT, ZarrStore
 
     backend = engine()
     tree = xr.open_datatree(source, engine=backend)

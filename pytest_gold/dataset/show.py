@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import EXTRA, is_dataset_path, missing_packages
+from pytest_gold.dataset import EXTRA, is_dataset_path, missing_packages
 
 #: The per-cell variables (pytest_gold.dataset.cells.CELL_VARIABLES, without numpy).
 CELL_VARIABLE_NAMES = (
@@ -84,7 +84,7 @@ def _open(path: Path) -> Any:
 
     try:
         if path.suffix.lower() == ".nc":
-            from .netcdf import engine
+            from pytest_gold.dataset.netcdf import engine
 
             return xr.open_datatree(path, engine=engine())
         return xr.open_datatree(path, engine="zarr", consolidated=None)

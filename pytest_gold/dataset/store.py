@@ -23,8 +23,14 @@ import xarray as xr
 import zarr
 import zarr.api.asynchronous
 
-from .cells import CELL_VARIABLES, GroupSchema, TrailingDim, VariableSpec, fill_value
-from .grid import GroupLayout
+from pytest_gold.dataset.cells import (
+    CELL_VARIABLES,
+    GroupSchema,
+    TrailingDim,
+    VariableSpec,
+    fill_value,
+)
+from pytest_gold.dataset.grid import GroupLayout
 
 ZARR_FORMAT = 2
 #: Root attribute that marks a store written by pytest-gold, and its layout version.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .writer import DatasetWriter
+    from pytest_gold.dataset.writer import DatasetWriter
 
 #: Problems listed one by one in the terminal summary; the rest are counted.
 MAX_LISTED_PROBLEMS = 10

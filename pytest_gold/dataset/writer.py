@@ -19,12 +19,10 @@ from typing import Any
 
 import pytest
 
-from ..results import ResultsWriter
-from ..resume import DONE_OUTCOMES, PASSED_BEFORE
-from . import netcdf
-from .cells import NOT_RUN, GroupSchema
-from .chunks import AddVariables, CellWrite, ChunkWriter, GroupState
-from .grid import (
+from pytest_gold.dataset import netcdf
+from pytest_gold.dataset.cells import NOT_RUN, GroupSchema
+from pytest_gold.dataset.chunks import AddVariables, CellWrite, ChunkWriter, GroupState
+from pytest_gold.dataset.grid import (
     DEFAULT_CHUNK_CELLS,
     CaseParams,
     GroupLayout,
@@ -32,10 +30,12 @@ from .grid import (
     cases_from_items,
     fit_to_stored,
 )
-from .meta import case_layout
-from .options import DEFAULT_INTERVAL_SECONDS, interval_seconds
-from .store import ZarrStore, remove_store, schema_from_attrs, schema_to_attrs
-from .summary import DatasetPlugin, cell_message
+from pytest_gold.dataset.meta import case_layout
+from pytest_gold.dataset.options import DEFAULT_INTERVAL_SECONDS, interval_seconds
+from pytest_gold.dataset.store import ZarrStore, remove_store, schema_from_attrs, schema_to_attrs
+from pytest_gold.dataset.summary import DatasetPlugin, cell_message
+from pytest_gold.policy.resume import DONE_OUTCOMES, PASSED_BEFORE
+from pytest_gold.records.results import ResultsWriter
 
 #: A write may take at most this share of the writer thread's time: when chunks are
 #: written slower than that (cells scattered over many chunks), writes space out.

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..messages import Batch
-from ..scheduling import DispatchQueue
+from pytest_gold.policy.scheduling import DispatchQueue
+from pytest_gold.protocol.messages import Batch
 
 
 class EngineState(enum.Enum):

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from .model import (
+from pytest_gold.report.model import (
     PASSED_BEFORE,
     Campaign,
     Case,

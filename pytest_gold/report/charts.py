@@ -11,7 +11,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
 from bokeh.palettes import Category10, Category20
 from bokeh.plotting import figure
 
-from .model import (
+from pytest_gold.report.model import (
     FAULT_CONTROLLER_LOST,
     FAULT_CRASH,
     FAULT_ENGINE_LOST,
@@ -20,7 +20,7 @@ from .model import (
     FAULT_TIME_LIMIT,
     PASSED_BEFORE,
 )
-from .views import RUNNING, Histogram, Timeline, Utilisation
+from pytest_gold.report.views import RUNNING, Histogram, Timeline, Utilisation
 
 #: Colour of each kind of case (outcome or fault); failures red, faults darker shades.
 KIND_COLORS = {

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import missing_dependency
-from .campaignlog import (
+from pytest_gold.report import missing_dependency
+from pytest_gold.report.campaignlog import (
     campaign_from_results,
     file_time,
     is_campaign_log,
@@ -25,7 +25,7 @@ from .campaignlog import (
     read_results,
     write_atomically,
 )
-from .model import Campaign
+from pytest_gold.report.model import Campaign
 
 #: Results table suffixes (--gold-results).
 RESULTS_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -126,7 +126,7 @@ def draw(log: Path, output: Path, refresh: float | None = None) -> None:
 
 
 def write(campaign: Campaign, output: Path, refresh: float | None = None) -> None:
-    from .page import build_page
+    from pytest_gold.report.page import build_page
 
     text = build_page(campaign, now=time.time(), refresh_seconds=refresh, report_path=output)
     write_atomically(output, text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import FAILED_OUTCOMES, KINDS_BY_SEVERITY, Campaign, function_of
+from pytest_gold.report.model import FAILED_OUTCOMES, KINDS_BY_SEVERITY, Campaign, function_of
 
 #: Values of a parametrize argument that still make a readable heatmap axis.
 MAX_AXIS_VALUES = 60

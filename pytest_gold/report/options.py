@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ..settings import _positive_number, _raw
-from . import REPORT_EXTRA, missing_dependency
-from .campaignlog import log_path_beside
+from pytest_gold.report import REPORT_EXTRA, missing_dependency
+from pytest_gold.report.campaignlog import log_path_beside
+from pytest_gold.settings import _positive_number, _raw
 
 #: Default seconds between rewrites of the report during a run.
 DEFAULT_REPORT_INTERVAL = 30.0

@@ -17,10 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from . import charts, views
-from . import grid as grid_module
-from .model import PASSED_BEFORE, STATE_RUNNING, Campaign, clean_text
+from pytest_gold import __version__
+from pytest_gold.report import charts, views
+from pytest_gold.report import grid as grid_module
+from pytest_gold.report.model import PASSED_BEFORE, STATE_RUNNING, Campaign, clean_text
 
 #: Outcome words in the order the counts are listed.
 OUTCOME_ORDER = ["passed", "failed", "error", "skipped", "xfailed", "xpassed", PASSED_BEFORE]

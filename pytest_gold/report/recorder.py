@@ -17,13 +17,18 @@ from typing import Any
 
 import pytest
 
-from ..campaign import DURATIONS_CACHE_KEY
-from ..messages import EngineInfo
-from ..results import case_outcome, failure_message
-from .campaignlog import LOG_FORMAT, LOG_VERSION, CampaignLogWriter, local_utc_offset
-from .model import FAILED_OUTCOMES, PASSED_BEFORE, function_of, label
-from .options import ReportSettings
-from .redraw import Redrawer
+from pytest_gold.controller.campaign import DURATIONS_CACHE_KEY
+from pytest_gold.protocol.messages import EngineInfo
+from pytest_gold.records.results import case_outcome, failure_message
+from pytest_gold.report.campaignlog import (
+    LOG_FORMAT,
+    LOG_VERSION,
+    CampaignLogWriter,
+    local_utc_offset,
+)
+from pytest_gold.report.model import FAILED_OUTCOMES, PASSED_BEFORE, function_of, label
+from pytest_gold.report.options import ReportSettings
+from pytest_gold.report.redraw import Redrawer
 
 
 @dataclass
@@ -294,7 +299,7 @@ class CampaignRecorder:
             self.log.close()
             self.log = None
         if self.settings.report is not None:
-            from .cli import draw  # Bokeh is imported only now
+            from pytest_gold.report.cli import draw
 
             try:
                 draw(self.settings.log, self.settings.report)

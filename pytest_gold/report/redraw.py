@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .campaignlog import partial_path
+from pytest_gold.report.campaignlog import partial_path
 
 #: A redraw and the pause after it last at least this many times the redraw.
 DUTY_FACTOR = 4

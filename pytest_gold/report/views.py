@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import FAILED_OUTCOMES, FAULT_ENGINE_LOST, Campaign, Case, Engine
+from pytest_gold.report.model import FAILED_OUTCOMES, FAULT_ENGINE_LOST, Campaign, Case, Engine
 
 #: Timeline bars a browser draws quickly (measured in benchmarks/bench_report.py); a run
 #: with more cases has its bars aggregated down to this many.

@@ -274,7 +274,7 @@ def test_rerunfailures_on_engines_of_other_machines(
     """The same reruns when the controller takes its engines for remote ones (an
     in-process run, so the controller's idea of its machine can be changed)."""
     require("pytest_rerunfailures", "xdist")
-    from pytest_gold import engine
+    from pytest_gold.engine import supervisor as engine
 
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setattr(engine, "this_machine", lambda: "another-machine")

@@ -1,0 +1,484 @@
+"""The supervisor: lives in each ipyparallel engine and owns that engine's worker process.
+
+The controller calls the ``remote_*`` functions through ipyparallel. The engine process
+itself never imports or runs a case: it starts a worker (:mod:`pytest_gold.worker`) per
+run, relays batches to it and the worker's events back (:mod:`pytest_gold.engine.relay`), which
+turns the death of a worker into a failed report for the case it was running; it then
+starts a new worker for the rest. Runs that share the engine each keep their own worker
+(:mod:`pytest_gold.engine.engineruns`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import dataclasses
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from pytest_gold.engine import leftovers, outputspool
+from pytest_gold.engine.engineruns import (
+    ControllerId,
+    EngineRuns,
+    SignalSlots,
+    run_signal_candidates,
+    this_machine,
+)
+from pytest_gold.engine.relay import BatchRelay
+from pytest_gold.engine.standby import StandbyWorker
+from pytest_gold.engine.workerprocess import (
+    POLL_SECONDS,
+    WORKER_FINISH_SECONDS,
+    WorkerProcess,
+    WorkerStartFailed,
+    live_pids,
+)
+from pytest_gold.protocol.messages import (
+    HOST_ENV,
+    Batch,
+    BatchResult,
+    EngineInfo,
+    Event,
+    NotRun,
+    RunSpec,
+    WorkerCrashed,
+    batch_from_wire,
+    event_from_wire,
+    is_event,
+    spec_from_wire,
+    to_wire,
+)
+from pytest_gold.protocol.synthetic import failed_case_events
+from pytest_gold.protocol.xdistcompat import WORKER_FINISHED
+from pytest_gold.worker.runner import (
+    CAPTURE_FD,
+    EXITED,
+    FINISH,
+    INTERRUPTED,
+    RUN,
+    TEARDOWN_DONE,
+    WORKER_EXIT_GRACE_SECONDS,
+)
+
+#: The controller's request to interrupt the running batch (-x, Ctrl-C), sent by pid on
+#: the controller's machine, else through the engine's nanny. Not SIGINT: ipykernel
+#: catches a SIGINT that lands after our function returned but before the reply went
+#: out, and then never sends the reply (the controller would wait forever). This one
+#: only sets a flag the supervisor polls. It interrupts whatever batch runs; a run
+#: normally gets a signal of its own instead (``EngineInfo.interrupt_signal``).
+INTERRUPT_SIGNAL = signal.SIGUSR2
+#: How often the workers of runs that are gone or idle are looked for, while there are any.
+TIDY_SECONDS = 2.0
+#: How often a running batch looks whether its controller is still there.
+CONTROLLER_LOOK_SECONDS = 1.0
+
+__all__ = ["INTERRUPT_SIGNAL", "this_machine"]
+
+_engine_id: int | None = None
+#: INTERRUPT_SIGNAL came: the running batch, whatever its run, is interrupted.
+_interrupt_any = False
+
+
+def _request_interrupt(signum: int, frame: Any) -> None:
+    global _interrupt_any
+    _interrupt_any = True
+
+
+def _request_run_interrupt(signum: int, frame: Any) -> None:
+    _runs.request_interrupt(signum)
+
+
+def _install_interrupt_handlers() -> list[int]:
+    """The handlers of INTERRUPT_SIGNAL and of the per-run signals; returns the per-run
+    signals that have one (only those are handed out: unhandled, they end the engine)."""
+    # At import, which ipyparallel does in the engine's main thread when it unpickles the
+    # first call: from then on these signals never end the engine, even when late.
+    try:
+        signal.signal(INTERRUPT_SIGNAL, _request_interrupt)
+    except ValueError:  # not the main thread (imported elsewhere): nothing to install
+        return []
+    installed = []
+    for number in run_signal_candidates():
+        try:
+            signal.signal(number, _request_run_interrupt)
+        except (ValueError, OSError):
+            break
+        installed.append(number)
+    return installed
+
+
+_runs = EngineRuns(
+    slots=SignalSlots(INTERRUPT_SIGNAL, _install_interrupt_handlers()),
+    clock=time.monotonic,
+    exit_grace=WORKER_FINISH_SECONDS + WORKER_EXIT_GRACE_SECONDS,
+)
+#: Workers that finished their run and are ending their pytest session.
+_exiting: list[WorkerProcess] = []
+#: The worker started ahead for the next run (see :mod:`pytest_gold.engine.standby`).
+_standby = StandbyWorker()
+_tidy_scheduled = False
+
+
+def engine_info() -> EngineInfo:
+    import pytest
+
+    from pytest_gold import __version__
+
+    host = os.environ.get(HOST_ENV) or socket.gethostname().split(".")[0]
+    return EngineInfo(
+        engine_id=-1 if _engine_id is None else _engine_id,
+        host=host,
+        pid=os.getpid(),
+        python=platform.python_version(),
+        executable=sys.executable,
+        platform=sys.platform,
+        pytest_gold=__version__,
+        pytest=pytest.__version__,
+        machine=this_machine(),
+    )
+
+
+def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
+    """The run's worker on this engine: its own, never another run's."""
+    run = _runs.join(spec.run_id, ControllerId(**spec.controller))
+    worker = run.worker
+    if worker is not None and worker.alive:
+        return worker
+    if worker is not None:  # dead (its crash was reported)
+        run.worker = None
+        worker.close()
+    standby = _standby.take(spec, engine)
+    if standby is not None:
+        run.worker = standby
+        try:
+            standby.wait_ready()
+            return standby
+        except WorkerStartFailed:  # code changed since it started (or it broke): anew
+            run.worker = None
+            standby.close()
+    worker = WorkerProcess(spec, engine)
+    run.worker = worker
+    worker.wait_ready()
+    return worker
+
+
+def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
+    global _interrupt_any
+    engine = engine_info()
+    events: list[Event] = []
+    ended: list[str] = []
+    pending = deque(batch.nodeids)
+    spool = outputspool.spool_for(spec.run_id) if spec.stream_output else None
+    if spool is not None:
+        spool.settle()  # the controller collected the last batch's result, and its output
+    restarted = False
+    run = _runs.join(spec.run_id, ControllerId(**spec.controller))
+    run.running = True
+    next_look = time.monotonic()
+
+    def interrupt_requested() -> bool:
+        nonlocal next_look
+        if not (_interrupt_any or run.interrupt_requested) and time.monotonic() >= next_look:
+            # A killed pytest on this machine sends no interruption: its cases stop anyway.
+            next_look = time.monotonic() + CONTROLLER_LOOK_SECONDS
+            run.interrupt_requested = run.controller.gone(_runs.here)
+        return _interrupt_any or run.interrupt_requested
+
+    try:
+        while pending:
+            if interrupt_requested():  # before or between workers: start nothing more
+                events.append(NotRun(nodeids=list(pending), reason=INTERRUPTED))
+                break
+            try:
+                worker = _worker_for(spec, engine)
+            except WorkerStartFailed as error:
+                events += _errors_for(pending, f"could not start a worker on {engine.tag}: {error}")
+                break
+            try:
+                worker.channel.send(
+                    {"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))}
+                )
+            except OSError:  # it died since its last batch: a fresh one takes over, once
+                _forget(worker)
+                cause = worker.death_cause()
+                worker.close()
+                if not restarted:
+                    restarted = True
+                    continue
+                events += _errors_for(
+                    pending, f"the worker on {engine.tag} died before this case started: {cause}"
+                )
+                break
+            relay = BatchRelay(
+                worker,
+                engine,
+                pending,
+                batch.time_limits,
+                interrupt_requested=interrupt_requested,
+                forget=_forget,
+                spool=spool,
+            )
+            waiting = len(pending)
+            try:
+                pending = relay.run()
+            except KeyboardInterrupt:
+                # A SIGINT from an older controller or a user: handled as the flag is.
+                _interrupt_any = True
+                pending = relay.run()
+            events.extend(relay.events)
+            ended.extend(relay.leftovers)
+            if pending and len(pending) == waiting and not interrupt_requested():
+                # The worker died before starting any case of what was left: report
+                # those cases rather than start worker after worker.
+                cause = next(
+                    (e.cause for e in reversed(relay.events) if isinstance(e, WorkerCrashed)),
+                    "?",
+                )
+                events += _errors_for(
+                    pending, f"the worker on {engine.tag} died before this case started: {cause}"
+                )
+                break
+    finally:
+        # Served: a request that arrives from now on is late, and is dropped by the next
+        # run's first call (remote_engine_info). A run's own request stays: the run is
+        # stopping, and its batches still queued here start nothing.
+        _interrupt_any = False
+        _runs.task_done(run)
+    return _result(engine, events, spool, ended)
+
+
+def _result(
+    engine: EngineInfo, events: list[Event], spool: outputspool.OutputSpool | None, ended: list[str]
+) -> BatchResult:
+    return BatchResult(
+        engine=engine,
+        events=events,
+        output_end=spool.end if spool is not None else 0,
+        output_path=spool.path if spool is not None else "",
+        leftovers=ended,
+    )
+
+
+def _errors_for(nodeids: deque[str], reason: str) -> list[Event]:
+    """Setup errors for cases that never got to run."""
+    events: list[Event] = []
+    for nodeid in nodeids:
+        events += failed_case_events(nodeid, None, {}, "setup", f"pytest-gold: {reason}")
+    return events
+
+
+def _forget(worker: WorkerProcess) -> None:
+    """A dead or killed worker is no longer the run's."""
+    run = _runs.get(worker.spec.run_id)
+    if run is not None and run.worker is worker:
+        run.worker = None
+
+
+def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = False) -> BatchResult:
+    """End the run's worker: its final teardown (reported); the worker then finishes its
+    session on its own and exits (see ``WORKER_EXIT_GRACE_SECONDS``). With
+    ``prepare_next``, a worker for the next run is started ahead (not when the run is
+    about to stop this engine, nor while another run has a worker here). With
+    ``collect_output``, wait for that end and return the worker's ``workeroutput``
+    (controller plugins take part in xdist's protocol)."""
+    engine = engine_info()
+    run = _runs.leave(run_id)
+    _runs.task_done(None)
+    if run is None:
+        return BatchResult(engine=engine, events=[])
+    events: list[Event] = []
+    ended: list[str] = []
+    workeroutput = None
+    spool = None
+    # A worker ended while the run was idle first: its teardown came before.
+    for worker, finish_sent in ((run.retired, True), (run.worker, False)):
+        if worker is not None:
+            if spool is None and worker.spec.stream_output:
+                spool = outputspool.spool_for(run_id)
+                spool.settle()
+            worker_events, output = _end_worker(worker, finish_sent, spool, ended, collect_output)
+            events += worker_events
+            workeroutput = output if output is not None else workeroutput
+    if spool is not None:
+        outputspool.finished(run_id)
+    if prepare_next and run.worker is not None:
+        _standby.schedule(run.worker.spec, engine, busy=_runs.busy)
+    _reap_exiting()
+    return dataclasses.replace(_result(engine, events, spool, ended), workeroutput=workeroutput)
+
+
+def _end_worker(
+    worker: WorkerProcess,
+    finish_sent: bool,
+    spool: outputspool.OutputSpool | None,
+    ended: list[str],
+    collect_output: bool,
+) -> tuple[list[Event], dict[str, Any] | None]:
+    """The worker's end-of-run teardown, and its reports; it then exits on its own.
+    What its cases started and left running is ended then (added to ``ended``)."""
+    events: list[Event] = []
+    workeroutput = None
+    try:
+        if not finish_sent:
+            worker.channel.send({"kind": FINISH})
+        deadline = time.monotonic() + WORKER_FINISH_SECONDS
+        while time.monotonic() < deadline:
+            more = spool is not None and spool.pump(worker)
+            message = worker.receive(0 if more else POLL_SECONDS)
+            if message is None:
+                continue
+            if message["kind"] == WORKER_FINISHED:
+                workeroutput = message["workeroutput"]
+                break
+            if message["kind"] == EXITED or (
+                message["kind"] == TEARDOWN_DONE and not collect_output
+            ):
+                break
+            if message["kind"] == CAPTURE_FD:
+                worker.channel.send({"kind": CAPTURE_FD})
+            elif is_event(message):
+                events.append(event_from_wire(message))
+        else:
+            worker.kill()
+    except (EOFError, OSError):
+        worker.kill()
+    finally:
+        if spool is not None:
+            spool.pump(worker, everything=True)
+        # The last teardown is done: what the cases started and left running is ended
+        # now, so that the run can say so.
+        ended.extend(worker.end_leftovers())
+        # Whatever happened, the worker is reaped (or killed) later, never forgotten.
+        worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
+        _exiting.append(worker)
+    return events, workeroutput
+
+
+def _reap_exiting() -> None:
+    """Close finished workers; kill any that outlived their grace period."""
+    for worker in list(_exiting):
+        if worker.process.poll() is None and time.monotonic() < worker.exit_deadline:
+            continue
+        _exiting.remove(worker)
+        worker.close()
+
+
+def _tidy(serving: str | None = None) -> None:
+    """End the workers of runs that are gone (their controller was killed) or idle too
+    long, and reap the workers that finished; again later while there are any."""
+    global _tidy_scheduled
+    _tidy_scheduled = False
+    try:
+        for worker in _runs.tidy(serving):
+            if worker.alive:
+                worker.finish()  # fixtures are torn down; nobody reads the reports
+            worker.exit_deadline = time.monotonic() + WORKER_FINISH_SECONDS
+            _exiting.append(worker)
+        _reap_exiting()
+        leftovers.reap_adopted(live_pids())
+    finally:
+        if _exiting or _runs.busy():
+            _schedule_tidy()
+
+
+def _schedule_tidy() -> None:
+    """On the engine's event loop: runs between tasks, whether or not more tasks come."""
+    global _tidy_scheduled
+    if _tidy_scheduled:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not inside the kernel's event loop: the next call tidies
+        return
+    _tidy_scheduled = True
+    loop.call_later(TIDY_SECONDS, _tidy)
+
+
+@atexit.register
+def _stop_workers_at_exit() -> None:
+    """The engine is shutting down: a worker still running a case must not outlive it."""
+    for run in list(_runs.runs.values()):
+        for worker in (run.worker, run.retired):
+            if worker is not None:
+                worker.close()
+    for worker in _exiting:
+        worker.close()
+    _standby.close()
+    outputspool.close_all()
+
+
+def interrupt_run(run_id: str) -> None:
+    """Interrupt the case the run's worker is running (SIGINT, like Ctrl-C)."""
+    run = _runs.get(run_id)
+    if run is not None and run.worker is not None:
+        run.worker.interrupt()
+
+
+# -- entry points called through ipyparallel (plain data in, plain data out) ------------
+
+
+def remote_engine_info(
+    engine_id: int,
+    rootdir: str = "",
+    invocation_dir: str = "",
+    run_id: str = "",
+    controller: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Who this engine is, and what the engine check needs to know about it. The first
+    call of every run: an interruption request left over from an earlier run is dropped,
+    and the run gets the signal that interrupts its own batches here."""
+    global _engine_id, _interrupt_any
+    _adopt_leftovers()
+    _engine_id = engine_id
+    _interrupt_any = False
+    info = dataclasses.replace(
+        engine_info(),
+        rootdir_visible=not rootdir or os.path.isdir(rootdir),
+        cwd_usable=not invocation_dir
+        or (os.path.isdir(invocation_dir) and os.access(invocation_dir, os.R_OK | os.X_OK)),
+    )
+    if run_id:
+        run = _runs.join(run_id, ControllerId(**(controller or {})))
+        info = dataclasses.replace(info, interrupt_signal=run.interrupt_signal)
+    _runs.task_done(None)
+    _tidy(serving=run_id)
+    return to_wire(info)
+
+
+def _adopt_leftovers() -> None:
+    """The engine becomes the subreaper of what workers start (see
+    :mod:`pytest_gold.engine.leftovers`), and collects those of them that ended."""
+    leftovers.become_subreaper()
+    leftovers.reap_adopted(live_pids())
+
+
+def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    _adopt_leftovers()
+    run_spec = spec_from_wire(spec)
+    _tidy(serving=run_spec.run_id)
+    try:
+        return to_wire(run_batch(run_spec, batch_from_wire(batch)))
+    finally:
+        _schedule_tidy()
+
+
+def remote_finish_run(
+    run_id: str, prepare_next: bool = True, collect_output: bool = False
+) -> dict[str, Any]:
+    _adopt_leftovers()
+    try:
+        return to_wire(finish_run(run_id, prepare_next, collect_output))
+    finally:
+        _tidy()
+
+
+def remote_read_output(run_id: str, start: int, max_bytes: int) -> dict[str, Any]:
+    """Live output (-s) the controller did not receive: see
+    :mod:`pytest_gold.engine.outputspool`."""
+    return outputspool.read(run_id, start, max_bytes)
