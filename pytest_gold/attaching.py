@@ -19,6 +19,7 @@ from ipyparallel.util import disambiguate_ip_address
 from .cluster import ClusterError, ClusterHandle, Watchdog, _launcher_process_groups, abort_start
 from .clusterlog import ClusterLog
 from .profiles import summarize
+from .slurmjobs import submitted_jobs
 
 #: Permission bits that let someone other than the owner read (or list) a path.
 OTHERS_READ = stat.S_IRWXG | stat.S_IRWXO
@@ -251,6 +252,7 @@ def start_from_profile(
         )
         with log.capturing_stderr():
             cluster.start_cluster_sync()
+        handle.slurm_jobs = submitted_jobs(cluster)
         handle.process_groups = _launcher_process_groups(cluster)
         if not keep:
             handle.watchdog = Watchdog(cluster.cluster_file, "", handle.process_groups)

@@ -65,6 +65,8 @@ class ClusterHandle:
     profile_hosts: dict[str, int] = field(default_factory=dict)
     #: Where ipyparallel's messages about a cluster this run started go (not the terminal).
     log: ClusterLog | None = None
+    #: The Slurm jobs this run submitted for the cluster's engines (their ids).
+    slurm_jobs: list[str] = field(default_factory=list)
     #: What went wrong while stopping the cluster, for the user (one line each).
     stop_notes: list[str] = field(default_factory=list)
     _closed: bool = field(default=False, repr=False)

@@ -21,7 +21,6 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from .messages import HOST_ENV
 from .profiles import BLAS_THREAD_ENV, ProfileError
 
 #: ipyparallel's name for its Slurm engine launcher (``c.Cluster.engine_launcher_class``).
@@ -31,6 +30,8 @@ OUTPUT_PATTERN = "{profile_dir}/log/slurm-engines-%A_%a.log"
 #: The batch script ipyparallel writes before submitting it: in the profile, not in the
 #: directory pytest runs in.
 BATCH_FILE = "slurm_engines.sbatch"
+#: What each srun task runs: the engine, wrapped (see :mod:`pytest_gold.slurmengine`).
+ENGINE_WRAPPER = "pytest_gold.slurmengine"
 #: How long a Slurm command may take before the site counts as unreachable.
 SLURM_COMMAND_SECONDS = 30
 #: pytest's exit code for bad input (a usage error); ``profile create --slurm`` uses it too.
@@ -146,9 +147,10 @@ def render_template(spec: SlurmSpec) -> str:
         # One thread per numerical library: one engine per core must not start a
         # thread per core.
         *(f"export {key}={_escape(shlex.quote(value))}" for key, value in environment.items()),
-        # Each engine names the node it runs on in reports (as SSH hosts do).
-        f'srun --ntasks="$engines" sh -c \'{HOST_ENV}="$SLURMD_NODENAME" exec "$@"\' '
-        "engine {program_and_args}",
+        # Each engine through pytest-gold's wrapper: it names the node in reports
+        # (PYTEST_GOLD_HOST) and ends what the engine leaves behind (its nanny).
+        f'srun --ntasks="$engines" {_escape(shlex.quote(spec.remote_python))} -m '
+        f"{ENGINE_WRAPPER} {{program_and_args}}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -29,6 +29,7 @@ from pytest_gold.slurmprofile import (
     slurm_seconds,
     summarize_slurm,
 )
+from tests.test_slurm import DOCS_PAGE, SITE_EXAMPLE, WALKTHROUGH
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0)
 GOLD = Partition(name="gold", max_time="10:00", node_addresses=("127.0.0.1",))
@@ -119,7 +120,7 @@ def test_batch_script_is_one_array_of_the_jobs(tmp_path: Path) -> None:
         "engines=$(( (10 + 4 - 1 - SLURM_ARRAY_TASK_ID) / 4 ))",
     ):
         assert expected in lines
-    assert 'PYTEST_GOLD_HOST="$SLURMD_NODENAME"' in lines[-1]
+    assert lines[-1].startswith('srun --ntasks="$engines" python3 -m pytest_gold.slurmengine ')
     assert lines[-1].endswith("-m ipyparallel.engine")
 
 
@@ -228,3 +229,41 @@ def test_bad_input_exits_4_and_writes_nothing(
     assert says in error
     assert len(error.strip().splitlines()) == 1  # one paragraph, no traceback
     assert not (ipython_dir / "profile_hpc").exists()
+
+
+def documented_commands(text: str) -> list[str]:
+    """The ``$ command`` lines of a page (continued lines joined)."""
+    joined = text.replace("\\\n", " ")
+    return [
+        " ".join(line.strip()[2:].split())
+        for line in joined.splitlines()
+        if line.strip().startswith("$ ")
+    ]
+
+
+def test_docs_page_shows_only_commands_the_tests_run() -> None:
+    shown = documented_commands(DOCS_PAGE.read_text())
+    assert shown, f"no '$ command' lines in {DOCS_PAGE}"
+    run_by_tests = {" ".join(command.split()) for command in WALKTHROUGH + SITE_EXAMPLE}
+    assert set(shown) <= run_by_tests, set(shown) - run_by_tests
+
+
+def test_site_example_of_the_docs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The docs' example for a real site, verbatim, against a site with a "compute"
+    partition of remote nodes (its controller address is given by the routes)."""
+    compute = Partition(name="compute", max_time="2-00:00:00", node_addresses=("127.0.0.1",))
+    fake = FakeSite(partition=compute)
+    monkeypatch.setattr(slurmprofile.SlurmSite, "sbatch_path", fake.sbatch_path)
+    monkeypatch.setattr(slurmprofile.SlurmSite, "partition", lambda self, name: compute)
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    for command in SITE_EXAMPLE:
+        assert main(command.split()[3:]) == 0
+    assert main(["profile", "show", "hpc"]) == 0
+    shown = capsys.readouterr().out
+    assert "  slurm jobs: 4 (job array), 24 engines per job" in shown
+    assert "  time limit: 02:00:00 per job" in shown
+    assert "  partition: compute" in shown
+    config = (tmp_path / "ipython" / "profile_hpc" / "ipcluster_config.py").read_text()
+    assert "c.SlurmEngineSetLauncher.account = 'proj42'" in config
