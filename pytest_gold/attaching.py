@@ -19,7 +19,7 @@ from ipyparallel.util import disambiguate_ip_address
 from .cluster import ClusterError, ClusterHandle, Watchdog, _launcher_process_groups, abort_start
 from .clusterlog import ClusterLog
 from .profiles import summarize
-from .slurmjobs import submitted_jobs
+from .slurmjobs import forget_unsubmitted, submission_problem, submitted_jobs
 
 #: Permission bits that let someone other than the owner read (or list) a path.
 OTHERS_READ = stat.S_IRWXG | stat.S_IRWXO
@@ -46,6 +46,21 @@ def profile_dir_of(profile: str) -> Path:
 def client_file(profile_dir: Path, cluster_id: str | None) -> Path:
     suffix = f"-{cluster_id}" if cluster_id else ""
     return profile_dir / "security" / f"ipcontroller{suffix}-client.json"
+
+
+def engine_file(profile_dir: Path, cluster_id: str | None) -> Path:
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    return profile_dir / "security" / f"ipcontroller{suffix}-engine.json"
+
+
+def remove_files_since(paths: list[Path], since: float) -> None:
+    """Remove those of the files that were written since ``since`` (time.time())."""
+    for path in paths:
+        try:
+            if path.stat().st_mtime >= since:
+                path.unlink()
+        except OSError:
+            continue
 
 
 def permission_warnings(path: Path) -> list[str]:
@@ -222,6 +237,7 @@ def start_from_profile(
 ) -> ClusterHandle:
     """Start the profile's cluster with its own launchers (SSH, MPI, Slurm, local)."""
     started = time.monotonic()
+    started_at = time.time()
     handle: ClusterHandle | None = None
     log = ClusterLog(profile_dir, profile)
     try:
@@ -261,15 +277,24 @@ def start_from_profile(
         log.close()
         raise
     except BaseException as error:
-        abort_start(
-            handle,
-            error,
-            f"--gold-profile {profile}: the profile has no running cluster, and starting it "
-            f"from its configuration failed ({type(error).__name__}: {error}). The cluster's "
-            f"logs are in {profile_dir / 'log'}; 'python -m pytest_gold profile show "
-            f"{profile}' prints what the profile starts. Or start it yourself with "
-            f"'ipcluster start --profile={profile}' and run again.",
-        )
+        if handle is not None:  # a job never submitted has nothing to cancel
+            forget_unsubmitted(handle.cluster)
+        try:
+            abort_start(
+                handle,
+                error,
+                f"--gold-profile {profile}: the profile has no running cluster, and starting it "
+                f"from its configuration failed ({type(error).__name__}: {error})."
+                f"{submission_problem(error, log.path)} The cluster's "
+                f"logs are in {profile_dir / 'log'}; 'python -m pytest_gold profile show "
+                f"{profile}' prints what the profile starts. Or start it yourself with "
+                f"'ipcluster start --profile={profile}' and run again.",
+            )
+        finally:  # the next run must start the cluster again, not find this one's files
+            remove_files_since(
+                [client_file(profile_dir, cluster_id), engine_file(profile_dir, cluster_id)],
+                started_at,
+            )
     handle.started_seconds = time.monotonic() - started
     handle.description = f"the cluster of profile {profile!r}"  # ", started in N s" follows
     problem = log.take_problems("starting")

@@ -324,8 +324,11 @@ def _stop_quietly(handle: ClusterHandle) -> None:
         if handle.client is not None:
             handle.close()
         else:
+            # The groups before the stop: it forgets the controller, whose schedulers can
+            # outlive it (e.g. when the engines' start failed while it was starting).
+            groups = _launcher_process_groups(handle.cluster)
             handle.cluster.stop_cluster_sync()
-            kill_process_groups(_launcher_process_groups(handle.cluster))
+            kill_process_groups(groups)
             if handle.private_dir:
                 shutil.rmtree(handle.private_dir, ignore_errors=True)
             if handle.watchdog is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 #: How long squeue may take to answer.
@@ -29,6 +30,37 @@ def submitted_jobs(cluster: Any) -> list[str]:
         for launcher in engine_sets.values()
         if isinstance(launcher, SlurmLauncher) and launcher.job_id
     ]
+
+
+def forget_unsubmitted(cluster: Any) -> None:
+    """Leave out the Slurm engine sets whose submission failed: ipyparallel would stop
+    them with ``scancel`` of no id, which fails, and the controller's stop with it."""
+    from ipyparallel.cluster.launcher import SlurmLauncher
+
+    engine_sets = getattr(cluster, "engines", None)
+    if not engine_sets:
+        return
+    for key, launcher in list(engine_sets.items()):
+        if isinstance(launcher, SlurmLauncher) and not launcher.job_id:
+            del engine_sets[key]
+
+
+def submission_problem(error: BaseException, log_path: Path) -> str:
+    """What sbatch said when it refused the jobs (its stderr went to the cluster's log)."""
+    command = getattr(error, "cmd", None)
+    if not isinstance(command, list) or not command or not str(command[0]).endswith("sbatch"):
+        return ""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    said = [line.strip() for line in lines if line.startswith("sbatch: error:")]
+    if not said:
+        return ""
+    return (
+        f" sbatch refused the engines' jobs: '{said[-1]}'. Nothing was submitted; fix the "
+        "profile's Slurm options (its batch template) and run again."
+    )
 
 
 def submitted_line(job_ids: list[str]) -> str:

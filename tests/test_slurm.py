@@ -199,3 +199,26 @@ def test_cluster_started_beforehand_is_attached_to_and_left_running(
         stopped = run(pytester, "ipcluster stop --profile=hpc")
     assert stopped.ret == 0
     assert ids and wait_until_gone(ids) == ""
+
+
+def test_jobs_sbatch_refuses_are_said_and_nothing_is_left(
+    slurm: str, pytester: pytest.Pytester, ipython_dir: Path, leak_check: str
+) -> None:
+    """A constraint no node has: sbatch refuses the job at once (Slurm 22.05)."""
+    create = run(
+        pytester,
+        "python -m pytest_gold profile create nofeature --slurm --engines 2 --time 5 "
+        "--slurm-option=--constraint=nosuchfeature",
+    )
+    assert create.ret == 0, create.stderr.str()
+    result = run(pytester, "pytest --gold --gold-profile=nofeature --gold-wait=5")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    error = " ".join(result.stderr.str().split())
+    assert (
+        "sbatch refused the engines' jobs: 'sbatch: error: Batch job submission failed: "
+        "Invalid feature specification'. Nothing was submitted" in error
+    )
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    # The next run starts the cluster again: no connection file of a stopped controller.
+    assert not list((ipython_dir / "profile_nofeature" / "security").glob("*.json"))
+    # leak_check: the controller (and its schedulers) stopped
