@@ -55,6 +55,16 @@ SWEEP = """
         assert i % 7 != 3
 """
 
+CURVE_CHECK = """
+    import json, os
+
+    def test_connection_is_encrypted():
+        security = os.environ["SLURM_TEST_SECURITY"]
+        info = json.load(open(os.path.join(security, "ipcontroller-client.json")))
+        assert info["curve_serverkey"]  # the controller runs with CurveZMQ
+        assert os.environ["IPP_ENABLE_CURVE"] == "1"  # and the engine's job with it too
+"""
+
 
 def _under_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false")
@@ -179,20 +189,28 @@ def test_job_that_never_starts_is_said_with_squeues_reason(
     assert wait_until_gone(ids) == ""
 
 
-def test_cluster_started_beforehand_is_attached_to_and_left_running(
-    slurm: str, pytester: pytest.Pytester, ipython_dir: Path, leak_check: str
+def test_cluster_started_beforehand_with_curvezmq(
+    slurm: str,
+    pytester: pytest.Pytester,
+    ipython_dir: Path,
+    leak_check: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The docs' ``ipcluster start --profile=hpc --daemonize``: the run attaches and leaves
-    the jobs running; ``ipcluster stop --profile=hpc`` cancels them."""
+    the jobs running; ``ipcluster stop --profile=hpc`` cancels them. With the docs'
+    encryption on: IPP_ENABLE_CURVE=1, which the jobs inherit (--export=ALL)."""
     assert run(pytester, WALKTHROUGH[0]).ret == 0
     profile_dir = ipython_dir / "profile_hpc"
+    pytester.makepyfile(test_curve=CURVE_CHECK)
+    monkeypatch.setenv("IPP_ENABLE_CURVE", "1")
+    monkeypatch.setenv("SLURM_TEST_SECURITY", str(profile_dir / "security"))
     started = run(pytester, "ipcluster start --profile=hpc --daemonize")
     try:
         assert started.ret == 0, started.stderr.str()
         gold = run(pytester, "pytest --gold --gold-profile=hpc --gold-wait=120 -p no:randomly")
         assert gold.ret == pytest.ExitCode.TESTS_FAILED
         assert "gold: attached to the cluster of profile 'hpc'" in gold.stdout.str()
-        assert gold.parseoutcomes() == {"passed": 17, "failed": 3}
+        assert gold.parseoutcomes() == {"passed": 18, "failed": 3}
         assert profile_jobs(profile_dir)  # still there: the run did not submit them
     finally:
         ids = profile_jobs(profile_dir)
