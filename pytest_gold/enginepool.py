@@ -75,7 +75,7 @@ class EnginePool:
         if defined is not None and need > defined and len(client.ids) < need:
             raise pytest.UsageError(self.more_than_defined(need, defined))
         if self.handle.slurm_jobs:
-            self.write_line(submitted_line(self.handle.slurm_jobs))
+            self.write_line(submitted_line(self.handle.slurm_jobs, kept=self.handle.keep))
         while True:
             self.discover_engines(client, initial=True)
             usable = len(self.state.engines)

@@ -63,12 +63,18 @@ def submission_problem(error: BaseException, log_path: Path) -> str:
     )
 
 
-def submitted_line(job_ids: list[str]) -> str:
+def submitted_line(job_ids: list[str], kept: bool = False) -> str:
     ids = ", ".join(job_ids)
+    them = "them" if len(job_ids) != 1 else "it"
+    after = (
+        f"{'they stay' if len(job_ids) != 1 else 'it stays'} running with the cluster "
+        "(--gold-keep-cluster)"
+        if kept
+        else f"the run cancels {them} when it ends"
+    )
     return (
         f"gold: submitted Slurm job{'s' if len(job_ids) != 1 else ''} {ids} for the engines "
-        f"(squeue -j {','.join(job_ids)}); the run cancels {'them' if len(job_ids) != 1 else 'it'}"
-        " when it ends"
+        f"(squeue -j {','.join(job_ids)}); {after}"
     )
 
 

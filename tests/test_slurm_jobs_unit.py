@@ -14,7 +14,13 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from pytest_gold.slurmjobs import describe_queue, queue_note, queue_rows, submission_problem
+from pytest_gold.slurmjobs import (
+    describe_queue,
+    queue_note,
+    queue_rows,
+    submission_problem,
+    submitted_line,
+)
 
 #: How long the wrapper and its engine may take to start and exit (a busy machine).
 WRAPPER_SECONDS = 60
@@ -110,3 +116,13 @@ def test_wrapper_passes_scancels_signal_on(tmp_path: Path) -> None:
     wrapper.send_signal(signal.SIGTERM)  # what scancel sends every task
     assert wrapper.wait(WRAPPER_SECONDS) == 128 + signal.SIGTERM
     assert_ended(helper)
+
+
+def test_submitted_line() -> None:
+    assert submitted_line(["12"]) == (
+        "gold: submitted Slurm job 12 for the engines (squeue -j 12); the run cancels it "
+        "when it ends"
+    )
+    assert submitted_line(["12", "13"], kept=True).endswith(
+        "(squeue -j 12,13); they stay running with the cluster (--gold-keep-cluster)"
+    )
