@@ -11,6 +11,7 @@ import datetime
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .profiles import (
@@ -86,7 +87,7 @@ def check_usage(args: argparse.Namespace) -> None:
 def create(
     args: argparse.Namespace,
     ipython_dir: str,
-    describe: object,
+    describe: Callable[[str, Path], list[str]],
     site: SlurmSite | None = None,
 ) -> int:
     """Check everything, then write the profile (nothing is written on bad input)."""
@@ -119,7 +120,7 @@ def create(
     directory = Path(ProfileDir.create_profile_dir_by_name(ipython_dir, args.name).location)
     for path in write_configs(directory, texts, args.force):
         print(f"wrote {path}")
-    for line in describe(args.name, directory):  # type: ignore[operator]
+    for line in describe(args.name, directory):
         print(line)
     print(
         f"\nstart it:   ipcluster start --profile={args.name}    (or let pytest start it)"
