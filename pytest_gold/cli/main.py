@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from pytest_gold.cli import slurm as slurmcli
 from pytest_gold.cli.addengines import add_engines
 from pytest_gold.dataset import show as results_cli
 from pytest_gold.launch.profiles import (
@@ -35,6 +36,7 @@ from pytest_gold.launch.routes import (
     loopback_problem,
     route_to,
 )
+from pytest_gold.launch.slurmprofile import describe_slurm, summarize_slurm
 from pytest_gold.report import cli as report_cli
 
 
@@ -60,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="HOST:ENGINES",
-        required=True,
-        help="a host and how many engines to start on it (repeat for each host)",
+        help="a host and how many engines to start on it (repeat for each host; or --slurm)",
     )
     create.add_argument(
         "--remote-python",
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ipython-dir", help="IPython directory (default: $IPYTHONDIR or ~/.ipython)"
     )
     create.add_argument("--force", action="store_true", help="replace an existing config")
+    slurmcli.add_arguments(create)
 
     engines = actions.add_parser(
         "engines",
@@ -134,6 +136,9 @@ def _ipython_dir(given: str | None) -> str:
 def create(args: argparse.Namespace) -> int:
     from IPython.core.profiledir import ProfileDir
 
+    slurmcli.check_usage(args)
+    if args.slurm:
+        return slurmcli.create(args, _ipython_dir(args.ipython_dir), _describe)
     hosts = [parse_ssh_host(text) for text in args.ssh_host]
     spec = ProfileSpec(
         hosts=hosts,
@@ -229,7 +234,12 @@ def _describe(name: str, directory: Path) -> list[str]:
     summary = summarize(
         name, directory, configs[CONFIG_FILE], running, configs[CONTROLLER_CONFIG_FILE]
     )
-    return describe(summary, os.cpu_count() or 1, _loopback_problem(summary))
+    lines = describe(summary, os.cpu_count() or 1, _loopback_problem(summary))
+    if summary.engine_launcher == "slurm":  # after the "engines:" line
+        at = next(i for i, line in enumerate(lines) if line.startswith("  engines:")) + 1
+        slurm = summarize_slurm(configs[CONFIG_FILE])
+        lines[at:at] = describe_slurm(slurm, summary.engine_count)
+    return lines
 
 
 def _loopback_problem(summary: ProfileSummary) -> str | None:
@@ -249,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         return actions[args.action](args)
     except ProfileError as error:
         print(f"python -m pytest_gold profile {args.action}: {error}", file=sys.stderr)
-        return 2
+        # Bad input for a Slurm profile exits 4 (pytest's usage error), as the issue asks.
+        return getattr(error, "exit_code", 2)
 
 
 if __name__ == "__main__":

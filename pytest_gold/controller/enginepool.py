@@ -16,6 +16,7 @@ from pytest_gold import __version__
 from pytest_gold.engine import supervisor as engine_module
 from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.launch.attaching import more_engines_than_defined, start_more_engines
+from pytest_gold.launch.slurmjobs import queue_note, submitted_line
 from pytest_gold.policy.enginecheck import Expected, advice, describe, mismatches
 from pytest_gold.protocol.messages import EngineInfo, engine_from_wire
 
@@ -73,6 +74,8 @@ class EnginePool:
         defined = self.defined_engines()
         if defined is not None and need > defined and len(client.ids) < need:
             raise pytest.UsageError(self.more_than_defined(need, defined))
+        if self.handle.slurm_jobs:
+            self.write_line(submitted_line(self.handle.slurm_jobs, kept=self.handle.keep))
         while True:
             self.discover_engines(client, initial=True)
             usable = len(self.state.engines)
@@ -123,6 +126,8 @@ class EnginePool:
                 + " | ".join(describe(failed))
                 + f". To fix: {advice(problems)}."
             )
+        elif self.handle.slurm_jobs:  # more engines would wait in the same queue
+            text += "."
         else:
             more = start_more_engines(
                 self.settings.profile, self.handle.profile_hosts, need - registered
@@ -131,7 +136,7 @@ class EnginePool:
                 f". Start more engines (e.g. {more}), check the cluster's logs for engines "
                 "that fail to start, or lower --gold-min-engines / raise --gold-wait."
             )
-        return text
+        return text + queue_note(self.handle.slurm_jobs)
 
     def discover_engines(self, client: Any, initial: bool = False) -> None:
         """Check engines that registered since last time; take in those that pass.

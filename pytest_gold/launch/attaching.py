@@ -25,6 +25,7 @@ from pytest_gold.launch.cluster import (
 )
 from pytest_gold.launch.clusterlog import ClusterLog
 from pytest_gold.launch.profiles import summarize
+from pytest_gold.launch.slurmjobs import forget_unsubmitted, submission_problem, submitted_jobs
 
 #: Permission bits that let someone other than the owner read (or list) a path.
 OTHERS_READ = stat.S_IRWXG | stat.S_IRWXO
@@ -51,6 +52,21 @@ def profile_dir_of(profile: str) -> Path:
 def client_file(profile_dir: Path, cluster_id: str | None) -> Path:
     suffix = f"-{cluster_id}" if cluster_id else ""
     return profile_dir / "security" / f"ipcontroller{suffix}-client.json"
+
+
+def engine_file(profile_dir: Path, cluster_id: str | None) -> Path:
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    return profile_dir / "security" / f"ipcontroller{suffix}-engine.json"
+
+
+def remove_files_since(paths: list[Path], since: float) -> None:
+    """Remove those of the files that were written since ``since`` (time.time())."""
+    for path in paths:
+        try:
+            if path.stat().st_mtime >= since:
+                path.unlink()
+        except OSError:
+            continue
 
 
 def permission_warnings(path: Path) -> list[str]:
@@ -227,6 +243,7 @@ def start_from_profile(
 ) -> ClusterHandle:
     """Start the profile's cluster with its own launchers (SSH, MPI, Slurm, local)."""
     started = time.monotonic()
+    started_at = time.time()
     handle: ClusterHandle | None = None
     log = ClusterLog(profile_dir, profile)
     try:
@@ -257,6 +274,7 @@ def start_from_profile(
         )
         with log.capturing_stderr():
             cluster.start_cluster_sync()
+        handle.slurm_jobs = submitted_jobs(cluster)
         handle.process_groups = _launcher_process_groups(cluster)
         if not keep:
             handle.watchdog = Watchdog(cluster.cluster_file, "", handle.process_groups)
@@ -265,15 +283,24 @@ def start_from_profile(
         log.close()
         raise
     except BaseException as error:
-        abort_start(
-            handle,
-            error,
-            f"--gold-profile {profile}: the profile has no running cluster, and starting it "
-            f"from its configuration failed ({type(error).__name__}: {error}). The cluster's "
-            f"logs are in {profile_dir / 'log'}; 'python -m pytest_gold profile show "
-            f"{profile}' prints what the profile starts. Or start it yourself with "
-            f"'ipcluster start --profile={profile}' and run again.",
-        )
+        if handle is not None:  # a job never submitted has nothing to cancel
+            forget_unsubmitted(handle.cluster)
+        try:
+            abort_start(
+                handle,
+                error,
+                f"--gold-profile {profile}: the profile has no running cluster, and starting it "
+                f"from its configuration failed ({type(error).__name__}: {error})."
+                f"{submission_problem(error, log.path)} The cluster's "
+                f"logs are in {profile_dir / 'log'}; 'python -m pytest_gold profile show "
+                f"{profile}' prints what the profile starts. Or start it yourself with "
+                f"'ipcluster start --profile={profile}' and run again.",
+            )
+        finally:  # the next run must start the cluster again, not find this one's files
+            remove_files_since(
+                [client_file(profile_dir, cluster_id), engine_file(profile_dir, cluster_id)],
+                started_at,
+            )
     handle.started_seconds = time.monotonic() - started
     handle.description = f"the cluster of profile {profile!r}"  # ", started in N s" follows
     problem = log.take_problems("starting")

@@ -65,6 +65,8 @@ class ClusterHandle:
     profile_hosts: dict[str, int] = field(default_factory=dict)
     #: Where ipyparallel's messages about a cluster this run started go (not the terminal).
     log: ClusterLog | None = None
+    #: The Slurm jobs this run submitted for the cluster's engines (their ids).
+    slurm_jobs: list[str] = field(default_factory=list)
     #: What went wrong while stopping the cluster, for the user (one line each).
     stop_notes: list[str] = field(default_factory=list)
     _closed: bool = field(default=False, repr=False)
@@ -322,8 +324,11 @@ def _stop_quietly(handle: ClusterHandle) -> None:
         if handle.client is not None:
             handle.close()
         else:
+            # The groups before the stop: it forgets the controller, whose schedulers can
+            # outlive it (e.g. when the engines' start failed while it was starting).
+            groups = _launcher_process_groups(handle.cluster)
             handle.cluster.stop_cluster_sync()
-            kill_process_groups(_launcher_process_groups(handle.cluster))
+            kill_process_groups(groups)
             if handle.private_dir:
                 shutil.rmtree(handle.private_dir, ignore_errors=True)
             if handle.watchdog is not None:
