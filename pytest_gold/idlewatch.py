@@ -68,7 +68,24 @@ class ProcessRef:
 
     @property
     def alive(self) -> bool:
-        return self.started is not None and process_start(self.pid) == self.started
+        if self.started is not None:
+            return process_start(self.pid) == self.started and not _zombie(self.pid)
+        try:  # no /proc (not Linux): whether some process has the pid
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _zombie(pid: int) -> bool:
+    """Exited, only not collected yet by its parent (e.g. a run that started the cluster)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass

@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with locked(paths, timeout=STOP_LOCK_SECONDS):
             state = paths.read_state()
+            in_use = paths.live_runs()
             stopped = stop_kept(paths, state)
     except LockTimeout:
         print(
@@ -143,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     rootdir = state.rootdir if state else where
     if stopped:
         print(f"stopped the kept cluster of {rootdir}: {', '.join(stopped)}")
+        if in_use:
+            print(f"  runs were using it (pids {', '.join(map(str, in_use))}): they lose it")
     else:
         print(f"the kept cluster of {rootdir} was not running; removed {paths.root}")
     return 0

@@ -205,13 +205,20 @@ def _open_locked(
             what = f" (stopped what was left: {', '.join(stopped)})" if stopped else ""
             then = "starting a new one" if settings.keep_cluster else "starting one for this run"
             note(f"the kept cluster of this project {reason}{what}; {then}.")
-        elif settings.keep_cluster:
+        elif settings.keep_cluster and not paths.live_runs():
             stop_kept(paths, state)
             note(f"the kept cluster of this project {unfit}: stopped it; starting a new one.")
         else:
+            # Never stopped under a run that uses it; nor replaced by a run without the flag.
+            why_not = (
+                f"other runs use it (pids {', '.join(map(str, paths.live_runs()))}), so "
+                if settings.keep_cluster
+                else ""
+            )
+            hint = "" if settings.keep_cluster else " (--gold-keep-cluster would replace it)"
             note(
-                f"the kept cluster of this project {unfit}: this run starts an embedded "
-                "cluster of its own (--gold-keep-cluster would replace the kept one)."
+                f"the kept cluster of this project {unfit}: {why_not}this run starts an "
+                f"embedded cluster of its own{hint}."
             )
             return None
     elif paths.root.exists():  # a half-written or foreign leftover: nothing runs from it

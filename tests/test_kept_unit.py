@@ -204,3 +204,77 @@ def test_idle_stop_option_and_ini(pytester: pytest.Pytester):
     config = pytester.parseconfig("--gold", "--gold-idle-stop=2", "--gold-engines=3")
     settings = from_config(config)
     assert settings.idle_stop_seconds == 120.0 and settings.engines_given
+
+
+@pytest.fixture
+def fake_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A kept cluster's files whose 'controller' and 'engine' are a sleep process (what a
+    stop kills), and a _start that starts nothing."""
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "600"])
+    ref = ProcessRef.of(sleeper.pid)
+    paths = KeptPaths(tmp_path / "kept")
+    paths.root.mkdir()
+    (tmp_path / "client.json").write_text("{}")
+    paths.write_state(make_state(tmp_path, controller=ref, engine_processes=[ref]))
+    started: list[object] = []
+    monkeypatch.setattr(
+        "pytest_gold.keptcluster._start", lambda *args: started.append(args) or "new cluster"
+    )
+    yield paths, ref, started
+    sleeper.kill()
+    sleeper.wait()
+
+
+def test_a_kept_cluster_in_use_is_never_replaced(fake_kept):
+    from pytest_gold.keptcluster import _open_locked
+
+    paths, ref, started = fake_kept
+    lease = paths.add_run(ME)  # this process: a run using the cluster now
+    notes: list[str] = []
+    bigger = make_settings(engines=4, engines_given=True, keep_cluster=True)
+    assert _open_locked(paths, bigger, paths.root, notes.append) is None
+    assert notes == [
+        f"the kept cluster of this project has 2 engines, --gold-engines asks for 4: other "
+        f"runs use it (pids {os.getpid()}), so this run starts an embedded cluster of its own."
+    ]
+    assert ref.alive and paths.read_state() is not None and not started
+    # Without --gold-keep-cluster it is left alone too, with or without runs on it.
+    lease.unlink()
+    notes.clear()
+    assert _open_locked(paths, dataclasses.replace(bigger, keep_cluster=False), paths.root,
+                        notes.append) is None  # fmt: skip
+    assert notes[0].endswith("(--gold-keep-cluster would replace it).")
+    assert ref.alive and not started
+    # Unused, with the flag: stopped and replaced.
+    notes.clear()
+    assert _open_locked(paths, bigger, paths.root, notes.append) == "new cluster"
+    assert notes[0].endswith(": stopped it; starting a new one.")
+    wait_until_gone(ref)
+    assert not paths.root.exists() or paths.read_state() is None
+
+
+def test_a_dead_kept_cluster_is_cleaned_up_also_without_the_flag(fake_kept):
+    from pytest_gold.keptcluster import _open_locked
+
+    paths, ref, started = fake_kept
+    state = paths.read_state()
+    assert state is not None
+    paths.write_state(dataclasses.replace(state, controller=GONE))
+    notes: list[str] = []
+    assert _open_locked(paths, make_settings(), paths.root, notes.append) is None
+    assert notes == [
+        f"the kept cluster of this project lost its controller (pid {GONE.pid}) (stopped what "
+        f"was left: 1 engine (pids {ref.pid})); starting one for this run."
+    ]
+    wait_until_gone(ref)
+    assert not paths.root.exists() and not started
+
+
+def wait_until_gone(ref: ProcessRef) -> None:
+    """The sleep process was killed (a zombie until reaped counts as gone)."""
+    deadline = time.monotonic() + 10
+    while ref.alive:
+        assert time.monotonic() < deadline, f"pid {ref.pid} still runs"
+        time.sleep(0.05)
