@@ -33,6 +33,9 @@ LEFTOVERS_MODES = (LEFTOVERS_END, LEFTOVERS_KEEP)
 #: with a worker process of its own; beyond this, a mistyped --gold-engines is more likely
 #: than cases that mostly wait.
 MAX_ENGINES_PER_CPU = 8
+#: Minutes without a run after which a kept embedded cluster stops itself.
+DEFAULT_IDLE_STOP_MINUTES = 15.0
+SECONDS_PER_MINUTE = 60.0
 
 # (option, ini key, help). Every option has an ini key so a project can pin it.
 _VALUE_OPTIONS = [
@@ -124,6 +127,13 @@ _VALUE_OPTIONS = [
         "and failures grouped by kind at the end; for long campaigns).",
     ),
     (
+        "--gold-idle-stop",
+        "gold_idle_stop",
+        "minutes without a run after which an embedded cluster kept with "
+        f"--gold-keep-cluster stops itself (default {DEFAULT_IDLE_STOP_MINUTES:g}; fractions "
+        "allowed).",
+    ),
+    (
         "--gold-batch-seconds",
         "gold_batch_seconds",
         "work, in seconds, that one task carries when cases are short "
@@ -167,8 +177,10 @@ def addoption(parser: pytest.Parser) -> None:
         dest="gold_keep_cluster",
         action="store_true",
         default=False,
-        help="with --gold-profile, when the run starts the profile's cluster: leave it "
-        "running for the next run (the run prints how to stop it).",
+        help="leave the cluster this run starts running for the next runs: the embedded "
+        "cluster (kept per project until --gold-idle-stop minutes without a run, or "
+        "'python -m pytest_gold cluster stop'; the next 'pytest --gold' attaches to it), or "
+        "with --gold-profile the profile's cluster (the run prints how to stop it).",
     )
     group.addoption(
         "--gold-resume",
@@ -223,6 +235,9 @@ class GoldSettings:
     batch_seconds: float
     min_engines: int = 1
     keep_cluster: bool = False
+    #: --gold-engines (or gold_engines) was given: a kept cluster must have that many.
+    engines_given: bool = False
+    idle_stop_seconds: float = DEFAULT_IDLE_STOP_MINUTES * SECONDS_PER_MINUTE
     retries: int = DEFAULT_RETRIES
     timeout_seconds: float | None = None
     order: str = ORDER_DURATION
@@ -241,7 +256,8 @@ class GoldSettings:
             cluster = f", cluster id {self.cluster_id!r}" if self.cluster_id else ""
             return f"the cluster of profile {self.profile!r}{cluster}"
         plural = "s" if self.engines != 1 else ""
-        return f"embedded cluster, {self.engines} engine{plural} on 127.0.0.1"
+        kept = ", kept (--gold-keep-cluster)" if self.keep_cluster else ""
+        return f"embedded cluster, {self.engines} engine{plural} on 127.0.0.1{kept}"
 
 
 def _raw(config: pytest.Config, ini: str) -> str | None:
@@ -264,6 +280,22 @@ def _positive_number(config: pytest.Config, ini: str, option: str, default: floa
     if not (math.isfinite(value) and value > 0):
         raise pytest.UsageError(
             f"{option} (ini {ini}) must be a positive number of seconds, not {raw!r}."
+        )
+    return value
+
+
+def _positive_minutes(config: pytest.Config, ini: str, option: str) -> float:
+    raw = _raw(config, ini)
+    if raw is None:
+        return DEFAULT_IDLE_STOP_MINUTES
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise pytest.UsageError(
+            f"{option} (ini {ini}) must be a positive number of minutes (fractions allowed, "
+            f"e.g. 0.5), not {raw!r}."
         )
     return value
 
@@ -366,10 +398,10 @@ def from_config(config: pytest.Config) -> GoldSettings:
             "Leave it out, or start the profile's cluster with the engine count you want."
         )
     keep_cluster = bool(config.getoption("gold_keep_cluster"))
-    if keep_cluster and not profile:
+    if keep_cluster and connection_file:
         raise pytest.UsageError(
-            "--gold-keep-cluster keeps a profile's cluster that the run starts: give "
-            "--gold-profile too (an embedded cluster is always stopped at the end)."
+            "--gold-keep-cluster keeps a cluster the run starts; a run never stops a cluster "
+            "it attaches to through --gold-connection-file: leave --gold-keep-cluster out."
         )
     order = _raw(config, "gold_order") or ORDER_DURATION
     if order not in ORDERS:
@@ -414,6 +446,9 @@ def from_config(config: pytest.Config) -> GoldSettings:
         retries=retries,
         min_engines=min_engines,
         keep_cluster=keep_cluster,
+        engines_given=raw_engines is not None,
+        idle_stop_seconds=SECONDS_PER_MINUTE
+        * _positive_minutes(config, "gold_idle_stop", "--gold-idle-stop"),
         timeout_seconds=(
             _positive_number(config, "gold_timeout", "--gold-timeout", math.inf)
             if _raw(config, "gold_timeout") is not None

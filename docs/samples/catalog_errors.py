@@ -20,6 +20,7 @@ BAD_VALUES = [
     ["--gold-leftovers", "kill"],
     ["--gold-engines", "100000"],
     ["--gold-max-engines", "0"],
+    ["--gold-idle-stop", "0"],
 ]
 CONFLICTS = [
     ["-n", "2"],
@@ -28,7 +29,7 @@ CONFLICTS = [
     ["--gold-profile", "gold", "--gold-connection-file", "client.json"],
     ["--gold-cluster-id", "x"],
     ["--gold-profile", "gold", "--gold-engines", "3"],
-    ["--gold-keep-cluster"],
+    ["--gold-keep-cluster", "--gold-connection-file", "client.json"],
     ["--gold-engines", "2", "--gold-min-engines", "4"],
     ["--gold-min-engines", "0"],
 ]

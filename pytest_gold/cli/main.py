@@ -1,6 +1,7 @@
 """``python -m pytest_gold``: ``profile create|show|engines`` (an ipyparallel profile for a
-lab cluster), ``results show`` (what a --gold-results dataset holds) and ``report`` (a
-campaign report from what a run left, see report/cli.py)."""
+lab cluster), ``cluster status|stop`` (the kept embedded cluster), ``results show`` (what
+a --gold-results dataset holds) and ``report`` (a campaign report from what a run left,
+see report/cli.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from pytest_gold.cli import cluster as keptcli
 from pytest_gold.cli import slurm as slurmcli
 from pytest_gold.cli.addengines import add_engines
 from pytest_gold.dataset import show as results_cli
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     results_cli.add_parser(commands)
     report_cli.add_parser(commands)
+    keptcli.add_parser(commands)
     return parser
 
 
@@ -254,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         return results_cli.run(args)
     if args.command == "report":
         return report_cli.run(args)
+    if args.command == "cluster":
+        return keptcli.run(args)
     actions = {"create": create, "show": show, "engines": engines}
     try:
         return actions[args.action](args)

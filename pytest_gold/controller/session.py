@@ -38,6 +38,7 @@ from pytest_gold.engine import supervisor as engine_module
 from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.launch.attaching import attach, keep_message
 from pytest_gold.launch.cluster import ClusterError, ClusterHandle, start_embedded
+from pytest_gold.launch.keptcluster import open_kept
 from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease, dispatch_order
 from pytest_gold.protocol.collecting import selected_paths
 from pytest_gold.protocol.messages import (
@@ -122,6 +123,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         self.machine = engine_module.this_machine()
         #: The one-line failure message of every case that failed, by node id.
         self.failures: dict[str, str] = {}
+        #: What becomes of the kept embedded cluster, for the end of the summary.
+        self.kept_line: str | None = None
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -158,6 +161,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             terminalreporter.write_line(line, yellow=True)
         self.summarize_left_out(terminalreporter, MAX_LISTED_CASES)
         self.summarize_failures(terminalreporter)
+        if self.kept_line:
+            terminalreporter.write_line(self.kept_line)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self) -> None:
@@ -229,7 +234,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
                 keep_cluster=settings.keep_cluster,
                 min_engines=settings.min_engines,
             )
-        return start_embedded(settings.engines, settings.wait_seconds)
+        kept = open_kept(
+            settings, self.config.rootpath, lambda text: self.write_line(f"gold: {text}")
+        )
+        return kept or start_embedded(settings.engines, settings.wait_seconds)
 
     def close_cluster(self) -> None:
         if self.handle is not None:
@@ -240,6 +248,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
                 self.write_line(f"gold: {note}", problem=True)
             if handle.keep and self.settings.profile:
                 self.write_line(keep_message(self.settings.profile, self.settings.cluster_id))
+            if handle.kept is not None:  # said with the summary, after the progress
+                self.kept_line = f"gold: {handle.kept.closing_line()}"
 
     def write_line(self, text: str, *, problem: bool = False, always: bool = False) -> None:
         """A line on the terminal; with -q only problems (lost engines, ...) and lines

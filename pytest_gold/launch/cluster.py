@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -69,6 +70,11 @@ class ClusterHandle:
     slurm_jobs: list[str] = field(default_factory=list)
     #: What went wrong while stopping the cluster, for the user (one line each).
     stop_notes: list[str] = field(default_factory=list)
+    #: Called once the cluster is closed (or left running), e.g. to mark a kept cluster
+    #: no longer in use by this run.
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+    #: The kept embedded cluster this run started or attached to (keptcluster.KeptInfo).
+    kept: Any = None
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -85,6 +91,13 @@ class ClusterHandle:
         if self._closed:
             return
         self._closed = True
+        try:
+            self._close(at_once)
+        finally:
+            for callback in self.on_close:
+                callback()
+
+    def _close(self, at_once: bool) -> None:
         if self.keep:
             self.client.close()
             if self.watchdog is not None:
@@ -131,10 +144,14 @@ class ClusterHandle:
             self.log.close()
 
 
-def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
-    """Start a private cluster on loopback, ignoring the user's ipython profiles."""
+def start_embedded(
+    engines: int, wait_seconds: float, *, profile_dir: str | None = None, keep: bool = False
+) -> ClusterHandle:
+    """Start a private cluster on loopback, ignoring the user's ipython profiles; in a
+    temporary profile directory, or (``keep``, see keptcluster.py) in ``profile_dir``,
+    left running at the end."""
     started = time.monotonic()
-    profile_dir = tempfile.mkdtemp(prefix="pytest-gold-cluster-")
+    profile_dir = profile_dir or tempfile.mkdtemp(prefix="pytest-gold-cluster-")
     cluster = ipp.Cluster(
         n=engines,
         profile_dir=profile_dir,
@@ -144,6 +161,7 @@ def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
         log_level=logging.WARNING,
         engine_timeout=int(wait_seconds),
         controller_args=[f"--HeartMonitor.period={EMBEDDED_HEARTBEAT_MS}"],
+        shutdown_atexit=not keep,
     )
     # Engines start together rather than 0.1 s apart.
     cluster.config.LocalEngineSetLauncher.delay = 0
@@ -159,11 +177,13 @@ def start_embedded(engines: int, wait_seconds: float) -> ClusterHandle:
         private_dir=profile_dir,
         expected_engines=engines,
         disposable=True,
+        keep=keep,
     )
     try:
         cluster.start_cluster_sync()
         handle.process_groups = _launcher_process_groups(cluster)
-        handle.watchdog = Watchdog(cluster.cluster_file, profile_dir, handle.process_groups)
+        if not keep:  # a kept cluster has its idle watch instead
+            handle.watchdog = Watchdog(cluster.cluster_file, profile_dir, handle.process_groups)
         client = cluster.connect_client_sync()
         handle.client = client
         # Dispatch starts with the first engine; the others join as they register.
