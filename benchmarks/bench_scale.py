@@ -40,8 +40,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 import psutil
 from harness import (
@@ -60,6 +61,18 @@ from harness import (
 
 MARKER_VARIABLE = "BENCH_SCALE_RUN_ID"
 POLL_SECONDS = 0.1
+#: Seconds between samples of the CPU time of the run's other processes.
+TREE_POLL_SECONDS = 0.5
+#: (text in its command line, kind) of the processes a run starts, first match wins.
+PROCESS_KINDS = (
+    ("pytest_gold.worker", "workers"),
+    ("ipyparallel.engine", "engines"),
+    ("ipengine", "engines"),
+    ("ipyparallel.controller", "ipcontroller"),
+    ("ipcontroller", "ipcontroller"),
+    ("xdist", "workers"),
+    ("execnet", "workers"),
+)
 DEFAULT_CASES = 100_000
 QUICK_CASES = 5_000
 LATENCY_CASES = 2_000
@@ -130,22 +143,64 @@ class Measured:
     polled_rss_mib: float
     #: Engines' use from the per-host summary (gold runs), in percent.
     busy_percent: float | None = None
+    #: Sum of the cases' durations (setup + call + teardown, the JUnit XML's ``time``).
+    case_seconds: float | None = None
+    #: CPU seconds of the processes below the pytest process, by kind.
+    children_cpu: dict[str, float] = field(default_factory=dict)
+
+    def case_share(self, workers: int) -> float | None:
+        """The summary's "use" computed alike for every mode: case time over workers x
+        the whole wall time (start-up included, so a little below the summary's)."""
+        if self.case_seconds is None:
+            return None
+        return 100 * self.case_seconds / (workers * self.wall)
 
 
-class PeakRss:
-    """psutil samples of one pid (the pytest process, not its children)."""
+class Sampler:
+    """psutil samples of a run: the peak RSS of the pytest process itself (every poll),
+    and the CPU time of every process below it, by kind (every
+    :data:`TREE_POLL_SECONDS`; a process's last sample counts, so up to that much of a
+    short-lived process's CPU time is missed)."""
 
     def __init__(self) -> None:
         self.peak = 0
         self.handle: psutil.Process | None = None
+        self.cpu_by_pid: dict[int, tuple[str, float]] = {}
+        self.next_tree_poll = 0.0
 
     def sample(self, pid: int) -> None:
         try:
             if self.handle is None:
                 self.handle = psutil.Process(pid)
             self.peak = max(self.peak, self.handle.memory_info().rss)
+            if time.monotonic() >= self.next_tree_poll:
+                self.next_tree_poll = time.monotonic() + TREE_POLL_SECONDS
+                for child in self.handle.children(recursive=True):
+                    self.sample_child(child)
         except psutil.Error:  # exited between two polls
             pass
+
+    def sample_child(self, child: psutil.Process) -> None:
+        try:
+            with child.oneshot():
+                times = child.cpu_times()
+                kind = process_kind(" ".join(child.cmdline()))
+        except psutil.Error:
+            return
+        self.cpu_by_pid[child.pid] = (kind, times.user + times.system)
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for kind, seconds in self.cpu_by_pid.values():
+            totals[kind] = totals.get(kind, 0.0) + seconds
+        return totals
+
+
+def process_kind(command: str) -> str:
+    for needle, kind in PROCESS_KINDS:
+        if needle in command:
+            return kind
+    return "other"
 
 
 def engines_busy(output: str) -> float | None:
@@ -166,9 +221,21 @@ def engines_busy(output: str) -> float | None:
     return weighted / engines if engines else None
 
 
+def junit_case_seconds(path: Path) -> float | None:
+    """The sum of the ``time`` of every ``testcase`` of a JUnit XML file."""
+    if not path.exists():
+        return None
+    total = 0.0
+    for _, element in ElementTree.iterparse(path):
+        if element.tag == "testcase":
+            total += float(element.get("time", 0.0))
+            element.clear()
+    return total
+
+
 def measure(args: list[str], cwd: Path, cases: int, timeout: float, label: str) -> Measured:
     print(f"  {label} ...", end="", flush=True)
-    peak = PeakRss()
+    peak = Sampler()
     run = run_pytest(args, cwd, MARKER_VARIABLE, timeout, label, peak.sample, POLL_SECONDS)
     try:
         run.check_output(f"{cases} passed", f"pytest {' '.join(args)}")
@@ -191,14 +258,25 @@ def measure(args: list[str], cwd: Path, cases: int, timeout: float, label: str) 
         usage["maxrss_kb"] / 1024,
         peak.peak / 2**20,
         engines_busy(run.output),
+        children_cpu=peak.cpu_by_kind(),
     )
+    for arg in args:
+        if arg.startswith("--junitxml="):
+            junit = cwd / arg.split("=", 1)[1]
+            measured.case_seconds = junit_case_seconds(junit)
+            junit.unlink(missing_ok=True)
     busy = "" if measured.busy_percent is None else f", engines {measured.busy_percent:.0f}% busy"
+    children = ", ".join(f"{kind} {sec:.1f}" for kind, sec in sorted(measured.children_cpu.items()))
     print(
         f" {run.wall:.1f} s, controller CPU {measured.cpu:.1f} s, peak RSS "
-        f"{measured.maxrss_mib:.0f} MiB{busy}",
+        f"{measured.maxrss_mib:.0f} MiB{busy}; CPU s of the other processes: {children}",
         flush=True,
     )
     return measured
+
+
+def share_text(share: float | None) -> str:
+    return "?" if share is None else f"{share:.0f}%"
 
 
 def verdict(met: bool) -> str:
@@ -233,11 +311,13 @@ def part_throughput(root: Path, cases: int, engines: int, gold_args: list[str], 
         for mode, args in runs.items()
     }
     plain, xdist, gold = measured["plain"], measured["xdist"], measured["gold"]
+    workers = {"plain": 1, "xdist": engines, "gold": engines}
     rows = [
-        f"{m.label.split(':')[0]:<6} wall {m.wall:8.1f} s  controller CPU "
+        f"{mode:<6} wall {m.wall:8.1f} s  controller CPU "
         f"{1000 * m.cpu / cases:6.3f} ms/case  peak RSS {m.maxrss_mib:6.0f} MiB "
-        f"(polled {m.polled_rss_mib:.0f})"
-        for m in measured.values()
+        f"(polled {m.polled_rss_mib:.0f})  case time / (workers x wall) "
+        f"{share_text(m.case_share(workers[mode]))}"
+        for mode, m in measured.items()
     ]
     busy = gold.busy_percent
     cpu_ms = 1000 * gold.cpu / cases
@@ -247,7 +327,9 @@ def part_throughput(root: Path, cases: int, engines: int, gold_args: list[str], 
         f"1 throughput: gold/xdist wall {wall_ratio:.2f} (goal <= 1.00): "
         f"{verdict(wall_ratio <= 1.0)}; gold/plain {ratio(gold.wall, plain.wall):.2f}",
         f"1 throughput: engines busy {'?' if busy is None else f'{busy:.0f}'}% "
-        f"(goal >= {GOAL_BUSY_PERCENT:.0f}%): {verdict(busy is not None and busy >= 80)}",
+        f"(goal >= {GOAL_BUSY_PERCENT:.0f}%): {verdict(busy is not None and busy >= 80)}; "
+        f"the same measure for plain pytest {share_text(plain.case_share(1))}, xdist "
+        f"{share_text(xdist.case_share(engines))}",
         f"1 throughput: controller CPU {cpu_ms:.3f} ms/case (goal <= {GOAL_CPU_MS_PER_CASE} "
         f"at 10^6 x pass on 8 engines; here {cases} on {engines}): "
         f"{verdict(cpu_ms <= GOAL_CPU_MS_PER_CASE)}",
@@ -322,9 +404,8 @@ def part_latency(root: Path, cases: int, gold_args: list[str], timeout: float):
         first = measure(gold, directory, cases, timeout, "gold, first run on the cluster")
         time.sleep(STANDBY_WAIT_SECONDS)
         again = measure(gold, directory, cases, timeout, "gold, run again")
-    xdist = measure(
-        [*base, "-n", str(LATENCY_ENGINES)], directory, cases, timeout, f"xdist -n {LATENCY_ENGINES}"
-    )
+    xdist_args = [*base, "-n", str(LATENCY_ENGINES)]
+    xdist = measure(xdist_args, directory, cases, timeout, f"xdist -n {LATENCY_ENGINES}")
     rows = [
         f"{m.label:<32} wall {m.wall:6.2f} s  gold/xdist {ratio(m.wall, xdist.wall):.2f}"
         for m in (first, again)
@@ -390,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             return interrupted()
     print()
-    for line in rows + [""] + goals:
+    for line in [*rows, "", *goals]:
         print(line)
     print_leftover_notes()
     print_load_at_end(f"{time.perf_counter() - started:.0f} s in all; {os.cpu_count()} CPUs; ")
