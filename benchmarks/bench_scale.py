@@ -72,6 +72,7 @@ PROCESS_KINDS = (
     ("ipcontroller", "ipcontroller"),
     ("xdist", "workers"),
     ("execnet", "workers"),
+    ("exec(eval(sys.stdin.readline()))", "workers"),  # execnet's popen gateway (xdist)
 )
 DEFAULT_CASES = 100_000
 QUICK_CASES = 5_000
