@@ -69,6 +69,24 @@ def test_engine_time_learns_overhead_per_task_and_case_and_the_worker_start():
     assert engine_time.regular.batches == 4
 
 
+def test_engine_time_of_a_batch_sent_before_the_last_one_was_taken_in():
+    """The controller sends an engine its next batch before replaying the one it
+    finished: each batch is still measured from its own dispatch."""
+    now = [0.0]
+    engine_time = EngineTime(clock=lambda: now[0])
+    engine_time.started.add(1)
+    engine_time.sent(1)  # batch A
+    now[0] = 2.0
+    engine_time.sent(1)  # A came back at 2 s: B goes out before A is replayed
+    now[0] = 2.5
+    engine_time.done(1, [1.0])  # A taken in: 2.5 s for 1 s of case
+    now[0] = 4.0
+    engine_time.done(1, [1.0])  # B: 2 s for 1 s of case
+    assert engine_time.regular.batches == 2
+    assert engine_time.regular.overhead == pytest.approx(1.5 + 1.0)
+    assert engine_time.sent_at == {}
+
+
 def test_what_a_running_batch_still_needs():
     now = [0.0]
     engine_time = EngineTime(clock=lambda: now[0])

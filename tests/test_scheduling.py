@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_gold.policy.scheduling import (
+    DEFAULT_TARGET_BATCH_SECONDS,
     ORDER_COLLECTION,
+    PER_CASE_OVERHEAD_SECONDS,
     TAIL_SHARE_FACTOR,
     DispatchQueue,
     InOrderRelease,
@@ -82,10 +84,23 @@ def test_requeued_cases_come_back_first(sweep, data):
 def test_unknown_durations_probe_with_single_cases_then_batch():
     queue = DispatchQueue([f"t{i}" for i in range(1000)], engine_count=2, target_batch_seconds=0.5)
     assert len(queue.next_batch().nodeids) == 1
-    queue.record([0.001])
-    # 0.5 s of 1 ms cases, capped by the tail share of what remains.
+    queue.record([0.0001])
+    # 0.5 s of 0.1 ms cases (each 1.1 ms with the per-case overhead), capped by the tail
+    # share of what remains.
     assert len(queue.next_batch().nodeids) == math.ceil(999 / (TAIL_SHARE_FACTOR * 2))
     assert len(queue.next_batch().nodeids) == math.ceil(749 / (TAIL_SHARE_FACTOR * 2))
+
+
+def test_trivial_cases_count_their_overhead_not_only_their_duration():
+    """Cases reporting microseconds still cost the engine pytest's own work per case: a
+    batch of them is about the target's worth of that, not thousands of cases (whose
+    replay would keep the other engines' results waiting on the controller)."""
+    queue = DispatchQueue([f"t{i}" for i in range(100_000)], engine_count=2)
+    queue.record([0.00001])
+    queue.next_batch()  # the probe
+    size = len(queue.next_batch().nodeids)
+    expected = DEFAULT_TARGET_BATCH_SECONDS / (0.00001 + PER_CASE_OVERHEAD_SECONDS)
+    assert math.floor(expected) - 1 <= size <= math.ceil(expected)
 
 
 def test_long_cases_go_one_per_task():

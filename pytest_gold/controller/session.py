@@ -45,6 +45,7 @@ from pytest_gold.protocol.messages import (
     Batch,
     BatchResult,
     EngineInfo,
+    ExitRequested,
     RunSpec,
     result_from_wire,
     to_wire,
@@ -362,7 +363,7 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             )
             self.relay_output()
             for future in done:
-                self.collect(future, queue, replayer, client)
+                self.collect(future, queue, replayer, client, wire_spec)
             if state.stop_reason is None:
                 self.check_stop(session, queue, client)
             elif state.inflight and time.monotonic() > (state.stop_deadline or math.inf):
@@ -402,7 +403,14 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
                     config=self.config, nodeid=nodeid, engine=engine
                 )
 
-    def collect(self, future: Any, queue: DispatchQueue, replayer: Replayer, client: Any) -> None:
+    def collect(
+        self,
+        future: Any,
+        queue: DispatchQueue,
+        replayer: Replayer,
+        client: Any,
+        wire_spec: dict[str, Any] | None = None,
+    ) -> None:
         state = self.state
         try:
             data = future.get()
@@ -417,6 +425,10 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
         self.settle_output(client, future.metadata, eid, result)
         self.forget(client, future)
         state.idle.append(eid)
+        if wire_spec is not None and self.in_order is None and not stops_run(result):
+            # The engine's next batch goes out before this one is replayed: the engine
+            # works meanwhile instead of waiting for the controller (issue 12).
+            self.dispatch(client, queue, wire_spec)
         self.take_result(
             batch.nodeids, result, lambda: self.replay_result(result, queue, client, replayer)
         )
@@ -474,3 +486,8 @@ class GoldController(EnginePool, FaultHandling, CampaignParts, VerdictOrder):
             replayer.replay(self.without_left_out(finished))
             self.note_leftovers(finished)
             self.engine_nodes.node_down(finished.engine.engine_id, finished.workeroutput)
+
+
+def stops_run(result: BatchResult) -> bool:
+    """A case of the batch called ``pytest.exit()``: nothing more is sent."""
+    return any(isinstance(event, ExitRequested) for event in result.events)

@@ -13,6 +13,7 @@ fixtures): that one-time cost is learned apart, and counted only for first batch
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -76,6 +77,11 @@ class _Fit:
         return Overhead(per_task=per_task, per_case=per_case)
 
 
+#: Batches an engine has at most: the one it runs, and the one it finished that the
+#: controller has not taken in yet.
+BATCHES_PER_ENGINE = 2
+
+
 @dataclass
 class EngineTime:
     """Wall time of the batches engines ran, against the durations their cases reported.
@@ -84,19 +90,26 @@ class EngineTime:
     """
 
     clock: Callable[[], float] = time.monotonic
-    #: When the batch an engine is running was sent to it.
-    sent_at: dict[int, float] = field(default_factory=dict)
+    #: When the batches an engine has were sent to it, oldest first: an engine's next
+    #: batch goes out before the one it finished is taken in (replayed). At most
+    #: :data:`BATCHES_PER_ENGINE`: a batch that failed is never taken in, and is
+    #: forgotten once two more were sent.
+    sent_at: dict[int, deque[float]] = field(default_factory=dict)
     #: Engines whose first batch of the run came back.
     started: set[int] = field(default_factory=set)
     regular: _Fit = field(default_factory=_Fit)
     first: _Fit = field(default_factory=_Fit)
 
     def sent(self, engine: int) -> None:
-        self.sent_at[engine] = self.clock()
+        self.sent_at.setdefault(engine, deque(maxlen=BATCHES_PER_ENGINE)).append(self.clock())
 
     def done(self, engine: int, durations: Sequence[float]) -> None:
-        """A batch came back; ``durations`` are what its cases reported."""
-        sent = self.sent_at.pop(engine, None)
+        """The engine's oldest batch came back; ``durations`` are what its cases
+        reported."""
+        pending = self.sent_at.get(engine)
+        sent = pending.popleft() if pending else None
+        if pending is not None and not pending:
+            del self.sent_at[engine]
         if sent is None or not durations:
             return
         overhead = max(self.clock() - sent - sum(durations), 0.0)
@@ -125,8 +138,9 @@ class EngineTime:
         """Seconds the batch an engine is running still needs, given its cases' expected
         durations. A batch running longer than expected is guessed to need as long again
         as it has overrun (it is clearly slower than thought, by how much is unknown)."""
-        sent = self.sent_at.get(engine)
-        elapsed = self.clock() - sent if sent is not None else 0.0
+        pending = self.sent_at.get(engine)
+        # The batch it runs is the oldest one not taken in yet.
+        elapsed = self.clock() - pending[0] if pending else 0.0
         need = sum(expected) + self.overhead.of(len(expected))
         if engine not in self.started:
             need += self.startup

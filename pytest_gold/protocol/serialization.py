@@ -57,10 +57,11 @@ def to_jsonable(value: Any, where: str = "value") -> Any:
 
 def from_jsonable(value: Any) -> Any:
     """Undo the one non-plain encoding of :func:`to_jsonable` (non-finite floats)."""
-    if isinstance(value, list):
+    kind = type(value)
+    if kind is list:
         return [from_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        if set(value) == {"$float"}:
+    if kind is dict:
+        if len(value) == 1 and "$float" in value:
             return float(value["$float"])
         return {key: from_jsonable(item) for key, item in value.items()}
     return value
@@ -87,13 +88,22 @@ def report_data_to_wire(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def report_data_from_wire(data: dict[str, Any]) -> dict[str, Any]:
-    out = {key: from_jsonable(value) for key, value in data.items()}
+    # Called for every report of a run: scalars, most of a report, are taken as they are.
     # pytest keeps every report until the end of the run; strings shared by many reports
     # (node ids, keyword names, paths) are interned so a campaign's reports stay small.
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if type(value) in _JSON_SCALARS:
+            out[key] = value
+        elif key == "keywords" and type(value) is dict:  # {name: 1}, by pytest
+            out[key] = {
+                sys.intern(name): flag if type(flag) is int else from_jsonable(flag)
+                for name, flag in value.items()
+            }
+        else:
+            out[key] = from_jsonable(value)
     if isinstance(out.get("nodeid"), str):
         out["nodeid"] = sys.intern(out["nodeid"])
-    if isinstance(out.get("keywords"), dict):
-        out["keywords"] = {sys.intern(key): value for key, value in out["keywords"].items()}
     if out.get("location") is not None:
         out["location"] = tuple(
             sys.intern(part) if isinstance(part, str) else part for part in out["location"]

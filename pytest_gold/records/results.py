@@ -79,6 +79,8 @@ def _cell(value: Any) -> Any:
     lists and dicts of them; numpy values become plain ones) when it is small, else
     bounded text. Never fails, never recurses without end, and never converts a large
     value (a 200 MB parameter array costs what its first elements do)."""
+    if type(value) in _CELL_SCALARS:  # most cells: nothing to convert or bound
+        return value
     try:
         return _table_data(value, [MAX_CELL_VALUES], set())
     except Exception:  # not table data, or user code (__iter__, __len__, ...) that raised
@@ -340,8 +342,12 @@ def require_pyarrow(path: str) -> None:
         ) from None
 
 
+#: One encoder for every row (``json.dumps`` with options builds one per call).
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def _json_line(row: Mapping[str, Any]) -> str:
-    return json.dumps(_json_row(row), ensure_ascii=False) + "\n"
+    return _ROW_ENCODER.encode(_json_row(row)) + "\n"
 
 
 def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""End-to-end: an engine gets its next batch before the controller replays its last one."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+#: More cases than the session cluster has engines, so that some engine gets a second batch.
+CASES = 6
+
+
+def test_next_batch_goes_out_before_the_last_one_is_replayed(pytester: pytest.Pytester, gold_args):
+    """The first batches carry one case each (durations unknown). When an engine's result
+    comes in, its next batch is sent before the result is replayed (issue 12: the engine
+    works while the controller replays, instead of waiting for it). So more cases are
+    scheduled than there are engines before the first case is finished."""
+    log = pytester.path / "hooks.log"
+    pytester.makeconftest(
+        f"""
+        def pytest_gold_cluster_ready(config, client, engines):
+            with open({str(log)!r}, "a") as f:
+                f.write(f"ready {{len(engines)}}\\n")
+
+        def pytest_gold_case_scheduled(config, nodeid, engine):
+            with open({str(log)!r}, "a") as f:
+                f.write(f"scheduled {{nodeid}}\\n")
+
+        def pytest_gold_case_finished(config, nodeid, reports, engine):
+            with open({str(log)!r}, "a") as f:
+                f.write(f"finished {{nodeid}}\\n")
+        """
+    )
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.parametrize("i", range({CASES}))
+        def test_case(i):
+            pass
+        """
+    )
+    result = pytester.runpytest(*gold_args, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=CASES)
+    lines = log.read_text().splitlines()
+    engines = int(lines[0].split()[1])
+    assert engines < CASES, "the test needs more cases than engines"
+    first_finished = next(i for i, line in enumerate(lines) if line.startswith("finished"))
+    scheduled_before = [line for line in lines[:first_finished] if line.startswith("scheduled")]
+    assert len(scheduled_before) > engines, lines
+
+
+def test_runs_that_stop_on_failure_still_wait_for_each_result(pytester: pytest.Pytester, gold_args):
+    """With -x the controller sends nothing a plain run would not reach: a case is sent
+    only once the results before it are in, so -x stops where a plain run stops."""
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.parametrize("i", range({CASES}))
+        def test_case(i):
+            assert i != 1
+        """
+    )
+    result = pytester.runpytest(*gold_args, "-p", "no:cacheprovider", "-x")
+    plain = pytester.runpytest("-p", "no:cacheprovider", "-x")
+    assert result.ret == plain.ret == 1
+    assert result.parseoutcomes() == plain.parseoutcomes()
+
+
+def test_reports_of_a_case_share_location_and_keywords(pytester: pytest.Pytester, gold_args):
+    """pytest keeps every report to the end of the run: the replayed setup, call and
+    teardown reports of a case share their (equal) location and keywords instead of
+    holding a copy each, and they still equal what a plain run reports."""
+    out = pytester.path / "shared.txt"
+    pytester.makeconftest(
+        f"""
+        def pytest_sessionfinish(session):
+            config = session.config
+            if hasattr(config, "workerinput"):
+                return  # a gold worker: the controller's replayed reports are wanted
+            terminal = config.pluginmanager.get_plugin("terminalreporter")
+            reports = [r for r in terminal.stats.get("passed", []) if r.when]
+            by_case = {{}}
+            for report in terminal.stats.get("", []) + reports:
+                by_case.setdefault(report.nodeid, []).append(report)
+            with open({str(out)!r}, "w") as f:
+                for nodeid, case in sorted(by_case.items()):
+                    shared = (
+                        len({{id(r.location) for r in case}}),
+                        len({{id(r.keywords) for r in case}}),
+                    )
+                    f.write(f"{{nodeid}} {{len(case)}} {{shared}} {{sorted(case[0].keywords)}} "
+                            f"{{case[0].location}}\\n")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_case(i):
+            pass
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    plain = out.read_text().splitlines()
+    pytester.runpytest(*gold_args, "-p", "no:cacheprovider").assert_outcomes(passed=3)
+    gold = out.read_text().splitlines()
+    assert len(gold) == 3
+    for plain_line, gold_line in zip(plain, gold, strict=True):
+        assert gold_line.split(" ")[:2] == plain_line.split(" ")[:2]
+        assert " (1, 1) " in gold_line, gold_line
+        # Same keywords and location as the plain run's reports.
+        assert gold_line.split(") ", 1)[1] == plain_line.split(") ", 1)[1]
