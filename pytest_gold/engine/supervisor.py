@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from pytest_gold.engine import leftovers, outputspool
+from pytest_gold.engine.endofrun import end_worker
 from pytest_gold.engine.engineruns import (
     ControllerId,
     EngineRuns,
@@ -46,9 +47,6 @@ from pytest_gold.protocol.control import (
     INTERRUPT_SIGNAL,
     INTERRUPTED,
     PROTOCOL_VERSION,
-    Exited,
-    TeardownDone,
-    WorkerFinished,
 )
 from pytest_gold.protocol.messages import (
     HOST_ENV,
@@ -66,7 +64,6 @@ from pytest_gold.protocol.messages import (
 from pytest_gold.protocol.synthetic import failed_case_events
 from pytest_gold.protocol.timing import (
     CONTROLLER_LOOK_SECONDS,
-    SUPERVISOR_POLL_SECONDS,
     WORKER_EXIT_GRACE_SECONDS,
     WORKER_FINISH_SECONDS,
 )
@@ -324,7 +321,9 @@ def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = Fa
             if spool is None and worker.spec.stream_output:
                 spool = outputspool.spool_for(run_id)
                 spool.settle()
-            worker_events, output = _end_worker(worker, finish_sent, spool, ended, collect_output)
+            worker_events, output = end_worker(
+                worker, finish_sent, spool, ended, collect_output, _exiting
+            )
             events += worker_events
             workeroutput = output if output is not None else workeroutput
     if spool is not None:
@@ -333,50 +332,6 @@ def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = Fa
         _standby.schedule(run.worker.spec, engine, busy=runs.busy)
     _reap_exiting()
     return dataclasses.replace(_result(engine, events, spool, ended), workeroutput=workeroutput)
-
-
-def _end_worker(
-    worker: WorkerProcess,
-    finish_sent: bool,
-    spool: outputspool.OutputSpool | None,
-    ended: list[str],
-    collect_output: bool,
-) -> tuple[list[Event], dict[str, Any] | None]:
-    """The worker's end-of-run teardown, and its reports; it then exits on its own.
-    What its cases started and left running is ended then (added to ``ended``)."""
-    events: list[Event] = []
-    workeroutput = None
-    pump = (lambda: spool.pump(worker)) if spool is not None else None
-    try:
-        if not finish_sent:
-            worker.finish()
-        deadline = time.monotonic() + WORKER_FINISH_SECONDS
-        for message in worker.messages(deadline=deadline, pump=pump):
-            if isinstance(message, WorkerFinished):
-                workeroutput = message.workeroutput
-                break
-            if isinstance(message, Exited) or (
-                isinstance(message, TeardownDone) and not collect_output
-            ):
-                break
-            if isinstance(message, Event):
-                events.append(message)
-        else:
-            worker.kill()
-    except (EOFError, OSError):
-        worker.kill()
-    finally:
-        if spool is not None:
-            spool.pump(worker, everything=True)
-        # The last teardown is done: what the cases started and left running is ended
-        # now, so that the run can say so.
-        ended.extend(worker.end_leftovers())
-        # Whatever happened, the worker is reaped (or killed) later, never forgotten.
-        worker.exit_deadline = (
-            time.monotonic() + WORKER_EXIT_GRACE_SECONDS + SUPERVISOR_POLL_SECONDS
-        )
-        _exiting.append(worker)
-    return events, workeroutput
 
 
 def _reap_exiting() -> None:
