@@ -1,13 +1,14 @@
 """The worker: a pytest session in its own process, owned by an engine's supervisor.
 
-Started as ``python -m pytest_gold.worker FD TAG LAUNCHED_NS ENGINE_PID`` by
-:mod:`pytest_gold.engine.supervisor`, once per run and engine (possibly ahead of its run, see
-``pytest_gold.engine.standby``). It receives a
+Started as ``python -m pytest_gold.worker FD TAG LAUNCHED_NS ENGINE_PID`` by an engine's
+supervisor, once per run and engine (possibly ahead of its run); see
+:mod:`pytest_gold.worker.startup`. It receives a
 :class:`~pytest_gold.protocol.messages.RunSpec` over the socket ``FD``, runs ``pytest.main``
 with the controller's arguments (so conftest files, options and ini settings apply),
 collects only the files holding selected cases, then runs the batches of node ids it is
-sent and streams every log event back. Being a fresh process per run is what makes edited
-simulation code take effect and keeps module state from leaking.
+sent and streams every log event back (:mod:`pytest_gold.protocol.control`). Being a
+fresh process per run is what makes edited simulation code take effect and keeps module
+state from leaking.
 """
 
 from __future__ import annotations
