@@ -92,7 +92,8 @@ def _request_interrupt(signum: int, frame: Any) -> None:
 
 
 def _request_run_interrupt(signum: int, frame: Any) -> None:
-    _engine_runs().request_interrupt(signum)
+    if _runs is not None:  # else no run was given this signal yet: nothing to interrupt
+        _runs.request_interrupt(signum)
 
 
 def _install_interrupt_handlers() -> list[int]:
