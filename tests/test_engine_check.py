@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ipyparallel as ipp
 import pytest
 
 import pytest_gold
+from pytest_gold.protocol.control import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.cluster
 
@@ -25,14 +27,42 @@ SWEEP = """
         assert i >= 0
 """
 OTHER_VERSION = "0.0.0+elsewhere"
+OTHER_PROTOCOL = PROTOCOL_VERSION + 1
+
+
+def other_version(package: Path) -> None:
+    (package / "__init__.py").write_text(f"__version__ = {OTHER_VERSION!r}\n")
+
+
+def other_protocol(package: Path) -> None:
+    """The same package version (as on two development commits), other messages."""
+    control = package / "protocol" / "control.py"
+    source = control.read_text()
+    line = f"PROTOCOL_VERSION = {PROTOCOL_VERSION}\n"
+    assert line in source
+    control.write_text(source.replace(line, f"PROTOCOL_VERSION = {OTHER_PROTOCOL}\n"))
 
 
 @pytest.fixture
 def mixed_cluster(tmp_path: Path, leak_check: str) -> Iterator[Path]:
     """One good engine, and one whose pytest-gold is another version (another PYTHONPATH)."""
+    with cluster_with_odd_engine(tmp_path, other_version) as connection_file:
+        yield connection_file
+
+
+@pytest.fixture
+def other_protocol_cluster(tmp_path: Path, leak_check: str) -> Iterator[Path]:
+    """One good engine, and one whose pytest-gold speaks another protocol version."""
+    with cluster_with_odd_engine(tmp_path, other_protocol) as connection_file:
+        yield connection_file
+
+
+@contextlib.contextmanager
+def cluster_with_odd_engine(tmp_path: Path, change: Callable[[Path], None]) -> Iterator[Path]:
+    """A cluster of two engines; the second imports a copy of pytest-gold with ``change``."""
     other = tmp_path / "other-site"
     shutil.copytree(Path(pytest_gold.__file__).parent, other / "pytest_gold")
-    (other / "pytest_gold" / "__init__.py").write_text(f"__version__ = {OTHER_VERSION!r}\n")
+    change(other / "pytest_gold")
     cluster = ipp.Cluster(
         n=1,
         profile_dir=str(tmp_path / "profile"),
@@ -83,6 +113,27 @@ def test_mismatched_engine_is_left_out_with_a_warning(pytester: pytest.Pytester,
             f"where this run has {pytest_gold.__version__}",
         ]
     )
+    assert ":e1]" not in result.stdout.str()  # no case ran there
+
+
+def test_engine_speaking_another_protocol_is_left_out(
+    pytester: pytest.Pytester, other_protocol_cluster
+):
+    """Package versions are equal across development commits: the protocol version is
+    what tells an engine running other pytest-gold code."""
+    pytester.makepyfile(test_sweep=SWEEP)
+    result = pytester.runpytest_subprocess(
+        "--gold", f"--gold-connection-file={other_protocol_cluster}", "-v"
+    )
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(
+        [
+            "gold: left out of the run, engine check failed: *:e1: pytest-gold protocol "
+            f"version {OTHER_PROTOCOL} where this run speaks version {PROTOCOL_VERSION} "
+            "(reinstall pytest-gold on that host and restart its engines)",
+        ]
+    )
+    assert "where this run has" not in result.stdout.str()  # the package versions agree
     assert ":e1]" not in result.stdout.str()  # no case ran there
 
 

@@ -19,7 +19,6 @@ from pytest_gold.controller.enginepool import CHECK_SETTLE_SECONDS, EnginePool
 from pytest_gold.controller.faults import signal_engines
 from pytest_gold.controller.session import RunState
 from pytest_gold.engine import supervisor as engine_module
-from pytest_gold.engine.standby import changed_since
 from pytest_gold.protocol.messages import (
     BatchResult,
     EngineInfo,
@@ -29,6 +28,7 @@ from pytest_gold.protocol.messages import (
     ReportEvent,
     to_wire,
 )
+from pytest_gold.worker.freshness import changed_since
 
 
 class FakeResult:

@@ -24,6 +24,7 @@ from pytest_gold.launch.profiles import (
 )
 from pytest_gold.launch.sshlauncher import GoldSSHEngineSetLauncher
 from pytest_gold.policy.enginecheck import Expected, mismatches
+from pytest_gold.protocol.control import PROTOCOL_VERSION
 from pytest_gold.protocol.messages import EngineInfo
 
 NOW = datetime.datetime(2026, 1, 1)
@@ -157,6 +158,7 @@ def engine(**changes) -> EngineInfo:
         platform="linux",
         pytest_gold="0.1.0",
         pytest="9.2.0",
+        protocol=PROTOCOL_VERSION,
     )
     return EngineInfo(**{**base, **changes})
 

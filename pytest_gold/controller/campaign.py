@@ -28,19 +28,18 @@ from pytest_gold.controller.progress import (
 )
 from pytest_gold.controller.reporting import ReplayOutcome, logstart_caller
 from pytest_gold.controller.statusline import REDRAW_SECONDS, StatusLine
-from pytest_gold.engine import supervisor as engine_module
+from pytest_gold.engine import remote as engine_module
 from pytest_gold.engine.outputspool import READ_MAX_BYTES
 from pytest_gold.policy import resume
 from pytest_gold.policy.failurekinds import summarize
 from pytest_gold.policy.scheduling import DispatchQueue, merge_durations
 from pytest_gold.protocol.messages import BatchResult, EngineInfo
+from pytest_gold.protocol.timing import CONTROLLER_POLL_SECONDS as POLL_SECONDS
 from pytest_gold.records.cachedata import DURATIONS_CACHE_KEY, read_done, read_durations
 from pytest_gold.records.results import failure_message
 
 #: Collected tasks whose results are purged from the hub in one request.
 PURGE_EVERY_TASKS = 200
-#: How often the end of a run looks for output while the teardowns run.
-POLL_SECONDS = 0.2
 #: How long a read of live output that did not come live may take (the engine is idle).
 OUTPUT_READ_TIMEOUT_SECONDS = 30.0
 #: Processes left behind by tests listed by pid and command (more are counted).

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_gold import __version__
-from pytest_gold.engine import supervisor as engine_module
+from pytest_gold.engine import remote as engine_module
 from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.launch.attaching import more_engines_than_defined, start_more_engines
 from pytest_gold.launch.slurmjobs import queue_note, submitted_line

@@ -20,13 +20,12 @@ import pytest
 
 from pytest_gold.controller.reporting import Replayer
 from pytest_gold.engine import relay
-from pytest_gold.engine import supervisor as engine_module
+from pytest_gold.engine import remote as engine_module
 from pytest_gold.policy.scheduling import DispatchQueue
 from pytest_gold.protocol.messages import Batch, BatchResult, EngineInfo
 from pytest_gold.protocol.synthetic import failed_case_events
+from pytest_gold.protocol.timing import CONTROLLER_POLL_SECONDS as POLL_SECONDS
 
-#: How often the loop wakes up to look for new engines and stop requests.
-POLL_SECONDS = 0.2
 #: After Ctrl-C, how long interrupted cases (and teardowns) get to report back: longer
 #: than an engine waits for an interrupted case before it kills its worker.
 INTERRUPT_GRACE_SECONDS = relay.INTERRUPT_GRACE_SECONDS + 5

@@ -34,7 +34,7 @@ from pytest_gold.controller.progress import Progress, format_host_table
 from pytest_gold.controller.reporting import Replayer
 from pytest_gold.controller.statusline import NoStatusLine, StatusLine, in_place
 from pytest_gold.controller.verdicts import VerdictOrder, first_cases, stops_on_failure
-from pytest_gold.engine import supervisor as engine_module
+from pytest_gold.engine import remote as engine_module
 from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.launch.attaching import attach, keep_message
 from pytest_gold.launch.cluster import ClusterError, ClusterHandle, start_embedded

@@ -8,19 +8,14 @@ controller's request to interrupt (SIGINT to the worker's process group, then a 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
 
 from pytest_gold.engine import leftovers, workerprocess
 from pytest_gold.engine.outputspool import OutputSpool
-from pytest_gold.engine.workerprocess import (
-    POLL_SECONDS,
-    STDERR_TAIL_LINES,
-    WorkerProcess,
-    open_worker_fd,
-)
+from pytest_gold.engine.workerprocess import STDERR_TAIL_LINES, WorkerProcess
+from pytest_gold.protocol.control import INTERRUPTED, BatchDone
 from pytest_gold.protocol.messages import (
     EngineInfo,
     Event,
@@ -29,18 +24,12 @@ from pytest_gold.protocol.messages import (
     NotRun,
     ReportEvent,
     WorkerCrashed,
-    event_from_wire,
-    is_event,
 )
 from pytest_gold.protocol.synthetic import failed_case_events
-from pytest_gold.worker.runner import BATCH_DONE, CAPTURE_FD, INTERRUPTED, STACK_DUMP_SIGNAL
+from pytest_gold.protocol.timing import INTERRUPT_GRACE_SECONDS, STACK_DUMP_WAIT_SECONDS
 
-#: How long an interrupted case gets to stop before its worker is killed.
-INTERRUPT_GRACE_SECONDS = 5.0
 #: Lines of a timed-out worker's output quoted: the stacks of all its threads.
 STACK_TAIL_LINES = 400
-#: How long a worker gets to print its stacks before a timed-out case is killed.
-STACK_DUMP_WAIT_SECONDS = 1.0
 #: How often processes that cases left behind and that ended since are reaped.
 REAP_SECONDS = 5.0
 
@@ -90,39 +79,28 @@ class BatchRelay:
         Ctrl-C); past :data:`INTERRUPT_GRACE_SECONDS` (a case that ignores SIGINT) it is
         killed and the case counts as not run.
         """
-        worker = self.worker
-        while True:
-            if self.interrupt_requested() and self.deadline == math.inf:
-                worker.interrupt()
-                self.deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
-            if time.monotonic() > self.deadline:
-                return self.abandon()
-            try:
-                message = worker.receive(0 if self.stream_output() else POLL_SECONDS)
-            except EOFError:
-                return self.worker_died()
-            if time.monotonic() - self.last_reap > REAP_SECONDS:
-                self.last_reap = time.monotonic()
-                leftovers.reap_adopted(workerprocess.live_pids())
-            if message is None:
-                limit = self.time_limits.get(self.current or "")
-                if limit is not None and time.monotonic() - self.current_started > limit:
-                    return self.timed_out(limit)
-                continue
-            kind = message["kind"]
-            if kind == BATCH_DONE:
-                self.stream_output(everything=True)
-                return deque()
-            if kind == CAPTURE_FD:
-                if not worker.capture:
-                    worker.capture = {
-                        stream: open_worker_fd(worker.process.pid, message[stream])
-                        for stream in ("stdout", "stderr")
-                    }
-                worker.channel.send({"kind": CAPTURE_FD})  # the worker waits for this
-                continue
-            if is_event(message):  # not a stray control message (a late "ready", ...)
-                self.handle(event_from_wire(message))
+        try:
+            for message in self.worker.messages(pump=self.stream_output):
+                if self.interrupt_requested() and self.deadline == math.inf:
+                    self.worker.interrupt()
+                    self.deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+                if time.monotonic() > self.deadline:
+                    return self.abandon()
+                if time.monotonic() - self.last_reap > REAP_SECONDS:
+                    self.last_reap = time.monotonic()
+                    leftovers.reap_adopted(workerprocess.live_pids())
+                if message is None:
+                    limit = self.time_limits.get(self.current or "")
+                    if limit is not None and time.monotonic() - self.current_started > limit:
+                        return self.timed_out(limit)
+                elif isinstance(message, BatchDone):
+                    self.stream_output(everything=True)
+                    return deque()
+                elif isinstance(message, Event):  # not a stray control message (a late Ready)
+                    self.handle(message)
+        except EOFError:
+            return self.worker_died()
+        raise AssertionError("a worker's messages end only with the worker")
 
     def stream_output(self, *, everything: bool = False) -> bool:
         """With -s: pass on what the worker wrote (see :mod:`pytest_gold.engine.outputspool`);
@@ -146,7 +124,7 @@ class BatchRelay:
         if isinstance(event, LogStart):
             self.current, self.location, self.phases = event.nodeid, event.location, {}
             self.current_started = time.monotonic()
-            self.worker.case_log_offset = event.log_offset
+            self.worker.case_log_offset = event.log_offset  # its crash report quotes from there
             self.current_start = len(self.events) - 1
             if event.nodeid in self.pending:
                 self.pending.remove(event.nodeid)
@@ -175,16 +153,13 @@ class BatchRelay:
         """Stop a case over its limit: stacks of every thread first, then SIGKILL, which
         also stops code that ignores signals (a C or Fortran loop)."""
         worker = self.worker
-        try:
-            os.kill(worker.process.pid, STACK_DUMP_SIGNAL)
-        except ProcessLookupError:
-            pass
+        worker.dump_stacks()
         time.sleep(STACK_DUMP_WAIT_SECONDS)
         worker.kill()
         where = "live output above" if self.spool is not None else "worker's own output below"
         return self.worker_died(
             f"exceeded its time limit of {limit:g} s on {self.engine.tag} "
-            f"(pid {worker.process.pid}) and was stopped; the stacks of every thread at "
+            f"(pid {worker.pid}) and was stopped; the stacks of every thread at "
             f"that moment are in the {where}"
         )
 
@@ -202,7 +177,7 @@ class BatchRelay:
             self.events.append(WorkerCrashed(nodeid=None, cause=str(cause)))
             return self.pending
         first_line = headline or (
-            f"crashed its worker: {cause.summary} on {self.engine.tag} (pid {worker.process.pid})"
+            f"crashed its worker: {cause.summary} on {self.engine.tag} (pid {worker.pid})"
         )
         message = f"{first_line}\n{cause.details}" if cause.details else first_line
         self.events.extend(failed_case_events(current, self.location, self.phases, None, message))

@@ -1,54 +1,23 @@
-"""The worker an engine starts ahead for its next run, and how a worker tells whether
-what it imported before its run began is still what is on disk.
+"""The worker an engine starts ahead for its next run.
 
 A run's first batch on an engine would otherwise wait for Python to start and import
 pytest (about 0.3 s of CPU time). The standby has done that; it gets its run only if the
 run's launch settings are its own (:func:`pytest_gold.engine.workerprocess.launch_key`), and it
-starts no pytest session if a file it imported changed since it started.
+starts no pytest session if a file it imported changed since it started (see
+:mod:`pytest_gold.worker.freshness`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from pytest_gold.engine.workerprocess import WorkerProcess, launch_key, launch_settings
 from pytest_gold.protocol.messages import EngineInfo, RunSpec
-
-if TYPE_CHECKING:
-    from pytest_gold.engine.workerprocess import WorkerProcess
 
 #: How long after a run's end the worker for the next run is started: after the
 #: controller's own end of run, so the two do not compete for the CPU.
 STANDBY_DELAY_SECONDS = 1.0
-
-
-def loaded_module_times() -> dict[str, int]:
-    """Modification time of the file of every imported module."""
-    times = {}
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str):
-            try:
-                times[path] = os.stat(path).st_mtime_ns
-            except OSError:
-                continue
-    return times
-
-
-def changed_since(times: dict[str, int], started_ns: int) -> bool:
-    """Whether a file changed since it was seen, or was written after the process
-    started (it may have been imported half-written, or before the change)."""
-    for path, mtime in times.items():
-        try:
-            now = os.stat(path).st_mtime_ns
-        except OSError:
-            return True
-        if now != mtime or now > started_ns:
-            return True
-    return False
 
 
 class StandbyWorker:
@@ -60,19 +29,17 @@ class StandbyWorker:
     @property
     def pid(self) -> int | None:
         worker = self.worker
-        if worker is None or worker.process.poll() is not None:
+        if worker is None or not worker.alive:
             return None
-        return worker.process.pid
+        return worker.pid
 
     def take(self, spec: RunSpec, engine: EngineInfo) -> WorkerProcess | None:
         """The worker, given this run, if it can serve it (else it is ended)."""
-        from pytest_gold.engine.workerprocess import launch_key, launch_settings
-
         worker, self.worker = self.worker, None
         if worker is None:
             return None
         wanted = launch_key(*launch_settings(spec), engine)
-        if worker.process.poll() is None and worker.launch_key == wanted:
+        if worker.alive and worker.launch_key == wanted:
             try:
                 worker.activate(spec)
                 return worker
@@ -93,8 +60,6 @@ class StandbyWorker:
         loop.call_later(STANDBY_DELAY_SECONDS, self.start, spec, engine, busy)
 
     def start(self, spec: RunSpec, engine: EngineInfo, busy: Callable[[], bool]) -> None:
-        from pytest_gold.engine.workerprocess import WorkerProcess
-
         if self.worker is not None or busy():  # there is one, or a run started meanwhile
             return
         try:

@@ -1,6 +1,9 @@
 """The supervisor: lives in each ipyparallel engine and owns that engine's worker process.
 
-The controller calls the ``remote_*`` functions through ipyparallel. The engine process
+The controller calls the functions of :mod:`pytest_gold.engine.remote` through
+ipyparallel, which call the ``serve_*`` functions here; only an engine imports this
+module, and the first call installs the engine's signal handlers and exit hook
+(:func:`_start`). The engine process
 itself never imports or runs a case: it starts a worker (:mod:`pytest_gold.worker`) per
 run, relays batches to it and the worker's events back (:mod:`pytest_gold.engine.relay`), which
 turns the death of a worker into a failed report for the case it was running; it then
@@ -23,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from pytest_gold.engine import leftovers, outputspool
+from pytest_gold.engine.endofrun import end_worker
 from pytest_gold.engine.engineruns import (
     ControllerId,
     EngineRuns,
@@ -31,13 +35,18 @@ from pytest_gold.engine.engineruns import (
     this_machine,
 )
 from pytest_gold.engine.relay import BatchRelay
+from pytest_gold.engine.remote import (  # the names the controller used before remote.py
+    remote_engine_info,
+    remote_finish_run,
+    remote_read_output,
+    remote_run_batch,
+)
 from pytest_gold.engine.standby import StandbyWorker
-from pytest_gold.engine.workerprocess import (
-    POLL_SECONDS,
-    WORKER_FINISH_SECONDS,
-    WorkerProcess,
-    WorkerStartFailed,
-    live_pids,
+from pytest_gold.engine.workerprocess import WorkerProcess, WorkerStartFailed, live_pids
+from pytest_gold.protocol.control import (
+    INTERRUPT_SIGNAL,
+    INTERRUPTED,
+    PROTOCOL_VERSION,
 )
 from pytest_gold.protocol.messages import (
     HOST_ENV,
@@ -49,36 +58,28 @@ from pytest_gold.protocol.messages import (
     RunSpec,
     WorkerCrashed,
     batch_from_wire,
-    event_from_wire,
-    is_event,
     spec_from_wire,
     to_wire,
 )
 from pytest_gold.protocol.synthetic import failed_case_events
-from pytest_gold.protocol.xdistcompat import WORKER_FINISHED
-from pytest_gold.worker.runner import (
-    CAPTURE_FD,
-    EXITED,
-    FINISH,
-    INTERRUPTED,
-    RUN,
-    TEARDOWN_DONE,
+from pytest_gold.protocol.timing import (
+    CONTROLLER_LOOK_SECONDS,
     WORKER_EXIT_GRACE_SECONDS,
+    WORKER_FINISH_SECONDS,
 )
 
-#: The controller's request to interrupt the running batch (-x, Ctrl-C), sent by pid on
-#: the controller's machine, else through the engine's nanny. Not SIGINT: ipykernel
-#: catches a SIGINT that lands after our function returned but before the reply went
-#: out, and then never sends the reply (the controller would wait forever). This one
-#: only sets a flag the supervisor polls. It interrupts whatever batch runs; a run
-#: normally gets a signal of its own instead (``EngineInfo.interrupt_signal``).
-INTERRUPT_SIGNAL = signal.SIGUSR2
 #: How often the workers of runs that are gone or idle are looked for, while there are any.
 TIDY_SECONDS = 2.0
-#: How often a running batch looks whether its controller is still there.
-CONTROLLER_LOOK_SECONDS = 1.0
 
-__all__ = ["INTERRUPT_SIGNAL", "this_machine"]
+__all__ = [
+    "INTERRUPT_SIGNAL",
+    "WORKER_FINISH_SECONDS",
+    "remote_engine_info",
+    "remote_finish_run",
+    "remote_read_output",
+    "remote_run_batch",
+    "this_machine",
+]
 
 _engine_id: int | None = None
 #: INTERRUPT_SIGNAL came: the running batch, whatever its run, is interrupted.
@@ -91,14 +92,16 @@ def _request_interrupt(signum: int, frame: Any) -> None:
 
 
 def _request_run_interrupt(signum: int, frame: Any) -> None:
-    _runs.request_interrupt(signum)
+    if _runs is not None:  # else no run was given this signal yet: nothing to interrupt
+        _runs.request_interrupt(signum)
 
 
 def _install_interrupt_handlers() -> list[int]:
     """The handlers of INTERRUPT_SIGNAL and of the per-run signals; returns the per-run
     signals that have one (only those are handed out: unhandled, they end the engine)."""
-    # At import, which ipyparallel does in the engine's main thread when it unpickles the
-    # first call: from then on these signals never end the engine, even when late.
+    # At the engine's first call, which ipyparallel runs in the engine's main thread:
+    # from then on these signals never end the engine, even when late. The controller
+    # sends them only to engines that answered a call of its run.
     try:
         signal.signal(INTERRUPT_SIGNAL, _request_interrupt)
     except ValueError:  # not the main thread (imported elsewhere): nothing to install
@@ -113,16 +116,32 @@ def _install_interrupt_handlers() -> list[int]:
     return installed
 
 
-_runs = EngineRuns(
-    slots=SignalSlots(INTERRUPT_SIGNAL, _install_interrupt_handlers()),
-    clock=time.monotonic,
-    exit_grace=WORKER_FINISH_SECONDS + WORKER_EXIT_GRACE_SECONDS,
-)
+#: The runs using this engine; made by :func:`_start` at the engine's first call.
+_runs: EngineRuns | None = None
 #: Workers that finished their run and are ending their pytest session.
 _exiting: list[WorkerProcess] = []
 #: The worker started ahead for the next run (see :mod:`pytest_gold.engine.standby`).
 _standby = StandbyWorker()
 _tidy_scheduled = False
+
+
+def _start() -> EngineRuns:
+    """Take over this process as its engine's supervisor, once: signal handlers for the
+    interruptions, an exit hook that ends the workers. Not at import, which would do it
+    to any process that imports this module (a ``pytest`` that only calls engines)."""
+    global _runs
+    if _runs is None:
+        _runs = EngineRuns(
+            slots=SignalSlots(INTERRUPT_SIGNAL, _install_interrupt_handlers()),
+            clock=time.monotonic,
+            exit_grace=WORKER_FINISH_SECONDS + WORKER_EXIT_GRACE_SECONDS,
+        )
+        atexit.register(_stop_workers_at_exit)
+    return _runs
+
+
+def _engine_runs() -> EngineRuns:
+    return _start()
 
 
 def engine_info() -> EngineInfo:
@@ -140,13 +159,14 @@ def engine_info() -> EngineInfo:
         platform=sys.platform,
         pytest_gold=__version__,
         pytest=pytest.__version__,
+        protocol=PROTOCOL_VERSION,
         machine=this_machine(),
     )
 
 
 def _worker_for(spec: RunSpec, engine: EngineInfo) -> WorkerProcess:
     """The run's worker on this engine: its own, never another run's."""
-    run = _runs.join(spec.run_id, ControllerId(**spec.controller))
+    run = _engine_runs().join(spec.run_id, ControllerId(**spec.controller))
     worker = run.worker
     if worker is not None and worker.alive:
         return worker
@@ -178,7 +198,8 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
     if spool is not None:
         spool.settle()  # the controller collected the last batch's result, and its output
     restarted = False
-    run = _runs.join(spec.run_id, ControllerId(**spec.controller))
+    runs = _engine_runs()
+    run = runs.join(spec.run_id, ControllerId(**spec.controller))
     run.running = True
     next_look = time.monotonic()
 
@@ -187,7 +208,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
         if not (_interrupt_any or run.interrupt_requested) and time.monotonic() >= next_look:
             # A killed pytest on this machine sends no interruption: its cases stop anyway.
             next_look = time.monotonic() + CONTROLLER_LOOK_SECONDS
-            run.interrupt_requested = run.controller.gone(_runs.here)
+            run.interrupt_requested = run.controller.gone(runs.here)
         return _interrupt_any or run.interrupt_requested
 
     try:
@@ -201,9 +222,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
                 events += _errors_for(pending, f"could not start a worker on {engine.tag}: {error}")
                 break
             try:
-                worker.channel.send(
-                    {"kind": RUN, "batch": to_wire(Batch(list(pending), batch.lookahead))}
-                )
+                worker.send_batch(Batch(list(pending), batch.lookahead))
             except OSError:  # it died since its last batch: a fresh one takes over, once
                 _forget(worker)
                 cause = worker.death_cause()
@@ -249,7 +268,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
         # run's first call (remote_engine_info). A run's own request stays: the run is
         # stopping, and its batches still queued here start nothing.
         _interrupt_any = False
-        _runs.task_done(run)
+        runs.task_done(run)
     return _result(engine, events, spool, ended)
 
 
@@ -275,7 +294,7 @@ def _errors_for(nodeids: deque[str], reason: str) -> list[Event]:
 
 def _forget(worker: WorkerProcess) -> None:
     """A dead or killed worker is no longer the run's."""
-    run = _runs.get(worker.spec.run_id)
+    run = _engine_runs().get(worker.spec.run_id)
     if run is not None and run.worker is worker:
         run.worker = None
 
@@ -288,8 +307,9 @@ def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = Fa
     ``collect_output``, wait for that end and return the worker's ``workeroutput``
     (controller plugins take part in xdist's protocol)."""
     engine = engine_info()
-    run = _runs.leave(run_id)
-    _runs.task_done(None)
+    runs = _engine_runs()
+    run = runs.leave(run_id)
+    runs.task_done(None)
     if run is None:
         return BatchResult(engine=engine, events=[])
     events: list[Event] = []
@@ -302,68 +322,23 @@ def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = Fa
             if spool is None and worker.spec.stream_output:
                 spool = outputspool.spool_for(run_id)
                 spool.settle()
-            worker_events, output = _end_worker(worker, finish_sent, spool, ended, collect_output)
+            worker_events, output = end_worker(
+                worker, finish_sent, spool, ended, collect_output, _exiting
+            )
             events += worker_events
             workeroutput = output if output is not None else workeroutput
     if spool is not None:
         outputspool.finished(run_id)
     if prepare_next and run.worker is not None:
-        _standby.schedule(run.worker.spec, engine, busy=_runs.busy)
+        _standby.schedule(run.worker.spec, engine, busy=runs.busy)
     _reap_exiting()
     return dataclasses.replace(_result(engine, events, spool, ended), workeroutput=workeroutput)
-
-
-def _end_worker(
-    worker: WorkerProcess,
-    finish_sent: bool,
-    spool: outputspool.OutputSpool | None,
-    ended: list[str],
-    collect_output: bool,
-) -> tuple[list[Event], dict[str, Any] | None]:
-    """The worker's end-of-run teardown, and its reports; it then exits on its own.
-    What its cases started and left running is ended then (added to ``ended``)."""
-    events: list[Event] = []
-    workeroutput = None
-    try:
-        if not finish_sent:
-            worker.channel.send({"kind": FINISH})
-        deadline = time.monotonic() + WORKER_FINISH_SECONDS
-        while time.monotonic() < deadline:
-            more = spool is not None and spool.pump(worker)
-            message = worker.receive(0 if more else POLL_SECONDS)
-            if message is None:
-                continue
-            if message["kind"] == WORKER_FINISHED:
-                workeroutput = message["workeroutput"]
-                break
-            if message["kind"] == EXITED or (
-                message["kind"] == TEARDOWN_DONE and not collect_output
-            ):
-                break
-            if message["kind"] == CAPTURE_FD:
-                worker.channel.send({"kind": CAPTURE_FD})
-            elif is_event(message):
-                events.append(event_from_wire(message))
-        else:
-            worker.kill()
-    except (EOFError, OSError):
-        worker.kill()
-    finally:
-        if spool is not None:
-            spool.pump(worker, everything=True)
-        # The last teardown is done: what the cases started and left running is ended
-        # now, so that the run can say so.
-        ended.extend(worker.end_leftovers())
-        # Whatever happened, the worker is reaped (or killed) later, never forgotten.
-        worker.exit_deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS + POLL_SECONDS
-        _exiting.append(worker)
-    return events, workeroutput
 
 
 def _reap_exiting() -> None:
     """Close finished workers; kill any that outlived their grace period."""
     for worker in list(_exiting):
-        if worker.process.poll() is None and time.monotonic() < worker.exit_deadline:
+        if worker.alive and time.monotonic() < worker.exit_deadline:
             continue
         _exiting.remove(worker)
         worker.close()
@@ -374,8 +349,9 @@ def _tidy(serving: str | None = None) -> None:
     long, and reap the workers that finished; again later while there are any."""
     global _tidy_scheduled
     _tidy_scheduled = False
+    runs = _engine_runs()
     try:
-        for worker in _runs.tidy(serving):
+        for worker in runs.tidy(serving):
             if worker.alive:
                 worker.finish()  # fixtures are torn down; nobody reads the reports
             worker.exit_deadline = time.monotonic() + WORKER_FINISH_SECONDS
@@ -383,7 +359,7 @@ def _tidy(serving: str | None = None) -> None:
         _reap_exiting()
         leftovers.reap_adopted(live_pids())
     finally:
-        if _exiting or _runs.busy():
+        if _exiting or runs.busy():
             _schedule_tidy()
 
 
@@ -400,10 +376,9 @@ def _schedule_tidy() -> None:
     loop.call_later(TIDY_SECONDS, _tidy)
 
 
-@atexit.register
 def _stop_workers_at_exit() -> None:
     """The engine is shutting down: a worker still running a case must not outlive it."""
-    for run in list(_runs.runs.values()):
+    for run in list(_engine_runs().runs.values()):
         for worker in (run.worker, run.retired):
             if worker is not None:
                 worker.close()
@@ -413,17 +388,10 @@ def _stop_workers_at_exit() -> None:
     outputspool.close_all()
 
 
-def interrupt_run(run_id: str) -> None:
-    """Interrupt the case the run's worker is running (SIGINT, like Ctrl-C)."""
-    run = _runs.get(run_id)
-    if run is not None and run.worker is not None:
-        run.worker.interrupt()
+# -- what the functions of pytest_gold.engine.remote call (plain data in and out) -------
 
 
-# -- entry points called through ipyparallel (plain data in, plain data out) ------------
-
-
-def remote_engine_info(
+def serve_engine_info(
     engine_id: int,
     rootdir: str = "",
     invocation_dir: str = "",
@@ -434,6 +402,7 @@ def remote_engine_info(
     call of every run: an interruption request left over from an earlier run is dropped,
     and the run gets the signal that interrupts its own batches here."""
     global _engine_id, _interrupt_any
+    runs = _start()
     _adopt_leftovers()
     _engine_id = engine_id
     _interrupt_any = False
@@ -444,9 +413,9 @@ def remote_engine_info(
         or (os.path.isdir(invocation_dir) and os.access(invocation_dir, os.R_OK | os.X_OK)),
     )
     if run_id:
-        run = _runs.join(run_id, ControllerId(**(controller or {})))
+        run = runs.join(run_id, ControllerId(**(controller or {})))
         info = dataclasses.replace(info, interrupt_signal=run.interrupt_signal)
-    _runs.task_done(None)
+    runs.task_done(None)
     _tidy(serving=run_id)
     return to_wire(info)
 
@@ -458,7 +427,8 @@ def _adopt_leftovers() -> None:
     leftovers.reap_adopted(live_pids())
 
 
-def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+def serve_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    _start()
     _adopt_leftovers()
     run_spec = spec_from_wire(spec)
     _tidy(serving=run_spec.run_id)
@@ -468,9 +438,10 @@ def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, A
         _schedule_tidy()
 
 
-def remote_finish_run(
+def serve_finish_run(
     run_id: str, prepare_next: bool = True, collect_output: bool = False
 ) -> dict[str, Any]:
+    _start()
     _adopt_leftovers()
     try:
         return to_wire(finish_run(run_id, prepare_next, collect_output))
@@ -478,7 +449,5 @@ def remote_finish_run(
         _tidy()
 
 
-def remote_read_output(run_id: str, start: int, max_bytes: int) -> dict[str, Any]:
-    """Live output (-s) the controller did not receive: see
-    :mod:`pytest_gold.engine.outputspool`."""
+def serve_read_output(run_id: str, start: int, max_bytes: int) -> dict[str, Any]:
     return outputspool.read(run_id, start, max_bytes)

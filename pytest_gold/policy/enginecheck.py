@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pytest_gold.protocol.control import PROTOCOL_VERSION
 from pytest_gold.protocol.messages import EngineInfo
 
 
@@ -19,6 +20,8 @@ class Expected:
     pytest_gold: str
     rootdir: str
     invocation_dir: str
+    #: The messages this run's controller and workers speak.
+    protocol: int = PROTOCOL_VERSION
 
 
 def python_minor(version: str) -> str:
@@ -38,6 +41,14 @@ def mismatches(expected: Expected, info: EngineInfo) -> list[str]:
         problems.append(
             f"pytest-gold {info.pytest_gold or '?'} where this run has {expected.pytest_gold}"
         )
+    if info.protocol != expected.protocol:
+        # Package versions are equal across development commits: this is what tells
+        # an engine that imported other pytest-gold code from this run's.
+        spoken = info.protocol or "none (older than versioned messages)"
+        problems.append(
+            f"pytest-gold protocol version {spoken} where this run speaks version "
+            f"{expected.protocol} (reinstall pytest-gold on that host and restart its engines)"
+        )
     if not info.rootdir_visible:
         problems.append(f"the rootdir {expected.rootdir} does not exist there")
     elif not info.cwd_usable:
@@ -49,7 +60,14 @@ def advice(problems: list[str]) -> str:
     """What to do about the kinds of mismatch found."""
     steps = []
     text = " ".join(problems)
-    if "Python" in text or "pytest" in text:
+    if any("protocol version" in problem for problem in problems):
+        steps.append(
+            "reinstall pytest-gold on those hosts from the same source as this run's and "
+            "restart their engines (an engine goes on using the pytest-gold it imported "
+            "when it started)"
+        )
+    others = " ".join(problem for problem in problems if "protocol version" not in problem)
+    if "Python" in others or "pytest" in others:
         steps.append(
             "install the same Python and packages on every host (a virtualenv on the "
             "shared filesystem, named in the profile with 'python -m pytest_gold profile "

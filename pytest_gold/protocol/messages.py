@@ -32,6 +32,9 @@ class EngineInfo:
     platform: str
     pytest_gold: str = ""
     pytest: str = ""
+    #: The engine's ``pytest_gold.protocol.control.PROTOCOL_VERSION`` (0: an engine older
+    #: than the versioned protocol); the engine check compares it with the controller's.
+    protocol: int = 0
     #: Engine check: the controller's rootdir exists there (a shared filesystem).
     rootdir_visible: bool = True
     #: Engine check: the invocation directory can be the worker's cwd there.
@@ -240,7 +243,10 @@ def event_from_wire(data: dict[str, Any]) -> Event:
 
 
 def engine_from_wire(data: dict[str, Any]) -> EngineInfo:
-    return EngineInfo(**data)
+    """Fields this version does not know are dropped: an engine of another version still
+    gets as far as the engine check, which says what differs."""
+    known = _field_names(EngineInfo)
+    return EngineInfo(**{name: value for name, value in data.items() if name in known})
 
 
 def result_from_wire(data: dict[str, Any]) -> BatchResult:

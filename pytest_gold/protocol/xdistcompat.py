@@ -34,10 +34,9 @@ from typing import Any
 
 import pytest
 
+from pytest_gold.protocol.control import WorkerFinished
 from pytest_gold.protocol.messages import EngineInfo, RunSpec
 
-#: Worker to supervisor, after its ``pytest_sessionfinish``: its ``config.workeroutput``.
-WORKER_FINISHED = "worker_finished"
 #: testnodedown's error for an engine whose worker's output never arrived.
 NO_OUTPUT = "its worker ended without finishing its pytest session (crashed, stopped or lost)"
 #: The environment pytest-xdist gives its workers (code reads them to name resources).
@@ -239,7 +238,7 @@ def set_worker_environment(spec: RunSpec) -> None:
 
 
 def configure_worker(
-    config: pytest.Config, spec: RunSpec, engine_tag: str, send: Callable[[dict[str, Any]], None]
+    config: pytest.Config, spec: RunSpec, engine_tag: str, send: Callable[[WorkerFinished], None]
 ) -> None:
     """Set ``config.workerinput`` (what the controller's plugins put there, and xdist's
     own keys) and ``config.workeroutput``, which goes back when the session has ended."""
@@ -261,7 +260,7 @@ class WorkerOutputSender:
     """Sends ``config.workeroutput`` once every ``pytest_sessionfinish`` ran (as xdist's
     worker does, with the same ``exitstatus``, ``shouldfail`` and ``shouldstop``)."""
 
-    def __init__(self, config: pytest.Config, send: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, config: pytest.Config, send: Callable[[WorkerFinished], None]) -> None:
         self.config = config
         self.send = send
 
@@ -276,4 +275,4 @@ class WorkerOutputSender:
         finally:
             problems: list[str] = []
             output = mapping_to_channel(workeroutput, problems)
-            self.send({"kind": WORKER_FINISHED, "workeroutput": output, "problems": problems})
+            self.send(WorkerFinished(workeroutput=output, problems=problems))

@@ -2,7 +2,7 @@
 
 import sys
 
-from pytest_gold.worker.runner import main
+from pytest_gold.worker.startup import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,38 +1,41 @@
 """The worker: a pytest session in its own process, owned by an engine's supervisor.
 
-Started as ``python -m pytest_gold.worker FD TAG LAUNCHED_NS ENGINE_PID`` by
-:mod:`pytest_gold.engine.supervisor`, once per run and engine (possibly ahead of its run, see
-``pytest_gold.engine.standby``). It receives a
+Started as ``python -m pytest_gold.worker FD TAG LAUNCHED_NS ENGINE_PID`` by an engine's
+supervisor, once per run and engine (possibly ahead of its run); see
+:mod:`pytest_gold.worker.startup`. It receives a
 :class:`~pytest_gold.protocol.messages.RunSpec` over the socket ``FD``, runs ``pytest.main``
 with the controller's arguments (so conftest files, options and ini settings apply),
 collects only the files holding selected cases, then runs the batches of node ids it is
-sent and streams every log event back. Being a fresh process per run is what makes edited
-simulation code take effect and keeps module state from leaking.
+sent and streams every log event back (:mod:`pytest_gold.protocol.control`). Being a
+fresh process per run is what makes edited simulation code take effect and keeps module
+state from leaking.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import faulthandler
-import json
 import os
-import signal
-import socket
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_gold.engine.standby import changed_since, loaded_module_times
 from pytest_gold.protocol import xdistcompat
-from pytest_gold.protocol.collecting import CollectionPruner, not_collected_detail, pinned_arguments
+from pytest_gold.protocol.collecting import not_collected_detail
+from pytest_gold.protocol.control import (
+    EXIT_REQUESTED,
+    INTERRUPTED,
+    BatchDone,
+    CaptureFd,
+    Channel,
+    Finish,
+    Ready,
+    RunBatch,
+    TeardownDone,
+)
 from pytest_gold.protocol.messages import (
     Event,
     ExitRequested,
@@ -42,9 +45,6 @@ from pytest_gold.protocol.messages import (
     ReportEvent,
     RunSpec,
     SuitePropertyEvent,
-    batch_from_wire,
-    spec_from_wire,
-    to_wire,
 )
 from pytest_gold.protocol.serialization import (
     UnserializableValue,
@@ -54,50 +54,8 @@ from pytest_gold.protocol.serialization import (
     with_values_as_text,
 )
 from pytest_gold.protocol.synthetic import plain_report
+from pytest_gold.protocol.timing import WORKER_EXIT_GRACE_SECONDS
 from pytest_gold.records import recording
-
-#: Worker to supervisor: the session is collected and waits for batches.
-READY = "ready"
-#: Worker to supervisor: every case of the current batch has been handled.
-BATCH_DONE = "batch_done"
-#: Worker to supervisor: a descriptor of the worker that reaches pytest's capture file.
-CAPTURE_FD = "capture_fd"
-#: Worker to supervisor: its pytest session has ended (with its exit status).
-EXITED = "exited"
-#: Worker to supervisor, instead of READY: code imported before the spec came in has
-#: changed since (a worker started ahead of its run); start a fresh worker instead.
-STALE = "stale"
-#: Worker to supervisor: the end-of-run teardown is done and reported.
-TEARDOWN_DONE = "teardown_done"
-#: After the end-of-run teardown, the longest a worker may take to finish its session.
-WORKER_EXIT_GRACE_SECONDS = 60.0
-#: Supervisor to worker commands.
-RUN = "run"
-FINISH = "finish"
-#: Why cases of a batch did not run.
-INTERRUPTED = "interrupted"
-EXIT_REQUESTED = "pytest.exit()"
-
-
-class Channel:
-    """JSON messages over the socket shared with the engine supervisor."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    #: A message is being sent: a stop request must not cut it (see WorkerPlugin).
-    sending = False
-
-    def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode()
-        self.sending = True
-        try:
-            self.connection.send_bytes(data)
-        finally:
-            self.sending = False
-
-    def recv(self) -> dict[str, Any]:
-        return json.loads(self.connection.recv_bytes())
 
 
 class QuietTerminal:
@@ -147,7 +105,7 @@ class WorkerPlugin:
         self.interrupt_pending = True
 
     def send_event(self, event: Event) -> None:
-        self.channel.send(to_wire(event))
+        self.channel.send(event)
         if self.in_case and self.interrupt_pending:
             raise KeyboardInterrupt  # it came while a message was going out
 
@@ -228,7 +186,7 @@ class WorkerPlugin:
         # crashed, which would otherwise die with the process.
         if not self.capture_fd_sent:
             self.capture_fd_sent = True
-            self.channel.send({"kind": CAPTURE_FD, "stdout": os.dup(1), "stderr": os.dup(2)})
+            self.channel.send(CaptureFd(stdout=os.dup(1), stderr=os.dup(2)))
             # Wait until the supervisor holds the file: a case that crashes at once must
             # not take it along before it was opened.
             self.channel.recv()
@@ -283,21 +241,21 @@ class WorkerPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         self.items = {item.nodeid: item for item in session.items}
-        self.channel.send({"kind": READY, "collected": len(self.items)})
+        self.channel.send(Ready(collected=len(self.items)))
         while True:
             command = self.channel.recv()
-            if command["kind"] == CAPTURE_FD:
-                continue  # the answer to a case's first setup that an interruption cut short
-            if command["kind"] == FINISH:
+            if isinstance(command, Finish):
                 self.teardown_kept(None)
-                self.channel.send({"kind": TEARDOWN_DONE})
+                self.channel.send(TeardownDone())
                 # The controller has what it needs; the rest of the session (summaries,
                 # sessionfinish hooks) runs on without it, within a bounded time.
                 _exit_after(WORKER_EXIT_GRACE_SECONDS)
                 return True
-            batch = batch_from_wire(command["batch"])
-            self.run_batch(batch.nodeids, batch.lookahead)
-            self.channel.send({"kind": BATCH_DONE})
+            if isinstance(command, RunBatch):
+                self.run_batch(command.batch.nodeids, command.batch.lookahead)
+                self.channel.send(BatchDone())
+            # Anything else (CaptureFdTaken): the answer to a case's first setup that an
+            # interruption cut short.
 
     def run_batch(self, nodeids: list[str], lookahead: str | None) -> None:
         for index, nodeid in enumerate(nodeids):
@@ -412,58 +370,3 @@ def _exit_after(seconds: float) -> None:
     timer = threading.Timer(seconds, os._exit, args=(0,))
     timer.daemon = True
     timer.start()
-
-
-#: Signal that makes a worker print the stack of every thread (before a timeout kill).
-STACK_DUMP_SIGNAL = signal.SIGUSR1
-
-
-def _die_with_parent(parent: int | None) -> None:
-    """Linux: the kernel kills this worker when its engine dies (a lost engine must not
-    leave its case running). Elsewhere the socket's end does it, at the next message.
-
-    The engine may have died while this process was still importing, before it could ask
-    for that: then its parent is no longer ``parent``, and it ends at once.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-    if parent is not None and os.getppid() != parent:
-        os._exit(0)
-
-
-#: prctl option number, from <linux/prctl.h>.
-PR_SET_PDEATHSIG = 1
-
-
-def main() -> int:
-    fd, engine_tag = int(sys.argv[1]), sys.argv[2]
-    # When the supervisor started this process, before anything was imported.
-    launched_ns = int(sys.argv[3]) if len(sys.argv) > 3 else time.time_ns()
-    _die_with_parent(int(sys.argv[4]) if len(sys.argv) > 4 else None)
-    # The worker's own stderr (a log file the supervisor reads) stays reachable even while
-    # pytest captures fd 2: stack dumps on a timeout go there.
-    stack_file = os.fdopen(os.dup(2), "w")
-    faulthandler.register(STACK_DUMP_SIGNAL, file=stack_file, all_threads=True)
-    channel = Channel(Connection(socket.socket(fileno=fd).detach()))
-    imported = loaded_module_times()
-    # A worker may be started ahead of its run (a standby); the spec comes when it does.
-    spec = spec_from_wire(channel.recv())
-    if changed_since(imported, launched_ns):
-        channel.send({"kind": STALE})
-        return 0
-    xdistcompat.set_worker_environment(spec)
-    plugin = WorkerPlugin(spec, channel, engine_tag)
-    plugin.log_fd = stack_file.fileno()
-    signal.signal(signal.SIGINT, plugin.on_interrupt)
-    pruner = CollectionPruner(spec.collect_paths)
-    args = pinned_arguments(spec.args, spec.rootdir, spec.inifile)
-    status = pytest.main(args, plugins=[plugin, plugin.quiet_terminal, pruner])
-    channel.send({"kind": EXITED, "status": int(status)})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

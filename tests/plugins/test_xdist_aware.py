@@ -274,10 +274,10 @@ def test_rerunfailures_on_engines_of_other_machines(
     """The same reruns when the controller takes its engines for remote ones (an
     in-process run, so the controller's idea of its machine can be changed)."""
     require("pytest_rerunfailures", "xdist")
-    from pytest_gold.engine import supervisor as engine
+    from pytest_gold.engine import remote
 
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setattr(engine, "this_machine", lambda: "another-machine")
+    monkeypatch.setattr(remote, "this_machine", lambda: "another-machine")
     pytester.makepyfile(test_reruns=RERUN_SUITE)
     plugins = ["-p", "gold", "-p", "rerunfailures", "-p", "xdist"]
     result = pytester.runpytest(*plugins, "--reruns", "1", *gold_args)
