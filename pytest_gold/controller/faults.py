@@ -19,16 +19,16 @@ import ipyparallel as ipp
 import pytest
 
 from pytest_gold.controller.reporting import Replayer
-from pytest_gold.engine import relay
 from pytest_gold.engine import remote as engine_module
 from pytest_gold.policy.scheduling import DispatchQueue
+from pytest_gold.protocol import timing
 from pytest_gold.protocol.messages import Batch, BatchResult, EngineInfo
 from pytest_gold.protocol.synthetic import failed_case_events
 from pytest_gold.protocol.timing import CONTROLLER_POLL_SECONDS as POLL_SECONDS
 
 #: After Ctrl-C, how long interrupted cases (and teardowns) get to report back: longer
 #: than an engine waits for an interrupted case before it kills its worker.
-INTERRUPT_GRACE_SECONDS = relay.INTERRUPT_GRACE_SECONDS + 5
+INTERRUPT_GRACE_SECONDS = timing.INTERRUPT_GRACE_SECONDS + 5
 #: After a stop (-x, --maxfail, pytest.exit()), how long running batches get to report
 #: back before their cases count as not run and their engines as unresponsive.
 STOP_GRACE_SECONDS = INTERRUPT_GRACE_SECONDS + 10
