@@ -134,6 +134,8 @@ class Driver:
         self.interrupted = False
         self.hard_stop = False
         self.controller_lost = False
+        #: The pytest session (whether pytest stops the run: -x, --maxfail).
+        self.session: pytest.Session | None = None
 
     def tag_of(self, eid: int) -> str:
         info = self.info.get(eid)
@@ -198,6 +200,7 @@ class Driver:
     # -- the loop ----------------------------------------------------------------------
 
     def loop(self, session: pytest.Session) -> None:
+        self.session = session
         run = self.run
         monitor = HubMonitor(self.client, run.wait_seconds)
         while not run.over:
@@ -208,30 +211,31 @@ class Driver:
             now = self.discover(time.monotonic())
             self.drop_lost_idle(now)
             self.apply(run.tick(now, session.testsfailed), now)
-            self.poll(session)
+            self.poll()
             if not run.stopped:
                 reason = session.shouldfail or session.shouldstop
                 if reason:
                     self.apply(run.stop_requested(StopKind.FAILURES, str(reason), now), now)
             self.ticker.tick(run)
 
-    def poll(self, session: pytest.Session | None) -> None:
+    def poll(self) -> None:
         """Wait a little for tasks to finish; take in those that did."""
         done, _ = concurrent.futures.wait(
             list(self.futures), timeout=POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
         )
         self.output.take((future.metadata, eid) for future, eid in self.futures.items())
         for future in done:
-            self.collect(future, session)
+            self.collect(future)
 
     def interrupt(self, session: pytest.Session | None) -> None:
         """Ctrl-C: interrupt the running cases and report what finished (in pytest's
         order where that matters, as in a plain run); a second Ctrl-C ends this at once."""
+        self.session = session
         now = time.monotonic()
         self.apply(self.run.stop_requested(StopKind.INTERRUPT, "interrupted", now), now)
         self.interrupted = True
         while not self.run.over:
-            self.poll(session)
+            self.poll()
             now = time.monotonic()
             self.apply(self.run.tick(now), now)
 
@@ -246,7 +250,7 @@ class Driver:
 
     # -- results -----------------------------------------------------------------------
 
-    def collect(self, future: Any, session: pytest.Session | None) -> None:
+    def collect(self, future: Any) -> None:
         eid = self.futures.pop(future)
         now = time.monotonic()
         try:
@@ -264,24 +268,25 @@ class Driver:
         if self.run.in_order is not None and len(nodeids) == 1 and finishes(result, nodeids[0]):
             self.held_results[nodeids[0]] = result
             self.run.result_held(eid, nodeids[0], failed_reports(result), stops(result))
-            self.release(session, now)
+            self.release(now)
             return
         # (in a run in pytest's order, a case that did not run holds back the later ones
         # for good)
         self.apply(self.run.batch_done(eid, self.replay(result, measured=True), now), now)
 
-    def release(self, session: pytest.Session | None, now: float) -> None:
+    def release(self, now: float) -> None:
         """Replay the held-back results whose turn came."""
+        session = self.session
         while (ready := self.run.release_next()) is not None:
             nodeid, eid = ready
             result = self.held_results.pop(nodeid)
             measured = nodeid not in self.made_up
             self.made_up.discard(nodeid)
             summary = self.replay(result, measured=measured)
-            self.apply(self.run.case_released(nodeid, eid, summary, now), now)
             stopping = session is not None and (session.shouldfail or session.shouldstop)
             if stopping or self.exit_request is not None:
-                self.run.hold_rest()  # the loop stops the rest
+                self.run.hold_rest()  # pytest stops here; the loop stops the rest
+            self.apply(self.run.case_released(nodeid, eid, summary, now), now)
 
     def replay(self, result: BatchResult, measured: bool) -> BatchSummary:
         """Replay through pytest's hooks; what the Run needs to know of it."""
@@ -357,6 +362,8 @@ class Driver:
                     self.terminal.write_line(abandoned_line(tags), problem=True)
             elif isinstance(action, GiveUpWaiting):
                 raise TooFewEngines(action)
+        if self.held_results:
+            self.release(now)  # e.g. a failure made up here whose turn it is
 
     def dispatch(self, action: Dispatch, now: float) -> None:
         eid, batch = action.engine_id, action.batch
