@@ -95,7 +95,7 @@ def controller_lost_cause(silent: float, wait_seconds: float) -> str:
     )
 
 
-def lost_case_message(engine: EngineInfo, error: BaseException) -> str:
+def lost_case_message(engine: EngineInfo) -> str:
     """The failure of a case lost with its engine (Run appends how often it was lost)."""
     return f"engine lost: {engine.tag} (pid {engine.pid}) died while running this case"
 
