@@ -1,4 +1,8 @@
-"""The controller's engine pool and signals, with fakes in place of ipyparallel."""
+"""The controller's engine checks and signals, with fakes in place of ipyparallel.
+
+The engine checks run through the :class:`~pytest_gold.controller.driver.Driver` and the
+pure :class:`~pytest_gold.policy.run.Run` it feeds; time is passed in, never slept.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,17 @@ from typing import Any
 import pytest
 
 import pytest_gold
-from pytest_gold.controller.enginepool import CHECK_SETTLE_SECONDS, EnginePool
+from pytest_gold.controller import tasks
+from pytest_gold.controller.driver import Driver
+from pytest_gold.controller.enginepool import CHECK_SETTLE_SECONDS
 from pytest_gold.controller.faults import signal_engines
-from pytest_gold.controller.session import RunState
+from pytest_gold.controller.progress import Progress
 from pytest_gold.engine import supervisor as engine_module
+from pytest_gold.engine.engineruns import ControllerId
+from pytest_gold.policy.run import EngineState, Run
+from pytest_gold.policy.scheduling import DispatchQueue
 from pytest_gold.protocol.messages import (
     BatchResult,
-    EngineInfo,
     LogFinish,
     LogStart,
     NotRun,
@@ -50,15 +58,22 @@ class FakeResult:
 
 
 class FakeClient:
-    def __init__(self) -> None:
+    """ipyparallel's client as far as engine checks and signals go; ``answers``: checks
+    are answered at once (as a matching engine would)."""
+
+    def __init__(self, answers: bool = False) -> None:
         self.ids: list[int] = []
         self.checks: dict[int, FakeResult] = {}
         self.signals: list[tuple[str, list[int]]] = []
+        self.answers = answers
 
     def __getitem__(self, eid: int) -> Any:
         def apply_async(function: Any, *args: Any) -> FakeResult:
-            assert function is engine_module.remote_engine_info
-            return self.checks.setdefault(eid, FakeResult())
+            assert tasks.is_check(function)
+            result = self.checks.setdefault(eid, FakeResult())
+            if self.answers and result.answer is None:
+                result.answer = answer(eid)
+            return result
 
         return SimpleNamespace(apply_async=apply_async)
 
@@ -66,25 +81,69 @@ class FakeClient:
         self.signals.append((name, targets))
 
 
-class Pool(EnginePool):
-    def __init__(self, wait_seconds: float = 60.0) -> None:
-        self.ready_calls: list[list[EngineInfo]] = []
-        self.config = SimpleNamespace(
-            rootpath=Path.cwd(),
-            invocation_params=SimpleNamespace(dir=Path.cwd()),
-            hook=SimpleNamespace(
-                pytest_gold_cluster_ready=lambda config, client, engines: self.ready_calls.append(
-                    engines
-                )
-            ),
-        )
-        self.settings = SimpleNamespace(wait_seconds=wait_seconds, min_engines=1)
-        self.state = RunState()
-        self.progress = None
-        self.lines: list[str] = []
+class FakeTerminal:
+    """The lines a run writes."""
 
-    def write_line(self, text: str, *, problem: bool = False) -> None:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.status_line = SimpleNamespace(clear=lambda: None, shown=False)
+
+    def write_line(self, text: str, *, problem: bool = False, always: bool = False) -> None:
         self.lines.append(text)
+
+    def notice(self, text: str) -> None:
+        self.lines.append(text)
+
+    def write_output(self, text: str) -> None:
+        pass
+
+
+def make_driver(
+    client: FakeClient,
+    *,
+    wait_seconds: float = 60.0,
+    min_engines: int = 1,
+    cases: tuple[str, ...] = ("t::a", "t::b"),
+    started_at: float = 100.0,
+    handle: Any = None,
+) -> Driver:
+    """A Driver on fakes; ``driver.hook_calls`` records the hooks it calls."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def recorder(name: str) -> Any:
+        return lambda **kwargs: calls.append((name, kwargs))
+
+    config = SimpleNamespace(
+        rootpath=Path.cwd(),
+        invocation_params=SimpleNamespace(dir=Path.cwd()),
+        hook=SimpleNamespace(
+            pytest_gold_cluster_ready=recorder("cluster_ready"),
+            pytest_gold_engine_lost=recorder("engine_lost"),
+        ),
+    )
+    queue = DispatchQueue(list(cases), engine_count=1, target_batch_seconds=1.0)
+    run = Run(
+        queue,
+        min_engines=min_engines,
+        wait_seconds=wait_seconds,
+        settle_seconds=CHECK_SETTLE_SECONDS,
+        started_at=started_at,
+    )
+    driver = Driver(
+        config,
+        handle or SimpleNamespace(client=client),
+        run,
+        FakeTerminal(),
+        Progress(total=len(cases)),
+        run_id="run",
+        controller_id=ControllerId(),
+        engine_nodes=None,
+        replayer=None,
+        ticker=None,
+        stream_output=False,
+    )
+    driver.hook_calls = calls
+    return driver
 
 
 def answer(eid: int, **changes: Any) -> dict[str, Any]:
@@ -93,47 +152,54 @@ def answer(eid: int, **changes: Any) -> dict[str, Any]:
 
 
 def test_engines_joining_later_never_hold_up_the_run():
-    pool, client = Pool(), FakeClient()
+    client = FakeClient()
+    driver = make_driver(client)
     client.ids = [0]
     client.checks[0] = FakeResult()
     client.checks[0].answer = answer(0)
-    pool.discover_engines(client, initial=True)
-    assert list(pool.state.engines) == [0]
+    driver.discover(100.0)
+    assert driver.run.usable == [0]
+    driver.initial = False  # the run started
 
     client.ids = [0, 1, 2]  # two engines registered while cases run
-    pool.discover_engines(client)  # FakeResult.wait asserts if this blocks on them
-    assert list(pool.state.engines) == [0]
-    assert set(pool.state.engine_checks) == {1, 2}
+    driver.discover(101.0)  # FakeResult.wait asserts if this blocks on them
+    assert driver.run.usable == [0]
+    assert set(driver.checks.pending) == {1, 2}
+    assert driver.run.engines_in(EngineState.CHECKING) == [1, 2]
 
     client.checks[2].answer = answer(2)
-    pool.discover_engines(client)
-    assert list(pool.state.engines) == [0, 2] and pool.state.idle == [0, 2]
-    assert [[e.engine_id for e in call] for call in pool.ready_calls] == [[0], [2]]
+    driver.discover(102.0)
+    assert driver.run.usable == [0, 2] and driver.run.idle_order == [0, 2]
+    ready = [kwargs["engines"] for name, kwargs in driver.hook_calls if name == "cluster_ready"]
+    assert [[e.engine_id for e in call] for call in ready] == [[0], [2]]
 
     client.checks[1].answer = answer(1, pytest_gold="0.0.1")
-    pool.discover_engines(client)
-    assert 1 in pool.state.failed_check and 1 not in pool.state.engines
-    assert pool.lines and "engine check failed, left out" in pool.lines[-1]
-    assert "pytest-gold 0.0.1 where this run has " + pytest_gold.__version__ in pool.lines[-1]
+    driver.discover(103.0)
+    assert 1 in driver.failed_check and 1 not in driver.run.usable
+    assert driver.run.engines[1].state is EngineState.LEFT_OUT
+    lines = driver.terminal.lines
+    assert lines and "engine check failed, left out" in lines[-1]
+    assert "pytest-gold 0.0.1 where this run has " + pytest_gold.__version__ in lines[-1]
 
 
-def test_an_engine_check_unanswered_for_the_wait_is_a_failed_check(monkeypatch):
-    pool, client = Pool(wait_seconds=5), FakeClient()
+def test_an_engine_check_unanswered_for_the_wait_is_a_failed_check():
+    client = FakeClient()
+    driver = make_driver(client, wait_seconds=5)
+    driver.initial = False
     client.ids = [3]
-    clock = [100.0]
-    monkeypatch.setattr("pytest_gold.controller.enginepool.time.monotonic", lambda: clock[0])
-    pool.discover_engines(client)
-    assert 3 in pool.state.engine_checks
-    clock[0] += 6
-    pool.discover_engines(client)
-    assert not pool.state.engine_checks and 3 in pool.state.failed_check
-    assert "TimeoutError" in pool.lines[-1]
+    driver.discover(100.0)
+    assert 3 in driver.checks.pending
+    driver.discover(106.0)
+    assert not driver.checks.pending and 3 in driver.failed_check
+    assert driver.run.engines[3].state is EngineState.LEFT_OUT
+    assert "TimeoutError" in driver.terminal.lines[-1]
 
 
 def test_the_first_check_does_not_wait_for_an_engine_busy_with_another_run(monkeypatch):
     """Once enough engines answered, the run starts within the settle time; an engine
     whose check waits behind another run's case joins when it answers."""
-    pool, client = Pool(), FakeClient()
+    client = FakeClient()
+    driver = make_driver(client)
     client.ids = [0, 1]
     client.checks[0] = FakeResult()
     client.checks[0].answer = answer(0)
@@ -142,30 +208,31 @@ def test_the_first_check_does_not_wait_for_an_engine_busy_with_another_run(monke
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    monkeypatch.setattr("pytest_gold.controller.enginepool.time.monotonic", lambda: clock[0])
-    monkeypatch.setattr("pytest_gold.controller.enginepool.time.sleep", sleep)
-    pool.discover_engines(client, initial=True)  # FakeResult.wait asserts if it blocks
-    assert list(pool.state.engines) == [0] and set(pool.state.engine_checks) == {1}
+    monkeypatch.setattr("pytest_gold.controller.driver.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("pytest_gold.controller.driver.time.sleep", sleep)
+    driver.discover(clock[0])  # FakeResult.wait asserts if it blocks
+    assert driver.run.usable == [0] and set(driver.checks.pending) == {1}
     assert clock[0] - 100.0 <= CHECK_SETTLE_SECONDS + 1
+    driver.run.tick(clock[0])
+    assert driver.run.phase.value == "running"  # the settle time is over: it runs
     client.checks[1].answer = answer(1)
-    pool.discover_engines(client)
-    assert list(pool.state.engines) == [0, 1]
+    driver.discover(clock[0])
+    assert driver.run.usable == [0, 1]
 
 
-def test_a_check_waiting_behind_another_runs_batch_is_not_overdue(monkeypatch):
-    pool, client = Pool(wait_seconds=5), FakeClient()
+def test_a_check_waiting_behind_another_runs_batch_is_not_overdue():
+    client = FakeClient()
+    driver = make_driver(client, wait_seconds=5)
     client.ids = [3]
     client.queue_status = lambda targets: {"queue": 2, "completed": 7, "tasks": 0}
-    clock = [100.0]
-    monkeypatch.setattr("pytest_gold.controller.enginepool.time.monotonic", lambda: clock[0])
-    pool.discover_engines(client)
-    clock[0] += 6
-    pool.discover_engines(client)
-    assert 3 in pool.state.engine_checks and 3 not in pool.state.failed_check
+    driver.discover(100.0)
+    driver.discover(106.0)
+    driver.run.tick(106.0)  # nor does the Run give up on it
+    assert 3 in driver.checks.pending and 3 not in driver.failed_check
+    assert driver.run.engines[3].state is EngineState.CHECKING
     client.queue_status = lambda targets: {"queue": 1, "completed": 8, "tasks": 0}
-    clock[0] += 6  # only our check is left, still unanswered: now it is overdue
-    pool.discover_engines(client)
-    assert 3 in pool.state.failed_check
+    driver.discover(112.0)  # only our check is left, still unanswered: now it is overdue
+    assert 3 in driver.failed_check
 
 
 def test_signals_go_by_pid_here_and_through_the_nanny_elsewhere():

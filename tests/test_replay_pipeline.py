@@ -1,4 +1,4 @@
-"""End-to-end: an engine gets its next batch before the controller replays its last one."""
+"""End-to-end: the replay path keeps what a plain run shows (-x order, shared report parts)."""
 
 from __future__ import annotations
 
@@ -8,46 +8,6 @@ pytestmark = pytest.mark.cluster
 
 #: More cases than the session cluster has engines, so that some engine gets a second batch.
 CASES = 6
-
-
-def test_next_batch_goes_out_before_the_last_one_is_replayed(pytester: pytest.Pytester, gold_args):
-    """The first batches carry one case each (durations unknown). When an engine's result
-    comes in, its next batch is sent before the result is replayed (issue 12: the engine
-    works while the controller replays, instead of waiting for it). So more cases are
-    scheduled than there are engines before the first case is finished."""
-    log = pytester.path / "hooks.log"
-    pytester.makeconftest(
-        f"""
-        def pytest_gold_cluster_ready(config, client, engines):
-            with open({str(log)!r}, "a") as f:
-                f.write(f"ready {{len(engines)}}\\n")
-
-        def pytest_gold_case_scheduled(config, nodeid, engine):
-            with open({str(log)!r}, "a") as f:
-                f.write(f"scheduled {{nodeid}}\\n")
-
-        def pytest_gold_case_finished(config, nodeid, reports, engine):
-            with open({str(log)!r}, "a") as f:
-                f.write(f"finished {{nodeid}}\\n")
-        """
-    )
-    pytester.makepyfile(
-        f"""
-        import pytest
-
-        @pytest.mark.parametrize("i", range({CASES}))
-        def test_case(i):
-            pass
-        """
-    )
-    result = pytester.runpytest(*gold_args, "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=CASES)
-    lines = log.read_text().splitlines()
-    engines = int(lines[0].split()[1])
-    assert engines < CASES, "the test needs more cases than engines"
-    first_finished = next(i for i, line in enumerate(lines) if line.startswith("finished"))
-    scheduled_before = [line for line in lines[:first_finished] if line.startswith("scheduled")]
-    assert len(scheduled_before) > engines, lines
 
 
 def test_runs_that_stop_on_failure_still_wait_for_each_result(pytester: pytest.Pytester, gold_args):

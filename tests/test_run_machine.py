@@ -37,13 +37,24 @@ from pytest_gold.policy.run import (
     StopKind,
     summary_of,
 )
-from pytest_gold.policy.scheduling import DispatchQueue
+from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease
 
 
-def make_run(cases: int, engines_needed: int = 1, retries: int = 1, **kwargs) -> Run:
+def make_run(
+    cases: int, engines_needed: int = 1, retries: int = 1, in_order: bool = False, **kwargs
+) -> Run:
+    """A run of ``cases`` cases; ``in_order``: one that stops on failures (-x, --maxfail,
+    --sw), which sends one case per batch and replays results in pytest's order."""
     nodeids = [f"t.py::test[{i}]" for i in range(cases)]
-    queue = DispatchQueue(nodeids, engine_count=2, target_batch_seconds=0.5)
-    return Run(queue=queue, min_engines=engines_needed, retries=retries, **kwargs)
+    queue = DispatchQueue(
+        nodeids,
+        engine_count=2,
+        target_batch_seconds=0.5,
+        max_batch_cases=1 if in_order else None,
+        keep_order=in_order,
+    )
+    release = InOrderRelease(nodeids) if in_order else None
+    return Run(queue=queue, min_engines=engines_needed, retries=retries, in_order=release, **kwargs)
 
 
 def join(run: Run, eid: int, now: float = 0.0) -> None:
@@ -94,7 +105,7 @@ def test_a_lost_engine_s_cases_go_elsewhere_once_then_fail():
     join(run, 1)
     (eid, nodeids), *_ = dispatched(run.tick(0.0)).items()
     actions = run.engine_lost(eid, "engine lost", now=1.0)
-    assert EngineLostNotice(eid, 1, 1) in actions
+    assert EngineLostNotice(eid, 1, 1, tuple(nodeids)) in actions
     (other, again), *_ = dispatched(run.tick(1.0)).items()
     assert other != eid and again == nodeids
     actions = run.engine_lost(other, "engine lost", now=2.0)
@@ -190,16 +201,29 @@ class RunMachine(RuleBasedStateMachine):
         needed=st.sampled_from([1, 1, 2, 3]),
         retries=st.integers(0, 2),
         engines=st.integers(0, 4),
+        in_order=st.booleans(),
+        maxfail=st.sampled_from([0, 1, 2]),
     )
-    def start(self, cases: int, needed: int, retries: int, engines: int) -> None:
+    def start(
+        self, cases: int, needed: int, retries: int, engines: int, in_order: bool, maxfail: int
+    ) -> None:
         self.run = make_run(
             cases,
             engines_needed=needed,
             retries=retries,
+            in_order=in_order,
+            maxfail=maxfail if in_order else 0,
             wait_seconds=30.0,
             stop_grace_seconds=5.0,
             interrupt_grace_seconds=3.0,
         )
+        self.position = {nodeid: i for i, nodeid in enumerate(self.run.queue.remaining())}
+        #: In-order runs: what each held result holds (failed reports, pytest.exit()).
+        self.held_info: dict[str, tuple[int, bool]] = {}
+        self.last_released = -1
+        self.released_failures = 0
+        #: Where pytest stopped the run (the release that used up --maxfail).
+        self.stop_position: int | None = None
         self.now = 0.0
         self.next_engine = 0
         self.sent_counts: dict[str, int] = {}
@@ -212,8 +236,10 @@ class RunMachine(RuleBasedStateMachine):
         """Carry out actions; with ``then_tick``, then run one driver step (the driver's
         loop ticks after every event, which is when idle engines get work)."""
         if then_tick:
-            actions = [*actions, *self.run.tick(self.now)]
+            actions = [*actions, *self.run.tick(self.now, self.released_failures)]
         for action in actions:
+            if isinstance(action, FailCase) and action.nodeid in self.run.held:
+                self.held_info[action.nodeid] = (1, False)  # its turn comes
             if isinstance(action, Dispatch):
                 record = self.run.engines[action.engine_id]
                 assert record.state is EngineState.BUSY and record.batch == action.batch
@@ -221,6 +247,30 @@ class RunMachine(RuleBasedStateMachine):
                 assert self.run.phase is Phase.RUNNING, "dispatch before enough engines"
                 for nodeid in action.batch.nodeids:
                     self.sent_counts[nodeid] = self.sent_counts.get(nodeid, 0) + 1
+        self.release()
+
+    def release(self) -> None:
+        """What the driver does with held results: replay them as the Run releases them,
+        and stop the run (as pytest would) once --maxfail failures were replayed."""
+        while (ready := self.run.release_next()) is not None:
+            nodeid, eid = ready
+            position = self.position[nodeid]
+            assert position > self.last_released, "released out of pytest's order"
+            assert self.stop_position is None, "released after pytest stopped"
+            self.last_released = position
+            failures, stops = self.held_info.pop(nodeid)
+            summary = summary_of([nodeid], exit_nodeid=nodeid if stops else None)
+            self.released_failures += failures
+            maxfail = self.run.maxfail
+            stops_here = maxfail and self.released_failures >= maxfail
+            if stops_here and self.stop_position is None:
+                # pytest decided while the result was replayed: nothing more is released
+                # (what the Run's actions lead to included).
+                self.stop_position = position
+                self.run.hold_rest()
+            self.apply(self.run.case_released(nodeid, eid, summary, self.now))
+            if stops_here and not self.run.stopped:
+                self.apply(self.run.stop_requested(StopKind.FAILURES, "maxfail", self.now))
 
     def can(self, *states: EngineState) -> bool:
         return bool(self.run.engines_in(*states)) and not self.run.over
@@ -253,18 +303,29 @@ class RunMachine(RuleBasedStateMachine):
         eid = data.draw(st.sampled_from(sorted(busy)))
         nodeids = list(busy[eid].nodeids)
         how = data.draw(st.sampled_from(["whole", "whole", "interrupted", "exit", "forgot"]))
+        if self.run.in_order is not None and how in ("whole", "exit"):
+            # The one case finished: its result waits for its turn.
+            failed = data.draw(st.sampled_from([0, 0, 1]))
+            self.held_info[nodeids[0]] = (failed, how == "exit")
+            self.run.result_held(eid, nodeids[0], failed, how == "exit")
+            self.apply([], then_tick=True)
+            return
         done = data.draw(st.integers(0, len(nodeids)))
         finished, rest, cut, exit_at = nodeids, [], [], None
         if how == "interrupted" and done < len(nodeids):
             finished, rest = nodeids[:done], nodeids[done:]
             cut = rest[:1]
         elif how == "exit" and done > 0:
+            # The exiting case has no end of its own (no LogFinish), as in a plain run.
             exit_at = nodeids[done - 1]
-            finished, rest = nodeids[:done], nodeids[done:]
+            finished, rest = nodeids[: done - 1], nodeids[done:]
         elif how == "forgot":
             finished = nodeids[:done]
         summary = summary_of(finished, not_run=rest, cut_short=cut, exit_nodeid=exit_at)
-        self.apply(self.run.batch_done(eid, summary, self.now), then_tick=True)
+        actions = self.run.batch_done(eid, summary, self.now)
+        if how != "forgot":
+            assert not any(isinstance(a, FailCase) for a in actions), "a case failed"
+        self.apply(actions, then_tick=True)
 
     @precondition(lambda self: self.can(EngineState.IDLE, EngineState.BUSY))
     @rule(data=st.data(), busy_one=st.booleans())
@@ -311,6 +372,16 @@ class RunMachine(RuleBasedStateMachine):
     @invariant()
     def bookkeeping_holds(self) -> None:
         self.run.check_invariants()
+
+    @invariant()
+    def nothing_after_the_stop_point_is_reported(self) -> None:
+        """In-order runs: a case after the point where pytest stopped never reports (it
+        is not run, or left out, as in a plain run)."""
+        if self.stop_position is None:
+            return
+        for nodeid, how in self.run.ended.items():
+            if how == "finished":
+                assert self.position[nodeid] <= self.stop_position, nodeid
 
     @invariant()
     def a_case_is_sent_again_only_after_a_loss(self) -> None:

@@ -1,4 +1,4 @@
-"""The plain run's order where a verdict depends on it (a mixin of the controller).
+"""The plain run's order where a verdict depends on it.
 
 ``-x``, ``--maxfail``, ``--sw`` and ``--sw-skip`` stop at the first failure(s) in pytest's
 order (collection order after ``pytest_collection_modifyitems``, so ``--ff``, ``--lf`` and
@@ -8,7 +8,9 @@ another failure and the next ``--sw`` run skips cases that never ran. Such a run
 one case per task in pytest's order and replays results in that order
 (:class:`~pytest_gold.policy.scheduling.InOrderRelease`): pytest then stops where a plain run stops,
 and a case that finished on another engine after that point is left out, as a plain run
-would never have run it.
+would never have run it. The bookkeeping of that (what is held back, what may still be
+dispatched) is :class:`pytest_gold.policy.run.Run`'s; this module reads pytest's options and
+the results.
 
 Runs that do not stop on failures keep the duration order, except that the cases pytest's
 own options put first (``--ff``: the previous failures, ``--nf``: new cases) go first.
@@ -17,13 +19,11 @@ own options put first (``--ff``: the previous failures, ``--nf``: new cases) go 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import pytest
 
-from pytest_gold.policy.scheduling import InOrderRelease
 from pytest_gold.protocol.messages import BatchResult, Event, ExitRequested, LogFinish, ReportEvent
 
 #: pytest's cacheprovider keys: the failures of the last run (--lf, --ff) and the node ids
@@ -72,81 +72,40 @@ def finishes(result: BatchResult, nodeid: str) -> bool:
     return any(isinstance(e, LogFinish) and e.nodeid == nodeid for e in result.events)
 
 
-class VerdictOrder:
-    """Replaying in pytest's order when the verdict depends on it (a mixin of
-    GoldController; it uses the controller's ``config``, ``session`` and ``state``)."""
+def stepwise_allowed(config: pytest.Config) -> int:
+    """Failures stepwise lets through before it stops (0: not stepwise): --sw stops at the
+    first, --sw-skip lets one pass first."""
+    if not config.getoption("stepwise", False):
+        return 0
+    return 2 if config.getoption("stepwise_skip", False) else 1
 
-    config: pytest.Config
-    session: pytest.Session | None
-    state: Any
-    #: Set for runs that stop on failures (see the module's docstring).
-    in_order: InOrderRelease[Callable[[], None]] | None = None
 
-    def failure_budget(self) -> float:
-        """Failed reports still to come before pytest stops the run."""
-        budget = math.inf
-        session = self.session
-        maxfail = self.config.getoption("maxfail", 0)
-        if maxfail and session is not None:
-            budget = maxfail - session.testsfailed
-        if self.config.getoption("stepwise", False) and self.in_order is not None:
-            # Stepwise stops at the first failure; --sw-skip lets one pass first.
-            allowed = 2 if self.config.getoption("stepwise_skip", False) else 1
-            budget = min(budget, allowed - self.in_order.released_failures)
-        return budget
+def stops(result: BatchResult) -> bool:
+    """The result holds a ``pytest.exit()``."""
+    return any(isinstance(event, ExitRequested) for event in result.events)
 
-    def may_dispatch(self, nodeid: str | None) -> bool:
-        """Nothing is sent that a plain run would not reach: no case after a failure (or
-        ``pytest.exit()``) that is known to stop the run."""
-        in_order = self.in_order
-        if in_order is None or nodeid is None:
-            return True
-        return in_order.may_dispatch(nodeid, self.failure_budget())
 
-    def take_result(
-        self, nodeids: Sequence[str], result: BatchResult, replay: Callable[[], None]
-    ) -> None:
-        """Replay ``result`` now, or, in a run that stops on failures, once every case
-        before it in pytest's order has been replayed."""
-        in_order = self.in_order
-        if in_order is None or len(nodeids) != 1 or not finishes(result, nodeids[0]):
-            replay()  # a case that did not run holds back the later ones for good
-            return
-        stops = any(isinstance(event, ExitRequested) for event in result.events)
-        in_order.add(nodeids[0], replay, failures=failed_reports(result), stops=stops)
-        while (ready := in_order.pop_ready()) is not None:
-            ready()
-            session = self.session
-            stopping = session is not None and (session.shouldfail or session.shouldstop)
-            if stopping or self.state.exit_request is not None:
-                in_order.close()  # the run's loop stops the rest
+def without_left_out(result: BatchResult, left_out: Collection[str]) -> BatchResult:
+    """``result`` without what it says about left-out cases (a late teardown error): a
+    plain run never ran them."""
+    if not left_out:
+        return result
+    events = [event for event in result.events if _event_nodeid(event) not in left_out]
+    return dataclasses.replace(result, events=events)
 
-    def left_out(self) -> list[str]:
-        """Cases that finished after the point where the run stopped: not reported."""
-        return self.in_order.left_over() if self.in_order is not None else []
 
-    def without_left_out(self, result: BatchResult) -> BatchResult:
-        """``result`` without what it says about left-out cases (a late teardown error):
-        a plain run never ran them."""
-        left_out = set(self.state.left_out)
-        if not left_out:
-            return result
-        events = [event for event in result.events if _event_nodeid(event) not in left_out]
-        return dataclasses.replace(result, events=events)
-
-    def summarize_left_out(self, terminalreporter: Any, max_listed: int) -> None:
-        left_out = self.state.left_out
-        if not left_out:
-            return
-        count = len(left_out)
-        terminalreporter.write_line(
-            f"gold: {count} case{'s' if count != 1 else ''} finished on other engines after "
-            "the point where the run stopped; as in a plain run, "
-            f"{'they are' if count != 1 else 'it is'} not reported.",
-            yellow=True,
-        )
-        for case in left_out[:max_listed]:
-            terminalreporter.write_line(f"gold: left out: {case}", yellow=True)
+def summarize_left_out(terminalreporter: Any, left_out: Sequence[str], max_listed: int) -> None:
+    if not left_out:
+        return
+    count = len(left_out)
+    terminalreporter.write_line(
+        f"gold: {count} case{'s' if count != 1 else ''} finished on other engines after "
+        "the point where the run stopped; as in a plain run, "
+        f"{'they are' if count != 1 else 'it is'} not reported.",
+        yellow=True,
+    )
+    for case in left_out[:max_listed]:
+        terminalreporter.write_line(f"gold: left out: {case}", yellow=True)
 
 
 def _event_nodeid(event: Event) -> str | None:

@@ -11,7 +11,8 @@ checks them over random interleavings of joins, losses, results, stops and time)
 Invariants (checked by :meth:`Run.check_invariants`):
 
 - every selected case ends exactly once: finished (its reports came back), failed on
-  the controller's behalf (:class:`FailCase`), or named as not run;
+  the controller's behalf (:class:`FailCase`), named as not run, or — in a run that stops
+  on failures — left out (it finished after the point where a plain run stops);
 - nothing is dispatched after a stop, or to an engine that is lost, unresponsive, left
   out or not yet checked, or to an engine that is still busy;
 - a case is sent again only when its engine was lost, and at most ``retries`` times.
@@ -19,178 +20,56 @@ Invariants (checked by :meth:`Run.check_invariants`):
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from pytest_gold.policy.scheduling import DispatchQueue
+from pytest_gold.policy.runchecks import check_invariants, describe_state
+from pytest_gold.policy.runtypes import (
+    EVERY_ENGINE_LOST,
+    USABLE_STATES,
+    Abandoned,
+    Action,
+    BatchSummary,
+    CheckEngine,
+    Dispatch,
+    EngineJoinedRun,
+    EngineLeftOut,
+    EngineLostNotice,
+    EngineRecord,
+    EngineState,
+    FailCase,
+    GiveUpWaiting,
+    Interrupt,
+    Phase,
+    StopKind,
+    summary_of,
+)
+from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease
 from pytest_gold.protocol.messages import Batch
 
-
-class EngineState(enum.Enum):
-    #: Registered; its engine check was sent and has not been answered.
-    CHECKING = "checking"
-    #: Checked and waiting for work.
-    IDLE = "idle"
-    #: Running a batch.
-    BUSY = "busy"
-    #: Failed the engine check: never used by this run.
-    LEFT_OUT = "left out"
-    #: Died (its task failed with an engine error).
-    LOST = "lost"
-    #: Did not answer within the grace period after a stop: nothing more is sent to it.
-    UNRESPONSIVE = "unresponsive"
-
-
-#: States in which an engine is part of the run and may get work (now or later).
-USABLE_STATES = frozenset({EngineState.IDLE, EngineState.BUSY})
-
-
-class Phase(enum.Enum):
-    #: Before the first dispatch: until ``min_engines`` engines passed the check.
-    WAITING = "waiting"
-    RUNNING = "running"
-    #: A stop was requested (-x, --maxfail, pytest.exit(), Ctrl-C, every engine lost):
-    #: nothing new is dispatched; batches in flight may still report.
-    STOPPING = "stopping"
-    #: Nothing is in flight and nothing will be dispatched.
-    DONE = "done"
-
-
-class StopKind(enum.Enum):
-    #: -x / --maxfail / a plugin's session.shouldstop: running cases are interrupted.
-    FAILURES = "failures"
-    #: A case called pytest.exit().
-    EXIT = "exit"
-    #: Ctrl-C or SIGTERM on the controller.
-    INTERRUPT = "interrupt"
-    #: The last engine was lost with cases left to run.
-    NO_ENGINES = "no engines"
-    #: The ipyparallel controller (hub) stopped answering.
-    CONTROLLER_LOST = "controller lost"
-
-
-#: Why a run stopped when no engine was left.
-EVERY_ENGINE_LOST = "every engine was lost"
-
-
-# -- actions (what the driver carries out) -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class CheckEngine:
-    """Send the engine check to a newly registered engine."""
-
-    engine_id: int
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """Send ``batch`` to an engine (one ipyparallel task)."""
-
-    engine_id: int
-    batch: Batch
-
-
-@dataclass(frozen=True)
-class Interrupt:
-    """Ask these engines to interrupt the batches they run (a stop)."""
-
-    engine_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class FailCase:
-    """Report a case as failed on the controller's behalf: it cannot report itself."""
-
-    nodeid: str
-    #: Where it ran (``None``: it never reached an engine).
-    engine_id: int | None
-    message: str
-    #: The phase the failure is reported in ("setup" for cases that never started).
-    when: str = "call"
-
-
-@dataclass(frozen=True)
-class EngineLeftOut:
-    """An engine failed its check (after the first wait, say so at once)."""
-
-    engine_id: int
-    problems: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class EngineJoinedRun:
-    """An engine passed its check and takes part from now on."""
-
-    engine_id: int
-
-
-@dataclass(frozen=True)
-class EngineLostNotice:
-    """An engine died while running ``cases`` cases; ``resent`` of them go elsewhere."""
-
-    engine_id: int
-    cases: int
-    resent: int
-
-
-@dataclass(frozen=True)
-class Abandoned:
-    """Engines that did not answer within the grace period after a stop."""
-
-    engine_ids: tuple[int, ...]
-    grace_seconds: float
-
-
-@dataclass(frozen=True)
-class GiveUpWaiting:
-    """Fewer than ``needed`` engines passed the check within the wait: the run fails."""
-
-    usable: int
-    needed: int
-
-
-Action = (
-    CheckEngine
-    | Dispatch
-    | Interrupt
-    | FailCase
-    | EngineLeftOut
-    | EngineJoinedRun
-    | EngineLostNotice
-    | Abandoned
-    | GiveUpWaiting
-)
-
-
-# -- events that carry data -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    """What came back for one batch, after its reports were replayed."""
-
-    #: Cases whose reports came back, with their durations in seconds.
-    finished: Mapping[str, float] = field(default_factory=dict)
-    #: Cases the engine did not run (interrupted, or after a pytest.exit()).
-    not_run: Sequence[str] = ()
-    #: Of ``not_run``, those that had started and were cut short.
-    cut_short: Sequence[str] = ()
-    #: The case that called pytest.exit(), if one did.
-    exit_nodeid: str | None = None
-
-
-@dataclass
-class EngineRecord:
-    state: EngineState
-    #: When its check was sent (CHECKING) — to give up on checks never answered.
-    checked_at: float = 0.0
-    batch: Batch | None = None
-    used: bool = False
-    problems: tuple[str, ...] = ()
+__all__ = [
+    "EVERY_ENGINE_LOST",
+    "USABLE_STATES",
+    "Abandoned",
+    "Action",
+    "BatchSummary",
+    "CheckEngine",
+    "Dispatch",
+    "EngineJoinedRun",
+    "EngineLeftOut",
+    "EngineLostNotice",
+    "EngineRecord",
+    "EngineState",
+    "FailCase",
+    "GiveUpWaiting",
+    "Interrupt",
+    "Phase",
+    "Run",
+    "StopKind",
+    "describe_state",
+    "summary_of",
+]
 
 
 @dataclass
@@ -212,6 +91,15 @@ class Run:
     time_limits: Mapping[str, float] = field(default_factory=dict)
     #: When the run began waiting for engines.
     started_at: float = 0.0
+    #: Once enough engines passed the first check, how long the run waits for the other
+    #: first checks' answers before it starts (counted from the first check sent).
+    settle_seconds: float = 0.0
+    #: Runs that stop on failures (-x, --maxfail, --sw): results are replayed in
+    #: pytest's order (see pytest_gold.controller.verdicts), one case per batch.
+    in_order: InOrderRelease[str] | None = None
+    #: --maxfail (0: none) and how many failures stepwise allows (0: not stepwise).
+    maxfail: int = 0
+    stepwise_allowed: int = 0
 
     phase: Phase = Phase.WAITING
     engines: dict[int, EngineRecord] = field(default_factory=dict)
@@ -233,6 +121,17 @@ class Run:
     selected: frozenset[str] = frozenset()
     #: Too few engines within the first wait: the run fails before anything ran.
     gave_up: bool = False
+    #: Failures pytest counted so far (``session.testsfailed``, fed with ticks).
+    failures_reported: int = 0
+    #: When the first engine check was sent (the settle time counts from there).
+    first_check_at: float | None = None
+    #: In-order runs: cases whose results came back and wait for earlier ones.
+    held: dict[str, int] = field(default_factory=dict)
+    #: Cases that finished after the point where the run stopped, in pytest's order.
+    left_out: list[str] = field(default_factory=list)
+    #: How many engine losses sent cases elsewhere / failed them (for the recap).
+    cases_resent: int = 0
+    cases_failed_lost: int = 0
 
     def __post_init__(self) -> None:
         self.selected = frozenset(self.queue.remaining())
@@ -283,7 +182,16 @@ class Run:
         if engine_id in self.engines or self.phase is Phase.DONE:
             return []
         self.engines[engine_id] = EngineRecord(state=EngineState.CHECKING, checked_at=now)
+        if self.first_check_at is None:
+            self.first_check_at = now
         return [CheckEngine(engine_id)]
+
+    def engine_check_queued(self, engine_id: int, now: float) -> None:
+        """The engine's check waits behind another run's task there: not overdue, its
+        turn comes (the wait for its answer starts again)."""
+        record = self.engines.get(engine_id)
+        if record is not None and record.state is EngineState.CHECKING:
+            record.checked_at = now
 
     def engine_checked(self, engine_id: int, problems: Sequence[str], now: float) -> list[Action]:
         """The engine check's answer: no problems, and the engine joins the run."""
@@ -295,24 +203,81 @@ class Run:
             return [EngineLeftOut(engine_id, record.problems), *self._stop_if_no_engines(now)]
         record.state = EngineState.IDLE
         self.idle_order.append(engine_id)
-        if self.phase is Phase.WAITING and len(self.usable) >= self.min_engines:
-            self.phase = Phase.RUNNING
+        self._maybe_start(now)
         return [EngineJoinedRun(engine_id)]
+
+    def _maybe_start(self, now: float) -> None:
+        """Leave the first wait once ``min_engines`` passed the check and the other first
+        checks answered (or the settle time is over: they join later)."""
+        if self.phase is not Phase.WAITING or len(self.usable) < self.min_engines:
+            return
+        settled = (self.first_check_at or now) + self.settle_seconds
+        if not self.engines_in(EngineState.CHECKING) or now >= settled:
+            self.phase = Phase.RUNNING
 
     def batch_done(self, engine_id: int, summary: BatchSummary, now: float) -> list[Action]:
         """A batch came back and its reports were replayed."""
+        batch = self._returned(engine_id)
+        if batch is None:
+            return []
+        return self._ended_by(engine_id, batch.nodeids, summary, now)
+
+    def result_held(self, engine_id: int, nodeid: str, failures: int, stops: bool) -> None:
+        """In-order runs: the one case of the engine's batch finished; its result waits
+        until every case before it in pytest's order was replayed (see
+        :meth:`release_next`). ``failures``: failed reports in it; ``stops``: it called
+        pytest.exit()."""
+        assert self.in_order is not None
+        batch = self._returned(engine_id)
+        if batch is None:
+            return
+        self.in_order.add(nodeid, nodeid, failures=failures, stops=stops)
+        self.held[nodeid] = engine_id
+
+    def release_next(self) -> tuple[str, int] | None:
+        """The next held result to replay now (node id, engine), if any; the driver
+        replays it and reports with :meth:`case_released`."""
+        if self.in_order is None:
+            return None
+        nodeid = self.in_order.pop_ready()
+        if nodeid is None:
+            return None
+        return nodeid, self.held.pop(nodeid)
+
+    def case_released(
+        self, nodeid: str, engine_id: int, summary: BatchSummary, now: float
+    ) -> list[Action]:
+        """A held result was replayed."""
+        return self._ended_by(engine_id, [nodeid], summary, now)
+
+    def hold_rest(self) -> None:
+        """pytest stops the run (a released result was its last failure): no more held
+        result is released; what finished after that point is left out."""
+        if self.in_order is not None:
+            self.in_order.close()
+
+    def _returned(self, engine_id: int) -> Batch | None:
+        """The engine's batch came back: the engine is idle again."""
         record = self.engines.get(engine_id)
         if record is None or record.batch is None:
-            return []
+            return None
         batch, record.batch = record.batch, None
         if record.state is EngineState.BUSY:
             record.state = EngineState.IDLE
             self.idle_order.append(engine_id)
+        return batch
+
+    def _ended_by(
+        self, engine_id: int, nodeids: Sequence[str], summary: BatchSummary, now: float
+    ) -> list[Action]:
         actions: list[Action] = []
-        self.queue.record(summary.finished.values())
+        if summary.measured:
+            self.queue.record(summary.finished.values())
         not_run = set(summary.not_run)
-        for nodeid in batch.nodeids:
-            if nodeid in summary.finished:
+        for nodeid in nodeids:
+            # The case that called pytest.exit() has no end of its own (a plain run's
+            # reports do not close it either): what it reported stands.
+            if nodeid in summary.finished or nodeid == summary.exit_nodeid:
                 self._end(nodeid, "finished")
             elif nodeid in not_run:
                 self._end(nodeid, "not run")
@@ -341,17 +306,12 @@ class Run:
     def batch_errored(self, engine_id: int, message: str) -> list[Action]:
         """A task raised although its engine lives (a supervisor bug): its cases fail and
         the engine stays in the run."""
-        record = self.engines.get(engine_id)
-        if record is None or record.batch is None:
+        batch = self._returned(engine_id)
+        if batch is None:
             return []
-        batch, record.batch = record.batch, None
-        if record.state is EngineState.BUSY:
-            record.state = EngineState.IDLE
-            self.idle_order.append(engine_id)
         actions: list[Action] = []
         for nodeid in batch.nodeids:
-            self._end(nodeid, "failed")
-            actions.append(FailCase(nodeid, engine_id, message))
+            actions.append(self._fail(nodeid, engine_id, message))
         self._settle()
         return actions
 
@@ -374,19 +334,27 @@ class Run:
                 if self.losses[nodeid] <= self.retries and not self.stopped:
                     retry.append(nodeid)
                 else:
-                    self._end(nodeid, "failed")
-                    actions.append(
-                        FailCase(
-                            nodeid,
-                            engine_id,
-                            f"{message} ({self.losses[nodeid]} time(s))",
-                        )
-                    )
+                    failure = f"{message} ({self.losses[nodeid]} time(s))"
+                    actions.append(self._fail(nodeid, engine_id, failure))
             self.queue.requeue(retry)
-        actions.append(EngineLostNotice(engine_id, len(nodeids), len(retry)))
+            self.cases_resent += len(retry)
+            self.cases_failed_lost += len(nodeids) - len(retry)
+        actions.append(EngineLostNotice(engine_id, len(nodeids), len(retry), tuple(nodeids)))
         actions += self._stop_if_no_engines(now)
         self._settle()
         return actions
+
+    def dispatch_refused(self, engine_id: int, now: float) -> list[Action]:
+        """ipyparallel refused the batch of a :class:`Dispatch` (the engine unregistered
+        meanwhile): its cases go back to the queue, never having run, and the engine is
+        lost while idle."""
+        record = self.engines.get(engine_id)
+        if record is None or record.batch is None:
+            return []
+        batch, record.batch = record.batch, None
+        record.state = EngineState.IDLE
+        self.queue.requeue(list(batch.nodeids))
+        return self.engine_lost(engine_id, "", now)
 
     def _stop_if_no_engines(self, now: float) -> list[Action]:
         """Once running, a run with cases left and no engine that could take them (none
@@ -402,10 +370,20 @@ class Run:
     def stop_requested(self, kind: StopKind, reason: str, now: float) -> list[Action]:
         """Stop: nothing new starts; every case not yet dispatched is not run; running
         batches are interrupted and get a grace period (from ``now``) to report."""
-        if self.stopped or self.phase is Phase.DONE:
+        if self.phase is Phase.DONE:
+            return []
+        if self.stopped:
+            if kind is StopKind.INTERRUPT and self.stop_kind is not StopKind.INTERRUPT:
+                # Ctrl-C while stopping: say so, and wait no longer than Ctrl-C allows.
+                self.stop_kind, self.stop_reason = kind, reason
+                self.stop_deadline = min(self.stop_deadline, now + self._grace())
             return []
         self.stop_kind, self.stop_reason = kind, reason
         self.phase = Phase.STOPPING
+        if kind is not StopKind.INTERRUPT:
+            # A plain run stops before the held-back results (Ctrl-C: what finished
+            # before it is still reported, in pytest's order).
+            self.hold_rest()
         for nodeid in self.queue.drain():
             self._end(nodeid, "not run")
             self.not_run.append(nodeid)
@@ -429,14 +407,19 @@ class Run:
             actions.append(FailCase(nodeid, None, message, when="setup"))
         self.stop_kind, self.stop_reason = StopKind.CONTROLLER_LOST, "the controller was lost"
         self.phase = Phase.DONE
+        self._leave_out_held()
         return actions
 
-    def tick(self, now: float) -> list[Action]:
+    def tick(self, now: float, failures_reported: int | None = None) -> list[Action]:
         """Time passed: dispatch to idle engines, give up on overdue checks, the first
-        wait, and batches that did not answer after a stop."""
+        wait, and batches that did not answer after a stop. ``failures_reported``: the
+        failures pytest counted so far (what --maxfail has left)."""
         if self.phase is Phase.DONE:
             return []
+        if failures_reported is not None:
+            self.failures_reported = failures_reported
         actions: list[Action] = []
+        self._maybe_start(now)
         for eid in self.engines_in(EngineState.CHECKING):
             if now - self.engines[eid].checked_at > self.wait_seconds:
                 actions += self.engine_checked(
@@ -458,6 +441,10 @@ class Run:
     def _dispatch(self) -> list[Action]:
         actions: list[Action] = []
         while self.phase is Phase.RUNNING and self.idle_order and self.queue:
+            # Nothing a plain run never reaches; with nothing in flight that could still
+            # release the results held back, never wait forever.
+            if self.busy and not self.may_dispatch(self.queue.head):
+                break
             eid = self.idle_order.pop(0)
             record = self.engines[eid]
             if record.state is not EngineState.IDLE:
@@ -469,6 +456,33 @@ class Run:
             record.state, record.batch, record.used = EngineState.BUSY, batch, True
             actions.append(Dispatch(eid, batch))
         return actions
+
+    def failure_budget(self) -> float:
+        """Failed reports still to come before pytest stops the run."""
+        budget = math.inf
+        if self.maxfail:
+            budget = self.maxfail - self.failures_reported
+        if self.stepwise_allowed and self.in_order is not None:
+            budget = min(budget, self.stepwise_allowed - self.in_order.released_failures)
+        return budget
+
+    def may_dispatch(self, nodeid: str | None) -> bool:
+        """Nothing is sent that a plain run would not reach: no case after a failure (or
+        ``pytest.exit()``) held back that is known to stop the run."""
+        if self.in_order is None or nodeid is None:
+            return True
+        return self.in_order.may_dispatch(nodeid, self.failure_budget())
+
+    def _leave_out_held(self) -> None:
+        """At the end: results still held back were never released (the run stopped
+        before them, or a case before them never finished): left out."""
+        if self.in_order is None:
+            return
+        for nodeid in self.in_order.left_over():
+            if nodeid not in self.ended:
+                self._end(nodeid, "left out")
+                self.left_out.append(nodeid)
+        self.held.clear()
 
     def _abandon_unanswered(self) -> list[Action]:
         abandoned = []
@@ -487,6 +501,16 @@ class Run:
             return self.interrupt_grace_seconds
         return self.stop_grace_seconds
 
+    def _fail(self, nodeid: str, engine_id: int, message: str) -> FailCase:
+        """The case fails on the controller's behalf. In in-order runs its failure waits
+        its turn like any result (``nodeid in held``: the driver holds the report too)."""
+        if self.in_order is None:
+            self._end(nodeid, "failed")
+        else:
+            self.in_order.add(nodeid, nodeid, failures=1)
+            self.held[nodeid] = engine_id
+        return FailCase(nodeid, engine_id, message)
+
     def _end(self, nodeid: str, how: str) -> None:
         if nodeid in self.ended:
             raise AssertionError(f"{nodeid} ended twice ({self.ended[nodeid]}, then {how})")
@@ -496,56 +520,14 @@ class Run:
         """Move to DONE once nothing is in flight and nothing more will be dispatched."""
         if self.phase is Phase.DONE or self.busy:
             return
+        if self.in_order is not None and self.in_order.has_ready():
+            return  # the driver replays it first (it may stop the run)
         if self.phase is Phase.STOPPING or (self.phase is Phase.RUNNING and not self.queue):
             self.phase = Phase.DONE
+            self._leave_out_held()
 
     # -- for tests ---------------------------------------------------------------------
 
     def check_invariants(self) -> None:
         """Raise AssertionError if the run's bookkeeping is inconsistent."""
-        queued = self.queue.remaining()
-        running = self.running
-        assert len(set(queued)) == len(queued), "a case is queued twice"
-        assert len(set(running)) == len(running), "a case runs twice at once"
-        assert not (set(queued) & set(running)), "a case is queued and running"
-        open_cases = set(queued) | set(running)
-        assert not (open_cases & self.ended.keys()), "an ended case is still open"
-        assert open_cases | self.ended.keys() == self.selected, "a case was lost"
-        for eid, record in self.engines.items():
-            assert (record.batch is not None) == (record.state is EngineState.BUSY), eid
-        assert all(self.engines[eid].state is EngineState.IDLE for eid in self.idle_order)
-        assert len(set(self.idle_order)) == len(self.idle_order)
-        if self.stopped:
-            assert not queued, "cases queued after a stop"
-        for nodeid, count in self.losses.items():
-            assert count <= self.retries + 1, nodeid
-        if self.phase is Phase.DONE:
-            assert not self.busy, "a batch in flight after the end"
-            assert self.gave_up or self.ended.keys() == self.selected, "a case never ended"
-
-
-def summary_of(
-    finished: Iterable[str],
-    not_run: Iterable[str] = (),
-    cut_short: Iterable[str] = (),
-    exit_nodeid: str | None = None,
-    seconds: float = 0.0,
-) -> BatchSummary:
-    """A :class:`BatchSummary` from plain lists (tests, and cases without durations)."""
-    return BatchSummary(
-        finished={nodeid: seconds for nodeid in finished},
-        not_run=tuple(not_run),
-        cut_short=tuple(cut_short),
-        exit_nodeid=exit_nodeid,
-    )
-
-
-def describe_state(run: Run) -> dict[str, Any]:
-    """The run in plain data (for logs and a status file)."""
-    return {
-        "phase": run.phase.value,
-        "engines": {eid: record.state.value for eid, record in sorted(run.engines.items())},
-        "queued": len(run.queue),
-        "running": len(run.running),
-        "stop": run.stop_reason,
-    }
+        check_invariants(self)

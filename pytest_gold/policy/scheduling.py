@@ -286,6 +286,10 @@ class InOrderRelease(Generic[T]):
         self.released_failures += held.failures
         return held.payload
 
+    def has_ready(self) -> bool:
+        """Whether :meth:`pop_ready` would release a result now."""
+        return not self.closed and self._next in self._held
+
     def close(self) -> None:
         """The run stopped: nothing more is released."""
         self.closed = True

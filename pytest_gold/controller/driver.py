@@ -1,0 +1,411 @@
+"""The driver of a run: ipyparallel on one side, the pure :class:`~pytest_gold.policy.run.Run`
+on the other.
+
+The driver polls the cluster (engines registered and gone, tasks done, the hub alive), feeds
+what happened to the ``Run`` as events and carries out the actions it returns: send the
+engine check or a batch, interrupt engines, report a case the controller fails on its
+behalf, and say what happened on the terminal. Every rule of a run (who gets which batch,
+what a lost engine costs, when the run stops, what is replayed when) is the ``Run``'s; the
+driver keeps only what ipyparallel and pytest need (tasks in flight, engine descriptions,
+results waiting for their turn).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from pytest_gold.controller import tasks
+from pytest_gold.controller.enginepool import (
+    CHECK_POLL_SECONDS,
+    EngineChecks,
+    FailedCheck,
+    expected_of,
+)
+from pytest_gold.controller.faults import (
+    NO_ENGINE,
+    abandoned_line,
+    controller_lost_cause,
+    is_engine_lost,
+    lost_case_message,
+    lost_engine_line,
+    signal_engines,
+    supervisor_failed_message,
+)
+from pytest_gold.controller.liveness import HubMonitor
+from pytest_gold.controller.progress import Progress
+from pytest_gold.controller.reporting import Replayer
+from pytest_gold.controller.taskoutput import OutputRelay, TaskMemory, note_leftovers
+from pytest_gold.controller.terminal import Terminal
+from pytest_gold.controller.ticker import StatusTicker
+from pytest_gold.controller.verdicts import failed_reports, finishes, stops
+from pytest_gold.engine.engineruns import ControllerId
+from pytest_gold.policy.enginecheck import describe
+from pytest_gold.policy.run import (
+    Abandoned,
+    Action,
+    BatchSummary,
+    CheckEngine,
+    Dispatch,
+    EngineJoinedRun,
+    EngineLeftOut,
+    EngineLostNotice,
+    EngineState,
+    FailCase,
+    GiveUpWaiting,
+    Interrupt,
+    Run,
+    StopKind,
+)
+from pytest_gold.protocol.messages import (
+    BatchResult,
+    EngineInfo,
+    ExitRequested,
+    NotRun,
+    result_from_wire,
+    to_wire,
+)
+from pytest_gold.protocol.synthetic import failed_case_events
+from pytest_gold.protocol.timing import CONTROLLER_POLL_SECONDS as POLL_SECONDS
+from pytest_gold.protocol.xdistcompat import EngineNodes
+
+
+class TooFewEngines(Exception):
+    """The first wait ended with fewer usable engines than --gold-min-engines."""
+
+
+class Driver:
+    """Carries out one :class:`Run` on the cluster of ``handle``."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        handle: Any,
+        run: Run,
+        terminal: Terminal,
+        progress: Progress,
+        *,
+        run_id: str,
+        controller_id: ControllerId,
+        engine_nodes: EngineNodes,
+        replayer: Replayer,
+        ticker: StatusTicker,
+        stream_output: bool,
+    ) -> None:
+        self.config = config
+        #: The cluster (a ClusterHandle: its client, and whether this run owns it).
+        self.handle = handle
+        self.client = client = handle.client
+        self.run_id = run_id
+        self.run = run
+        self.terminal = terminal
+        self.progress = progress
+        self.engine_nodes = engine_nodes
+        self.replayer = replayer
+        self.ticker = ticker
+        self.memory = TaskMemory(client)
+        self.output = OutputRelay(client, run_id, terminal, self.memory, self.tag_of, stream_output)
+        self.checks = EngineChecks(
+            client, expected_of(config), run_id, controller_id, run.wait_seconds
+        )
+        self.machine = tasks.this_machine()
+        #: The run spec on the wire (set when the run starts).
+        self.wire_spec: dict[str, Any] = {}
+        #: What each engine said in its check (joined or not), and the engines left out.
+        self.info: dict[int, EngineInfo] = {}
+        self.failed_check: dict[int, FailedCheck] = {}
+        #: Engines lost during the run, as they were known.
+        self.lost: dict[int, EngineInfo] = {}
+        #: Tasks in flight (batches), with their engines.
+        self.futures: dict[Any, int] = {}
+        #: Results the Run holds back for pytest's order, by node id; and of those, the
+        #: failures made up here (no duration to learn from).
+        self.held_results: dict[str, BatchResult] = {}
+        self.made_up: set[str] = set()
+        #: During the first wait: failed checks are said together after it.
+        self.initial = True
+        self.exit_request: ExitRequested | None = None
+        #: Duration of every case that finished in this run (remembered in the cache).
+        self.durations: dict[str, float] = {}
+        self.interrupted = False
+        self.hard_stop = False
+        self.controller_lost = False
+        #: The pytest session (whether pytest stops the run: -x, --maxfail).
+        self.session: pytest.Session | None = None
+
+    def tag_of(self, eid: int) -> str:
+        info = self.info.get(eid)
+        return info.tag if info is not None else f"e{eid}"
+
+    @property
+    def engines(self) -> dict[int, EngineInfo]:
+        """The engines taking part now (checked, not lost)."""
+        return {eid: self.info[eid] for eid in self.run.usable}
+
+    # -- engines -----------------------------------------------------------------------
+
+    def discover(self, now: float) -> float:
+        """Check engines that registered since last time; take in those that pass.
+
+        During the first wait this waits for the answers: nothing runs before; but once
+        --gold-min-engines engines passed, for at most :data:`CHECK_SETTLE_SECONDS` more:
+        an engine busy with another run's case answers when that case ends, and joins
+        then. Later it only looks at the answers that came in, so that engines still
+        starting never hold up the cases already running. Returns the time it looked last.
+        """
+        run = self.run
+        for eid in self.client.ids:
+            if eid not in run.engines:
+                self.apply(run.engine_registered(eid, now), now)
+        if not self.checks.pending:
+            return now
+        settled = self.checks.settled_at()
+        joined: list[EngineInfo] = []
+        while True:
+            requeued, answered = self.checks.answers(now)
+            for eid in requeued:
+                run.engine_check_queued(eid, now)
+            for eid, info, problems in answered:
+                if info is not None:
+                    self.info[eid] = info
+                for action in run.engine_checked(eid, problems, now):
+                    if isinstance(action, EngineJoinedRun):
+                        joined.append(self.info[eid])
+                    self.apply([action], now, answer=info)
+            if not (self.initial and self.checks.pending):
+                break
+            enough = len(run.usable) >= run.min_engines
+            if not enough or now > settled:
+                break  # the first wait goes on waiting (and says so), or the run starts
+            time.sleep(CHECK_POLL_SECONDS)
+            now = time.monotonic()
+        if joined:
+            self.config.hook.pytest_gold_cluster_ready(
+                config=self.config, client=self.client, engines=joined
+            )
+        return now
+
+    def drop_lost_idle(self, now: float) -> None:
+        """Idle engines that ipyparallel no longer has (the controller stopped hearing
+        their heartbeat): lost, and never sent a batch (ipyparallel would refuse it)."""
+        registered = set(self.client.ids)
+        for eid in self.run.engines_in(EngineState.IDLE):
+            if eid not in registered:
+                self.apply(self.run.engine_lost(eid, "", now), now)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def loop(self, session: pytest.Session) -> None:
+        self.session = session
+        run = self.run
+        monitor = HubMonitor(self.client, run.wait_seconds)
+        while not run.over:
+            silent = monitor.lost_for()
+            if silent is not None:
+                self.lose_controller(silent)
+                return
+            now = self.discover(time.monotonic())
+            self.drop_lost_idle(now)
+            self.apply(run.tick(now, session.testsfailed), now)
+            self.poll()
+            if not run.stopped:
+                reason = session.shouldfail or session.shouldstop
+                if reason:
+                    self.apply(run.stop_requested(StopKind.FAILURES, str(reason), now), now)
+            self.ticker.tick(run)
+
+    def poll(self) -> None:
+        """Wait a little for tasks to finish; take in those that did."""
+        done, _ = concurrent.futures.wait(
+            list(self.futures), timeout=POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        self.output.take((future.metadata, eid) for future, eid in self.futures.items())
+        for future in done:
+            self.collect(future)
+
+    def interrupt(self, session: pytest.Session | None) -> None:
+        """Ctrl-C: interrupt the running cases and report what finished (in pytest's
+        order where that matters, as in a plain run); a second Ctrl-C ends this at once."""
+        self.session = session
+        now = time.monotonic()
+        self.apply(self.run.stop_requested(StopKind.INTERRUPT, "interrupted", now), now)
+        self.interrupted = True
+        while not self.run.over:
+            self.poll()
+            now = time.monotonic()
+            self.apply(self.run.tick(now), now)
+
+    def lose_controller(self, silent: float) -> None:
+        """Every unfinished case becomes an error naming the cause; nothing waits on the
+        dead controller again (no end-of-run teardown on the engines)."""
+        cause = controller_lost_cause(silent, self.run.wait_seconds)
+        self.controller_lost = True
+        self.futures.clear()
+        self.apply(self.run.controller_lost(cause), time.monotonic())
+        self.terminal.write_line(f"gold: {cause.removeprefix('pytest-gold: ')}", problem=True)
+
+    # -- results -----------------------------------------------------------------------
+
+    def collect(self, future: Any) -> None:
+        eid = self.futures.pop(future)
+        now = time.monotonic()
+        try:
+            data = future.get()
+        except Exception as error:
+            self.output.lost(future, eid)
+            self.batch_failed(eid, error, now)
+            return
+        result = result_from_wire(data)
+        # Its output first, all of it (output and results travel apart).
+        self.output.settle(future.metadata, eid, result)
+        self.memory.forget(future)
+        record = self.run.engines[eid]
+        nodeids = record.batch.nodeids if record.batch is not None else []
+        if self.run.in_order is not None and len(nodeids) == 1 and finishes(result, nodeids[0]):
+            self.held_results[nodeids[0]] = result
+            self.run.result_held(eid, nodeids[0], failed_reports(result), stops(result))
+            self.release(now)
+            return
+        # (in a run in pytest's order, a case that did not run holds back the later ones
+        # for good)
+        self.apply(self.run.batch_done(eid, self.replay(result, measured=True), now), now)
+
+    def release(self, now: float) -> None:
+        """Replay the held-back results whose turn came."""
+        session = self.session
+        while (ready := self.run.release_next()) is not None:
+            nodeid, eid = ready
+            result = self.held_results.pop(nodeid)
+            measured = nodeid not in self.made_up
+            self.made_up.discard(nodeid)
+            summary = self.replay(result, measured=measured)
+            stopping = session is not None and (session.shouldfail or session.shouldstop)
+            if stopping or self.exit_request is not None:
+                self.run.hold_rest()  # pytest stops here; the loop stops the rest
+            self.apply(self.run.case_released(nodeid, eid, summary, now), now)
+
+    def replay(self, result: BatchResult, measured: bool) -> BatchSummary:
+        """Replay through pytest's hooks; what the Run needs to know of it."""
+        outcome = self.replayer.replay(result)
+        note_leftovers(self.terminal, result)
+        engine = result.engine
+        for nodeid, seconds in outcome.finished.items():
+            self.progress.finished(engine.host, outcome.outcomes.get(nodeid, ""), seconds)
+        if measured:
+            self.progress.engine_time.done(engine.engine_id, list(outcome.finished.values()))
+            self.durations.update(outcome.finished)
+        for crash in outcome.crashes:
+            if crash.nodeid is None:
+                self.terminal.write_line(
+                    f"gold: the worker on {engine.tag} died between cases; the rest of "
+                    f"its batch went to a new worker. {crash.cause}",
+                    problem=True,
+                )
+        if outcome.exit_request is not None and self.exit_request is None:
+            self.exit_request = outcome.exit_request
+        cut_short = [n for e in result.events if isinstance(e, NotRun) for n in e.cut_short]
+        return BatchSummary(
+            finished=outcome.finished,
+            not_run=outcome.not_run,
+            cut_short=cut_short,
+            exit_nodeid=outcome.exit_request.nodeid if outcome.exit_request else None,
+            measured=measured,
+        )
+
+    def batch_failed(self, eid: int, error: Exception, now: float) -> None:
+        """A task raised instead of returning: its engine died, or the supervisor failed."""
+        engine = self.info[eid]
+        if not is_engine_lost(error):
+            self.apply(self.run.batch_errored(eid, supervisor_failed_message(engine, error)), now)
+            return
+        actions = self.run.engine_lost(eid, lost_case_message(engine), now)
+        self.apply(
+            [
+                dataclasses.replace(a, message=f"{a.message}; {error}")
+                if isinstance(a, FailCase)
+                else a
+                for a in actions
+            ],
+            now,
+        )
+
+    # -- actions -----------------------------------------------------------------------
+
+    def apply(self, actions: list[Action], now: float, answer: EngineInfo | None = None) -> None:
+        """Carry out the Run's actions (``answer``: what an engine said in its check)."""
+        for action in actions:
+            if isinstance(action, CheckEngine):
+                self.checks.send(action.engine_id, now)
+            elif isinstance(action, Dispatch):
+                self.dispatch(action, now)
+            elif isinstance(action, Interrupt):
+                engines = {eid: self.info[eid] for eid in action.engine_ids}
+                signal_engines(self.client, engines, tasks.INTERRUPT_SIGNAL)
+            elif isinstance(action, FailCase):
+                self.fail_case(action)
+            elif isinstance(action, EngineJoinedRun):
+                self.progress.add_engine(self.info[action.engine_id].host)
+            elif isinstance(action, EngineLeftOut):
+                self.check_failed(action, answer)
+            elif isinstance(action, EngineLostNotice):
+                self.engine_lost(action)
+            elif isinstance(action, Abandoned):
+                # Nothing more is waited for there (not even the end-of-run teardown).
+                gone = set(action.engine_ids)
+                self.futures = {f: eid for f, eid in self.futures.items() if eid not in gone}
+                if self.run.stop_kind is not StopKind.INTERRUPT:  # Ctrl-C: no more waiting
+                    tags = [self.tag_of(eid) for eid in action.engine_ids]
+                    self.terminal.write_line(abandoned_line(tags), problem=True)
+            elif isinstance(action, GiveUpWaiting):
+                raise TooFewEngines(action)
+        if self.held_results:
+            self.release(now)  # e.g. a failure made up here whose turn it is
+
+    def dispatch(self, action: Dispatch, now: float) -> None:
+        eid, batch = action.engine_id, action.batch
+        engine = self.info[eid]
+        spec = self.engine_nodes.spec_for(
+            engine, self.wire_spec, len(self.run.usable), self.machine
+        )
+        try:
+            future = tasks.send_batch(self.client, eid, spec, to_wire(batch))
+        except IndexError:  # unregistered (lost) since drop_lost_idle looked
+            self.apply(self.run.dispatch_refused(eid, now), now)
+            return
+        self.futures[future] = eid
+        self.progress.engine_time.sent(eid)
+        for nodeid in batch.nodeids:
+            self.config.hook.pytest_gold_case_scheduled(
+                config=self.config, nodeid=nodeid, engine=engine
+            )
+
+    def fail_case(self, action: FailCase) -> None:
+        engine = NO_ENGINE if action.engine_id is None else self.info[action.engine_id]
+        events = failed_case_events(action.nodeid, None, {}, action.when, action.message)
+        result = BatchResult(engine=engine, events=events)
+        if action.nodeid in self.run.held:  # its turn comes (pytest's order)
+            self.held_results[action.nodeid] = result
+            self.made_up.add(action.nodeid)
+            return
+        self.replay(result, measured=False)
+
+    def check_failed(self, action: EngineLeftOut, answer: EngineInfo | None) -> None:
+        eid = action.engine_id
+        failed = (answer, list(action.problems))
+        self.failed_check[eid] = failed
+        if not self.initial:
+            line = describe({eid: failed})[0]
+            self.terminal.write_line(f"gold: engine check failed, left out: {line}", problem=True)
+
+    def engine_lost(self, action: EngineLostNotice) -> None:
+        engine = self.lost[action.engine_id] = self.info[action.engine_id]
+        self.progress.lose_engine(engine.host)
+        self.config.hook.pytest_gold_engine_lost(
+            config=self.config, engine=engine, cases=list(action.nodeids)
+        )
+        line = lost_engine_line(engine, action.cases, action.resent)
+        self.terminal.write_line(line, problem=True)
