@@ -34,16 +34,19 @@ LEFTOVERS_MODES = (LEFTOVERS_END, LEFTOVERS_KEEP)
 #: than cases that mostly wait.
 MAX_ENGINES_PER_CPU = 8
 
-# (option, ini key, help). Every option has an ini key so a project can pin it.
+# (option, ini key, metavar, help). Every option has an ini key so a project can pin it. The
+# metavar names the kind of value, as docs/options.rst does.
 _VALUE_OPTIONS = [
     (
         "--gold-engines",
         "gold_engines",
+        "N",
         "number of engines of the embedded cluster (default: the number of usable CPUs).",
     ),
     (
         "--gold-max-engines",
         "gold_max_engines",
+        "N",
         "the most engines --gold-engines may start in an embedded cluster (default "
         f"{MAX_ENGINES_PER_CPU} per usable CPU): a guard against a typo starting thousands of "
         "processes. Raise it for cases that mostly wait (for I/O, a licence, a device).",
@@ -51,6 +54,7 @@ _VALUE_OPTIONS = [
     (
         "--gold-profile",
         "gold_profile",
+        "NAME",
         "run on the cluster of this ipyparallel profile instead of an embedded one: attach "
         "to it when it is running, else start it from the profile's configuration (and "
         "stop it at the end unless --gold-keep-cluster).",
@@ -58,21 +62,25 @@ _VALUE_OPTIONS = [
     (
         "--gold-cluster-id",
         "gold_cluster_id",
+        "ID",
         "with --gold-profile: which of the profile's clusters to attach to.",
     ),
     (
         "--gold-connection-file",
         "gold_connection_file",
+        "FILE",
         "attach through this ipcontroller-client.json file of a running cluster.",
     ),
     (
         "--gold-wait",
         "gold_wait",
+        "SECONDS",
         f"seconds to wait for a cluster to start or answer (default {DEFAULT_WAIT_SECONDS:.0f}).",
     ),
     (
         "--gold-min-engines",
         "gold_min_engines",
+        "N",
         "engines that must have registered (and passed the engine check) before the first "
         "case is dispatched; the run fails after --gold-wait seconds with fewer "
         "(default 1). Engines that register later join the run.",
@@ -80,6 +88,7 @@ _VALUE_OPTIONS = [
     (
         "--gold-timeout",
         "gold_timeout",
+        "SECONDS",
         "run-time limit in seconds of every case; a case over it is stopped and reported "
         "with the stacks of its threads (default: no limit; per case: "
         "@pytest.mark.gold(timeout=SECONDS)).",
@@ -87,30 +96,35 @@ _VALUE_OPTIONS = [
     (
         "--gold-retries",
         "gold_retries",
+        "N",
         "how often a case lost with its engine (the engine died) is sent to another "
         f"engine before it is reported as failed (default {DEFAULT_RETRIES}).",
     ),
     (
         "--gold-order",
         "gold_order",
+        "ORDER",
         "order of dispatch: 'duration' (default: cases never run first, then longest first "
         "by their last recorded duration) or 'collection'.",
     ),
     (
         "--gold-status-file",
         "gold_status_file",
+        "FILE",
         "keep a small JSON file at this path up to date with the run's progress (cases "
         "done, passed, failed, running, engines, elapsed, ETA, per host).",
     ),
     (
         "--gold-status-interval",
         "gold_status_interval",
+        "SECONDS",
         "seconds between progress lines on the terminal during a run (default "
         f"{STATUS_LINE_SECONDS:g}).",
     ),
     (
         "--gold-status-line",
         "gold_status_line",
+        "MODE",
         "how progress shows on the terminal: 'auto' (default: one status line refreshed "
         "in place when the output is a terminal, else a line every --gold-status-interval "
         "seconds), 'inplace' or 'lines'.",
@@ -118,6 +132,7 @@ _VALUE_OPTIONS = [
     (
         "--gold-log",
         "gold_log",
+        "MODE",
         "what the terminal shows per case during a --gold run: 'pytest' (default: pytest's "
         "own progress dots or -v lines) or 'compact' (no line per case: the status every "
         "--gold-status-interval seconds, also with -q, a line per failure as it comes in, "
@@ -126,12 +141,14 @@ _VALUE_OPTIONS = [
     (
         "--gold-batch-seconds",
         "gold_batch_seconds",
+        "SECONDS",
         "work, in seconds, that one task carries when cases are short "
         f"(default {DEFAULT_TARGET_BATCH_SECONDS}).",
     ),
     (
         "--gold-leftovers",
         "gold_leftovers",
+        "MODE",
         "what becomes of processes that cases start and leave running: 'end' (default: "
         "the engine ends them when the worker's run ends, and the run says so) or 'keep' "
         "(leave them running, e.g. a daemon a later job needs).",
@@ -158,9 +175,8 @@ def addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run every selected case on the engines of an ipyparallel cluster.",
     )
-    for option, ini, text in _VALUE_OPTIONS:
-        dest = ini
-        group.addoption(option, dest=dest, default=None, metavar="VALUE", help=text)
+    for option, ini, metavar, text in _VALUE_OPTIONS:
+        group.addoption(option, dest=ini, default=None, metavar=metavar, help=text)
         parser.addini(ini, f"default for {option}: {text}", default=None)
     group.addoption(
         "--gold-keep-cluster",
