@@ -9,9 +9,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from pytest_gold import conflicts
-from pytest_gold.controller.compactlog import LOG_MODES, LOG_PYTEST
-from pytest_gold.controller.progress import STATUS_LINE_SECONDS
-from pytest_gold.controller.statusline import STATUS_AUTO, STATUS_MODES
 from pytest_gold.policy.scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 
 #: Set in every worker unless the engine's environment or gold_env sets them: one
@@ -21,6 +18,19 @@ DEFAULT_WORKER_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
+# The choices of options that the controller's modules act on are defined here, where the
+# options are parsed (the controller imports settings, never the other way round).
+#: --gold-log values: pytest's own output per case (default), or compact.
+LOG_PYTEST = "pytest"
+LOG_COMPACT = "compact"
+LOG_MODES = (LOG_PYTEST, LOG_COMPACT)
+#: --gold-status-line: in place on a terminal, else lines (auto); always one of the two.
+STATUS_AUTO = "auto"
+STATUS_IN_PLACE = "inplace"
+STATUS_LINES = "lines"
+STATUS_MODES = (STATUS_AUTO, STATUS_IN_PLACE, STATUS_LINES)
+#: Default seconds between status lines on the terminal (--gold-status-interval).
+STATUS_LINE_SECONDS = 30.0
 #: Default number of resubmissions of a case whose engine died.
 DEFAULT_RETRIES = 1
 #: Default time to wait for a cluster's engines, in seconds.

@@ -190,5 +190,5 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in received:
-            signal.raise_signal(signum)  # now, to the handler it was meant for
+        for pending in received:
+            signal.raise_signal(pending)  # now, to the handler it was meant for

@@ -55,7 +55,7 @@ def client_file(profile_dir: Path, cluster_id: str | None) -> Path:
 
 def permission_warnings(path: Path) -> list[str]:
     """A connection file holds the cluster's key: only its owner may read it."""
-    warnings = []
+    warnings: list[str] = []
     try:
         file_mode = path.stat().st_mode
         dir_mode = path.parent.stat().st_mode

@@ -15,7 +15,7 @@ would write it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -61,5 +61,6 @@ def forward_suite_properties(config: pytest.Config, send: Callable[[str, str], N
         return
     family = config.getini("junit_family") or DEFAULT_FAMILY
     forwarder = SuitePropertyForwarder(family, send)
-    config.stash[xml_key] = forwarder
+    # Typed for LogXML; the forwarder has what plugins use of it on a worker.
+    config.stash[xml_key] = cast(Any, forwarder)
     config.pluginmanager.register(forwarder, "gold-junitxml-forwarder")
