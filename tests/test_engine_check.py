@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,8 +66,8 @@ def mixed_cluster(tmp_path: Path, leak_check: str) -> Iterator[Path]:
         if odd_engine is not None:
             odd_engine.kill()
             odd_engine.wait()
+        # leak_check, torn down after this, waits for their processes to be gone.
         cluster.stop_cluster_sync()
-        time.sleep(0.5)
 
 
 def test_mismatched_engine_is_left_out_with_a_warning(pytester: pytest.Pytester, mixed_cluster):
