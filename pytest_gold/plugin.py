@@ -59,9 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(GoldController(config, settings), CONTROLLER_PLUGIN_NAME)
     from pytest_gold.report.options import from_config as report_settings
 
-    recording = report_settings(config, settings.status_file)
-    if recording is not None:  # --gold-report, or the log beside --gold-status-file
+    report_recording = report_settings(config, settings.status_file)
+    if report_recording is not None:  # --gold-report, or the log beside --gold-status-file
         from pytest_gold.report.recorder import CampaignRecorder
 
-        recorder = CampaignRecorder(config, recording, settings.describe(), settings.profile)
+        recorder = CampaignRecorder(config, report_recording, settings.describe(), settings.profile)
         config.pluginmanager.register(recorder, REPORT_PLUGIN_NAME)

@@ -9,9 +9,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from pytest_gold import conflicts
-from pytest_gold.controller.compactlog import LOG_MODES, LOG_PYTEST
-from pytest_gold.controller.progress import STATUS_LINE_SECONDS
-from pytest_gold.controller.statusline import STATUS_AUTO, STATUS_MODES
 from pytest_gold.policy.scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 
 #: Set in every worker unless the engine's environment or gold_env sets them: one
@@ -21,6 +18,19 @@ DEFAULT_WORKER_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
+# The choices of options that the controller's modules act on are defined here, where the
+# options are parsed (the controller imports settings, never the other way round).
+#: --gold-log values: pytest's own output per case (default), or compact.
+LOG_PYTEST = "pytest"
+LOG_COMPACT = "compact"
+LOG_MODES = (LOG_PYTEST, LOG_COMPACT)
+#: --gold-status-line: in place on a terminal, else lines (auto); always one of the two.
+STATUS_AUTO = "auto"
+STATUS_IN_PLACE = "inplace"
+STATUS_LINES = "lines"
+STATUS_MODES = (STATUS_AUTO, STATUS_IN_PLACE, STATUS_LINES)
+#: Default seconds between status lines on the terminal (--gold-status-interval).
+STATUS_LINE_SECONDS = 30.0
 #: Default number of resubmissions of a case whose engine died.
 DEFAULT_RETRIES = 1
 #: Default time to wait for a cluster's engines, in seconds.
@@ -37,16 +47,19 @@ MAX_ENGINES_PER_CPU = 8
 DEFAULT_IDLE_STOP_MINUTES = 15.0
 SECONDS_PER_MINUTE = 60.0
 
-# (option, ini key, help). Every option has an ini key so a project can pin it.
+# (option, ini key, metavar, help). Every option has an ini key so a project can pin it. The
+# metavar names the kind of value, as docs/options.rst does.
 _VALUE_OPTIONS = [
     (
         "--gold-engines",
         "gold_engines",
+        "N",
         "number of engines of the embedded cluster (default: the number of usable CPUs).",
     ),
     (
         "--gold-max-engines",
         "gold_max_engines",
+        "N",
         "the most engines --gold-engines may start in an embedded cluster (default "
         f"{MAX_ENGINES_PER_CPU} per usable CPU): a guard against a typo starting thousands of "
         "processes. Raise it for cases that mostly wait (for I/O, a licence, a device).",
@@ -54,6 +67,7 @@ _VALUE_OPTIONS = [
     (
         "--gold-profile",
         "gold_profile",
+        "NAME",
         "run on the cluster of this ipyparallel profile instead of an embedded one: attach "
         "to it when it is running, else start it from the profile's configuration (and "
         "stop it at the end unless --gold-keep-cluster).",
@@ -61,21 +75,25 @@ _VALUE_OPTIONS = [
     (
         "--gold-cluster-id",
         "gold_cluster_id",
+        "ID",
         "with --gold-profile: which of the profile's clusters to attach to.",
     ),
     (
         "--gold-connection-file",
         "gold_connection_file",
+        "FILE",
         "attach through this ipcontroller-client.json file of a running cluster.",
     ),
     (
         "--gold-wait",
         "gold_wait",
+        "SECONDS",
         f"seconds to wait for a cluster to start or answer (default {DEFAULT_WAIT_SECONDS:.0f}).",
     ),
     (
         "--gold-min-engines",
         "gold_min_engines",
+        "N",
         "engines that must have registered (and passed the engine check) before the first "
         "case is dispatched; the run fails after --gold-wait seconds with fewer "
         "(default 1). Engines that register later join the run.",
@@ -83,6 +101,7 @@ _VALUE_OPTIONS = [
     (
         "--gold-timeout",
         "gold_timeout",
+        "SECONDS",
         "run-time limit in seconds of every case; a case over it is stopped and reported "
         "with the stacks of its threads (default: no limit; per case: "
         "@pytest.mark.gold(timeout=SECONDS)).",
@@ -90,30 +109,35 @@ _VALUE_OPTIONS = [
     (
         "--gold-retries",
         "gold_retries",
+        "N",
         "how often a case lost with its engine (the engine died) is sent to another "
         f"engine before it is reported as failed (default {DEFAULT_RETRIES}).",
     ),
     (
         "--gold-order",
         "gold_order",
+        "ORDER",
         "order of dispatch: 'duration' (default: cases never run first, then longest first "
         "by their last recorded duration) or 'collection'.",
     ),
     (
         "--gold-status-file",
         "gold_status_file",
+        "FILE",
         "keep a small JSON file at this path up to date with the run's progress (cases "
         "done, passed, failed, running, engines, elapsed, ETA, per host).",
     ),
     (
         "--gold-status-interval",
         "gold_status_interval",
+        "SECONDS",
         "seconds between progress lines on the terminal during a run (default "
         f"{STATUS_LINE_SECONDS:g}).",
     ),
     (
         "--gold-status-line",
         "gold_status_line",
+        "MODE",
         "how progress shows on the terminal: 'auto' (default: one status line refreshed "
         "in place when the output is a terminal, else a line every --gold-status-interval "
         "seconds), 'inplace' or 'lines'.",
@@ -121,6 +145,7 @@ _VALUE_OPTIONS = [
     (
         "--gold-log",
         "gold_log",
+        "MODE",
         "what the terminal shows per case during a --gold run: 'pytest' (default: pytest's "
         "own progress dots or -v lines) or 'compact' (no line per case: the status every "
         "--gold-status-interval seconds, also with -q, a line per failure as it comes in, "
@@ -136,12 +161,14 @@ _VALUE_OPTIONS = [
     (
         "--gold-batch-seconds",
         "gold_batch_seconds",
+        "SECONDS",
         "work, in seconds, that one task carries when cases are short "
         f"(default {DEFAULT_TARGET_BATCH_SECONDS}).",
     ),
     (
         "--gold-leftovers",
         "gold_leftovers",
+        "MODE",
         "what becomes of processes that cases start and leave running: 'end' (default: "
         "the engine ends them when the worker's run ends, and the run says so) or 'keep' "
         "(leave them running, e.g. a daemon a later job needs).",
@@ -168,9 +195,8 @@ def addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run every selected case on the engines of an ipyparallel cluster.",
     )
-    for option, ini, text in _VALUE_OPTIONS:
-        dest = ini
-        group.addoption(option, dest=dest, default=None, metavar="VALUE", help=text)
+    for option, ini, metavar, text in _VALUE_OPTIONS:
+        group.addoption(option, dest=ini, default=None, metavar=metavar, help=text)
         parser.addini(ini, f"default for {option}: {text}", default=None)
     group.addoption(
         "--gold-keep-cluster",

@@ -11,7 +11,7 @@ import pytest
 
 from .inner import InnerPytest
 
-pytestmark = pytest.mark.cluster
+# Tests that need a cluster are marked one by one: the others run in the fast lane.
 
 SWEEP = """
     import numpy as np
@@ -32,6 +32,7 @@ FIXABLE_SWEEP = "    import os\n" + SWEEP.replace(
 )
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_results_table_one_row_per_case(pytester: pytest.Pytester, gold_args, suffix):
     pytester.makepyfile(test_sweep=SWEEP)
@@ -74,6 +75,7 @@ def _table(path) -> dict[str, dict]:
     return by_id
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_resume_into_the_same_table_keeps_every_value(pytester: pytest.Pytester, gold_args, suffix):
     if suffix == ".parquet":
@@ -132,6 +134,7 @@ def test_unknown_results_format_is_a_clear_error(pytester: pytest.Pytester):
     result.stderr.fnmatch_lines(["ERROR: --gold-results out.xlsx: unknown format '.xlsx'*"])
 
 
+@pytest.mark.cluster
 def test_resume_runs_only_what_did_not_pass(pytester: pytest.Pytester, gold_args):
     pytester.makepyfile(
         """
@@ -169,6 +172,7 @@ def test_resume_runs_only_what_did_not_pass(pytester: pytest.Pytester, gold_args
     assert "gold: embedded cluster" not in everything_done.stdout.str()  # nothing to run
 
 
+@pytest.mark.cluster
 def test_resume_after_interruption_runs_the_rest(pytester: pytest.Pytester, leak_check):
     pytester.makepyfile(
         """
@@ -194,6 +198,7 @@ def test_resume_after_interruption_runs_the_rest(pytester: pytest.Pytester, leak
     result.stdout.fnmatch_lines(["*4 passed, 6 passed-before*"])
 
 
+@pytest.mark.cluster
 def test_progress_lines_status_file_and_per_host_summary(pytester: pytest.Pytester, gold_args):
     pytester.makepyfile(
         """
@@ -231,6 +236,7 @@ def test_progress_lines_status_file_and_per_host_summary(pytester: pytest.Pytest
     assert sum(host["cases"] for host in data["hosts"].values()) == 12
 
 
+@pytest.mark.cluster
 def test_output_is_streamed_live_with_s(pytester: pytest.Pytester, leak_check):
     """The case waits for the test to have *seen* its line: only live output gets it."""
     go = pytester.path / "go"
@@ -257,6 +263,7 @@ def test_output_is_streamed_live_with_s(pytester: pytest.Pytester, leak_check):
     assert ":e0] got go" in run.output
 
 
+@pytest.mark.cluster
 def test_the_controller_keeps_no_finished_task(pytester: pytest.Pytester, gold_args):
     """A campaign's memory must not grow with its tasks: once replayed, a task's result
     is gone from the client (ipyparallel kept up to 128 of them in a cache)."""
@@ -280,6 +287,7 @@ def test_the_controller_keeps_no_finished_task(pytester: pytest.Pytester, gold_a
     assert len(alive) < 20, f"{len(alive)} finished tasks are still held"
 
 
+@pytest.mark.cluster
 def test_per_host_use_ends_when_the_cases_end(pytester: pytest.Pytester, leak_check):
     """The run stops its embedded cluster after the cases: that time is not the engines'.
     The summary's use must be computed over the same wall time as the final status."""

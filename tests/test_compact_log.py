@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.cluster
+# Tests that need a cluster are marked one by one: the others run in the fast lane.
 
 #: Three files whose results come back interleaved, with failures of three kinds.
 FILES = {
@@ -36,6 +36,7 @@ FILES = {
 }
 
 
+@pytest.mark.cluster
 def test_compact_log_has_no_line_per_case_and_groups_failures(pytester: pytest.Pytester, gold_args):
     pytester.makepyfile(**FILES)
     args = [*gold_args, "-p", "no:cacheprovider", "--gold-log=compact"]
@@ -76,6 +77,7 @@ def test_compact_log_has_no_line_per_case_and_groups_failures(pytester: pytest.P
     )
 
 
+@pytest.mark.cluster
 def test_compact_log_with_v_has_no_case_lines(pytester: pytest.Pytester, gold_args):
     pytester.makepyfile(test_heat=FILES["test_heat"])
     result = pytester.runpytest(*gold_args, "-p", "no:cacheprovider", "-v", "--gold-log=compact")
@@ -84,6 +86,7 @@ def test_compact_log_with_v_has_no_case_lines(pytester: pytest.Pytester, gold_ar
     assert "gold: failures by kind" not in result.stdout.str()
 
 
+@pytest.mark.cluster
 def test_failures_by_kind_also_without_compact_log(pytester: pytest.Pytester, gold_args):
     pytester.makepyfile(test_rt=FILES["test_rt"])
     result = pytester.runpytest(*gold_args, "-p", "no:cacheprovider")

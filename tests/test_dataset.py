@@ -13,7 +13,7 @@ import xarray as xr
 
 from .inner import InnerPytest
 
-pytestmark = pytest.mark.cluster
+# Tests that need a cluster are marked one by one: the others run in the fast lane.
 
 SWEEP = """
     import numpy as np
@@ -81,6 +81,7 @@ def _run_sweep(pytester: pytest.Pytester, path: str, *args: str) -> pytest.RunRe
     return result
 
 
+@pytest.mark.cluster
 def test_a_sweep_becomes_a_dataset_the_same_with_and_without_gold(
     pytester: pytest.Pytester, gold_args
 ):
@@ -183,6 +184,7 @@ BAD_INPUT = """
 """
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("with_gold", [False, True], ids=["plain", "gold"])
 def test_bad_records_are_named_and_lose_nothing_else(
     pytester: pytest.Pytester, gold_args, with_gold: bool
@@ -247,6 +249,7 @@ READABLE = """
 """
 
 
+@pytest.mark.cluster
 def test_the_store_is_readable_while_the_run_goes_on(pytester: pytest.Pytester, gold_args):
     # Without --gold and interval 0 each case is written before the next starts.
     pytester.makepyfile(test_live=READABLE.format(check="assert written == i, written"))
@@ -294,6 +297,7 @@ CASES = """
 """
 
 
+@pytest.mark.cluster
 def test_a_killed_run_resumes_into_exactly_the_missing_cells(
     pytester: pytest.Pytester, gold_args, leak_check
 ):
@@ -355,6 +359,7 @@ def test_results_show_counts_outcomes_along_each_dimension(pytester: pytest.Pyte
     bad.stderr.fnmatch_lines(["python -m pytest_gold results show: nothing.zarr does not exist"])
 
 
+@pytest.mark.cluster
 def test_example_sims_write_their_dataset(pytester: pytest.Pytester, gold_args):
     """The example radiative transfer sweep records its brightness temperatures and
     weighting functions into example.zarr (no hook of its own)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -11,7 +12,7 @@ import pytest_gold.launch.cluster
 
 from .inner import InnerPytest
 
-pytestmark = pytest.mark.cluster
+# Tests that need a cluster are marked one by one: the others run in the fast lane.
 
 SWEEP = """
     import pytest
@@ -22,6 +23,7 @@ SWEEP = """
 """
 
 
+@pytest.mark.cluster
 def test_embedded_cluster_runs_and_leaves_nothing_behind(
     pytester: pytest.Pytester, leak_check: str
 ):
@@ -37,13 +39,14 @@ def test_embedded_cluster_runs_and_leaves_nothing_behind(
     # leak_check fails the test if a controller, engine, nanny or worker survives.
 
 
+@pytest.mark.cluster
 def test_embedded_cluster_is_stopped_after_ctrl_c(pytester: pytest.Pytester, leak_check: str):
     pytester.makepyfile(
         """
         import time
 
         def test_quick():
-            pass
+            open("quick-done", "w").close()
 
         def test_forever():
             open("forever-started", "w").close()
@@ -51,12 +54,15 @@ def test_embedded_cluster_is_stopped_after_ctrl_c(pytester: pytest.Pytester, lea
         """
     )
     with InnerPytest(pytester.path, "--gold", "--gold-engines=2", "--junitxml=out.xml") as run:
-        run.wait_for_files(pytester.path / "forever-started")
+        run.wait_for_files(pytester.path / "forever-started", pytester.path / "quick-done")
         run.send_signal(signal.SIGINT)
         returncode, output = run.finish(), run.output
-    assert returncode == 2, output
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output
-    assert "test_forever PASSED" not in output
+    # The JUnit XML is written, with the finished case only (the interrupted one is not).
+    cases = list(ET.parse(pytester.path / "out.xml").getroot().iter("testcase"))
+    assert [case.get("name") for case in cases] == ["test_quick"]
+    assert not [child.tag for child in cases[0] if child.tag in ("failure", "error", "skipped")]
 
 
 def test_collect_only_and_empty_selection_start_no_cluster(
@@ -101,7 +107,11 @@ def test_collect_only_and_empty_selection_start_no_cluster(
 )
 def test_bad_options_are_one_clear_error(pytester: pytest.Pytester, options, message):
     pytester.makepyfile(test_sweep=SWEEP)
-    result = pytester.runpytest_subprocess("--gold", "-p", "no:cacheprovider", *options)
+    # In-process, where starting a cluster fails the test (the no-cluster guard), unless
+    # the error comes from attaching itself (a connection file that is not there).
+    attaches = any(option.startswith("--gold-connection-file") for option in options)
+    run = pytester.runpytest_subprocess if attaches else pytester.runpytest
+    result = run("--gold", "-p", "no:cacheprovider", *options)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
@@ -117,7 +127,7 @@ def test_bad_timeout_marker_is_one_clear_error(pytester: pytest.Pytester):
             pass
         """
     )
-    result = pytester.runpytest_subprocess("--gold", "--strict-markers")
+    result = pytester.runpytest("--gold", "--strict-markers")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: *::test_case: @pytest.mark.gold(timeout=...) must be a positive number*"]
@@ -146,6 +156,7 @@ def test_unknown_profile(pytester: pytest.Pytester, monkeypatch):
     unknown.stderr.fnmatch_lines(["ERROR: --gold-profile nosuch: there is no IPython profile*"])
 
 
+@pytest.mark.cluster
 def test_cluster_without_engines_is_a_clear_error_not_a_hang(pytester: pytest.Pytester, leak_check):
     import ipyparallel as ipp
 

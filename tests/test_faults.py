@@ -38,21 +38,26 @@ def test_time_limits_stop_hung_cases_and_show_their_stacks(pytester: pytest.Pyte
         def test_hangs_in_python():
             threading.Thread(target=time.sleep, args=(60,), name="helper", daemon=True).start()
             time.sleep(60)
+            open("python-sleep-ended", "w").close()
 
         def test_hangs_in_c_ignoring_signals():
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
                 signal.signal(sig, signal.SIG_IGN)
-            ctypes.CDLL(None).sleep(60)
+            # A signal with a handler (the stack dump's) may cut the sleep short: it
+            # returns the seconds it did not sleep.
+            if ctypes.CDLL(None).sleep(60) == 0:
+                open("c-sleep-ended", "w").close()
 
         def test_after():
             pass
         """
     )
-    started = time.monotonic()
     result = pytester.runpytest(
         *gold_args, "-p", "no:cacheprovider", "--gold-timeout=2", "--gold-batch-seconds=60"
     )
-    assert time.monotonic() - started < 45  # neither 60 s sleep ran to its end
+    # Neither 60 s sleep ran to its end: both cases were stopped inside it.
+    assert not (pytester.path / "python-sleep-ended").exists()
+    assert not (pytester.path / "c-sleep-ended").exists()
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines_random(
         [
@@ -164,12 +169,10 @@ def test_dead_controller_is_noticed_and_reported(pytester: pytest.Pytester, leak
         ]
         assert controllers
         os.killpg(os.getpgid(controllers[0].pid), signal.SIGKILL)  # the controller's host dies
-        killed_at = time.monotonic()
+        # Noticed, not waited out: finish() fails the test if the run does not end.
         returncode, output = run.finish(), run.output
-        detected_after = time.monotonic() - killed_at
     assert returncode == pytest.ExitCode.TESTS_FAILED, output
     assert "the ipyparallel controller stopped answering" in output
-    assert detected_after < 30, detected_after
     root = ET.parse(pytester.path / "out.xml").getroot()
     cases = list(root.iter("testcase"))
     assert len(cases) == 30  # every case: finished ones and the ones that never finished
@@ -270,6 +273,7 @@ def test_second_ctrl_c_exits_at_once_and_stops_the_cluster(pytester: pytest.Pyte
             yield
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             time.sleep(600)
+            open("teardown-ended", "w").close()
 
         def test_done():
             pass
@@ -288,11 +292,11 @@ def test_second_ctrl_c_exits_at_once_and_stops_the_cluster(pytester: pytest.Pyte
         # The run is handling the first Ctrl-C: it reached the case. Now the second.
         run.wait_for_files(pytester.path / "interrupted")
         run.send_signal(signal.SIGINT)
-        second_at = time.monotonic()
+        # Nothing waits for the hung case (its teardown sleeps 600 s): finish() fails the
+        # test if the run does not end.
         returncode, output = run.finish(), run.output
-        took = time.monotonic() - second_at
     assert returncode == pytest.ExitCode.INTERRUPTED, output
-    assert took < 20, took  # the cluster is stopped, nothing waits for the hung case
+    assert not (pytester.path / "teardown-ended").exists()
     # leak_check: the controller, engines, nannies and the hung worker are all gone.
 
 

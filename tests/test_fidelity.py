@@ -6,6 +6,8 @@ and phase, and the JUnit XML test cases are compared element by element.
 
 from __future__ import annotations
 
+import base64
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -197,3 +199,112 @@ def test_terminal_summary_matches(pytester: pytest.Pytester, gold_args) -> None:
         "setup broke",
     ):
         assert fragment in text, fragment
+
+
+#: A suite whose reports carry what plugins put on them: hypothesis's statistics (a
+#: testsuite property per test in the JUnit XML, and a report attribute the terminal
+#: summary reads), and a conftest's own JSON-able report attribute.
+PLUGIN_DATA_SUITE = {
+    "conftest.py": """
+        import pytest
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_makereport(item, call):
+            report = yield
+            report.sim_info = {"phase": report.when, "grid": [1, 2.5, None], "ok": True}
+            return report
+    """,
+    "test_props.py": """
+        from hypothesis import given, settings, strategies as st
+
+        @settings(derandomize=True, database=None, max_examples=20)
+        @given(st.integers())
+        def test_integers(x):
+            assert isinstance(x, int)
+
+        @settings(derandomize=True, database=None, max_examples=20)
+        @given(st.text())
+        def test_text(s):
+            assert isinstance(s, str)
+
+        @settings(derandomize=True, database=None, max_examples=20)
+        @given(st.integers(min_value=0))
+        def test_breaks(n):
+            assert n < 10
+
+        def test_plain(record_property):
+            record_property("channel", "ch7")
+    """,
+}
+
+
+def _suite_properties(path: Path) -> dict[str, str]:
+    """The testsuite's properties, hypothesis's statistics decoded and without timings."""
+    properties = {}
+    for prop in ET.parse(path).getroot().iter("testsuite"):
+        for item in prop.iterfind("properties/property"):
+            name, value = item.get("name", ""), item.get("value", "")
+            if name.startswith("hypothesis-statistics-"):
+                value = _without_timings(base64.b64decode(value).decode())
+            properties[name] = value
+    return properties
+
+
+def _without_timings(statistics: str) -> str:
+    lines = [line for line in statistics.splitlines() if "Typical runtimes" not in line]
+    return re.sub(r"\([\d.]+ seconds\)", "(... seconds)", "\n".join(lines))
+
+
+def _case_warnings(reprec: pytest.HookRecorder) -> list[tuple[str, str]]:
+    return sorted(
+        (call.nodeid, str(call.warning_message.message).split(" (")[0])
+        for call in reprec.getcalls("pytest_warning_recorded")
+        if call.when == "runtest"
+    )
+
+
+def _report_attribute(reprec: pytest.HookRecorder, name: str) -> dict[tuple[str, str], object]:
+    return {
+        (rep.nodeid, rep.when): rep.__dict__.get(name)
+        for rep in reprec.getreports("pytest_runtest_logreport")
+    }
+
+
+def test_what_plugins_put_on_reports_arrives(pytester: pytest.Pytester, gold_args) -> None:
+    pytester.makepyfile(**PLUGIN_DATA_SUITE)
+    common = ["-p", "no:cacheprovider"]
+    plain = pytester.inline_run(*common, "--junitxml=plain.xml")
+    gold = pytester.inline_run(*common, *gold_args, "--junitxml=gold.xml")
+
+    assert _outcomes(gold) == _outcomes(plain)
+    assert gold.ret == plain.ret == pytest.ExitCode.TESTS_FAILED
+    # record_property warns under the default junit_family (xunit2), as a plain run does.
+    assert (
+        _case_warnings(gold)
+        == _case_warnings(plain)
+        == [
+            (
+                "test_props.py::test_plain",
+                "record_property is incompatible with junit_family 'xunit2'",
+            )
+        ]
+    )
+    plain_properties = _suite_properties(pytester.path / "plain.xml")
+    assert sorted(plain_properties) == [
+        f"hypothesis-statistics-test_props.py::{name}"
+        for name in ("test_breaks", "test_integers", "test_text")
+    ]
+    assert all("passing" in value for value in plain_properties.values())
+    assert _suite_properties(pytester.path / "gold.xml") == plain_properties
+    assert _testcases(pytester.path / "gold.xml") == _testcases(pytester.path / "plain.xml")
+
+    plain_info = _report_attribute(plain, "sim_info")
+    assert len(plain_info) == 12 and all(plain_info.values())
+    assert _report_attribute(gold, "sim_info") == plain_info
+    # What hypothesis's terminal summary reads from the reports.
+    plain_statistics = _report_attribute(plain, "_hypothesis_stats")
+    assert sum(1 for value in plain_statistics.values() if value) == 3
+    assert {
+        key: value and _without_timings(value)
+        for key, value in _report_attribute(gold, "_hypothesis_stats").items()
+    } == {key: value and _without_timings(value) for key, value in plain_statistics.items()}

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_gold.controller.liveoutput import EngineStream, LiveOutput
-from pytest_gold.engine.outputspool import OUTPUT_MIME, OutputSpool
+from pytest_gold.engine.outputspool import OutputSpool
 from pytest_gold.engine.workerdeath import describe_death, excerpt, exit_summary
+from pytest_gold.protocol.outputwire import OUTPUT_MIME
 
 
 def chunk_message(offset: int, data: bytes) -> dict:

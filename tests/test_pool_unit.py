@@ -25,9 +25,9 @@ from pytest_gold.controller.enginepool import CHECK_SETTLE_SECONDS
 from pytest_gold.controller.faults import signal_engines
 from pytest_gold.controller.progress import Progress
 from pytest_gold.engine import supervisor as engine_module
-from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.policy.run import EngineState, Run
 from pytest_gold.policy.scheduling import DispatchQueue
+from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import (
     BatchResult,
     LogFinish,

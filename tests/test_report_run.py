@@ -44,7 +44,8 @@ def test_bad_report_options_are_usage_errors_before_anything_starts(
     pytester.makepyfile("def test_a(): pass")
     (pytester.path / "afile").write_text("a file, not a directory")
     (pytester.path / "adir").mkdir()
-    result = pytester.runpytest_subprocess("--gold", "--gold-report=campaign.html", option)
+    # In-process: a cluster started before the error would fail this test.
+    result = pytester.runpytest("--gold", "--gold-report=campaign.html", option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "embedded cluster" not in result.stdout.str()  # no cluster was started

@@ -24,16 +24,17 @@ def pick_hosts(configured: dict[str, Any], requested: list[str]) -> dict[str, di
     by_name: dict[str, str] = {}
     for location, value in configured.items():
         env = value.get("environment", {}) if isinstance(value, dict) else {}
-        for name in (location, host_name(location), env.get(HOST_ENV)):
-            if name:
-                by_name.setdefault(name, location)
+        for alias in (location, host_name(location), env.get(HOST_ENV)):
+            if alias:
+                by_name.setdefault(alias, location)
     picked: dict[str, dict[str, Any]] = {}
     for text in requested:
         name, _, count = text.partition(":")
-        location = by_name.get(name)
-        if location is None:
+        found = by_name.get(name)
+        if found is None:
             known = ", ".join(host_name(location) for location in configured) or "none"
             raise ProfileError(f"{name!r} is not a host of the profile (its hosts: {known}).")
+        location = found
         value = configured[location]
         entry = dict(value) if isinstance(value, dict) else {"n": int(value)}
         entry.setdefault("n", 1)

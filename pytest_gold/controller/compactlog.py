@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-#: --gold-log values: pytest's own output per case (default), or compact.
-LOG_PYTEST = "pytest"
-LOG_COMPACT = "compact"
-LOG_MODES = (LOG_PYTEST, LOG_COMPACT)
+# --gold-log's values are settings' (the controller's modules import it, not the reverse);
+# the run loop imports LOG_COMPACT from here.
+from pytest_gold.settings import LOG_COMPACT  # noqa: F401
+
 #: Failures printed as they come in; the others are in the summary at the end.
 MAX_FAILURE_LINES = 20
 

@@ -43,7 +43,6 @@ from pytest_gold.controller.taskoutput import OutputRelay, TaskMemory, note_left
 from pytest_gold.controller.terminal import Terminal
 from pytest_gold.controller.ticker import StatusTicker
 from pytest_gold.controller.verdicts import failed_reports, finishes, stops
-from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.policy.enginecheck import describe
 from pytest_gold.policy.run import (
     Abandoned,
@@ -61,6 +60,7 @@ from pytest_gold.policy.run import (
     Run,
     StopKind,
 )
+from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import (
     BatchResult,
     EngineInfo,

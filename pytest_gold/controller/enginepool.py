@@ -15,10 +15,10 @@ import pytest
 
 from pytest_gold import __version__
 from pytest_gold.controller import tasks
-from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.launch.attaching import more_engines_than_defined, start_more_engines
 from pytest_gold.launch.slurmjobs import queue_note
 from pytest_gold.policy.enginecheck import Expected, advice, describe, mismatches
+from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import EngineInfo, engine_from_wire
 
 #: How often the registered engines are counted while the run waits for them.

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_gold.engine.outputspool import OUTPUT_MIME
+from pytest_gold.protocol.outputwire import OUTPUT_MIME
 
 #: After a batch's result, how long its last chunks may take to arrive live before the
 #: rest is read from the engine's spool instead.
@@ -190,5 +190,5 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in received:
-            signal.raise_signal(signum)  # now, to the handler it was meant for
+        for pending in received:
+            signal.raise_signal(pending)  # now, to the handler it was meant for

@@ -18,8 +18,6 @@ from pytest_gold.policy.eta import EngineTime, estimate_eta
 
 #: Finished cases needed before an ETA is shown (fewer make a wild guess).
 MIN_CASES_FOR_ETA = 5
-#: Default seconds between status lines on the terminal (--gold-status-interval).
-STATUS_LINE_SECONDS = 30.0
 #: Seconds between rewrites of --gold-status-file.
 STATUS_FILE_SECONDS = 2.0
 #: Outcomes counted as failures in the status and the per-host summary.

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pytest_gold.protocol.junitxml import junit_xml
 from pytest_gold.protocol.messages import (
     BatchResult,
     EngineInfo,
@@ -172,8 +173,5 @@ class Replayer:
         return data
 
     def junit_xml(self) -> Any:
-        """pytest's LogXML plugin, when --junitxml is on (found by what it does)."""
-        for plugin in self.config.pluginmanager.get_plugins():
-            if hasattr(plugin, "add_global_property") and hasattr(plugin, "node_reporter"):
-                return plugin
-        return None
+        """pytest's LogXML plugin, when --junitxml is on."""
+        return junit_xml(self.config)

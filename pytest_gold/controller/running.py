@@ -34,13 +34,13 @@ from pytest_gold.controller.verdicts import (
     stops_on_failure,
     without_left_out,
 )
-from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.launch.cluster import ClusterHandle
 from pytest_gold.launch.slurmjobs import submitted_line
 from pytest_gold.policy.enginecheck import describe
 from pytest_gold.policy.run import Run
 from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease, dispatch_order
 from pytest_gold.protocol.collecting import selected_paths
+from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import RunSpec, result_from_wire
 from pytest_gold.protocol.xdistcompat import pytest_environment
 from pytest_gold.settings import DEFAULT_WORKER_ENV, LEFTOVERS_END, GoldSettings

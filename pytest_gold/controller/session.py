@@ -34,11 +34,11 @@ from pytest_gold.controller.running import drive, left_out, make_run, run_spec, 
 from pytest_gold.controller.terminal import Terminal
 from pytest_gold.controller.ticker import StatusTicker
 from pytest_gold.controller.verdicts import summarize_left_out
-from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.launch.attaching import attach, keep_message
 from pytest_gold.launch.cluster import ClusterError, ClusterHandle, start_embedded
 from pytest_gold.launch.keptcluster import open_kept
 from pytest_gold.policy import resume
+from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import to_wire
 from pytest_gold.protocol.xdistcompat import EngineNodes
 from pytest_gold.settings import GoldSettings, time_limits

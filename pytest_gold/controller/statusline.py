@@ -13,11 +13,8 @@ from __future__ import annotations
 import os
 from typing import Protocol, TextIO
 
-#: --gold-status-line: in place on a terminal, else lines (auto); always one of the two.
-STATUS_AUTO = "auto"
-STATUS_IN_PLACE = "inplace"
-STATUS_LINES = "lines"
-STATUS_MODES = (STATUS_AUTO, STATUS_IN_PLACE, STATUS_LINES)
+from pytest_gold.settings import STATUS_AUTO, STATUS_IN_PLACE
+
 #: Seconds between recomputations of the status shown in place.
 REDRAW_SECONDS = 0.5
 

@@ -10,8 +10,8 @@ from typing import Any
 from pytest_gold.controller import tasks
 from pytest_gold.controller.liveoutput import Fetch, LiveOutput
 from pytest_gold.controller.terminal import Terminal
-from pytest_gold.engine.outputspool import READ_MAX_BYTES
 from pytest_gold.protocol.messages import BatchResult
+from pytest_gold.protocol.outputwire import READ_MAX_BYTES
 from pytest_gold.protocol.timing import CONTROLLER_POLL_SECONDS as POLL_SECONDS
 
 #: Collected tasks whose results are purged from the hub in one request.

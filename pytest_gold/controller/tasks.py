@@ -12,8 +12,8 @@ import signal
 from typing import Any
 
 from pytest_gold.engine import remote as engine_module
-from pytest_gold.engine.engineruns import ControllerId
 from pytest_gold.policy.enginecheck import Expected
+from pytest_gold.protocol.identity import ControllerId
 
 #: The signal that interrupts a run's batch on an engine (unless the engine gave the run
 #: one of its own).

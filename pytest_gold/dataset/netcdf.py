@@ -74,7 +74,8 @@ def export(store: Path, target: Path) -> None:
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     backend = engine()
     root = xr.Dataset(attrs=_to_netcdf_attrs(zarr_store.root_attrs()))
-    root.to_netcdf(partial, mode="w", engine=backend)
+    # engine() names an installed backend (a str, not the Literal xarray is typed with).
+    root.to_netcdf(partial, mode="w", engine=backend)  # type: ignore[call-overload]
     for name in zarr_store.read_groups():
         with xr.open_zarr(store, group=name) as dataset:
             dataset = dataset.load()
@@ -101,7 +102,7 @@ def seed_journal(source: Path, store: Path) -> None:
     backend = engine()
     tree = xr.open_datatree(source, engine=backend)
     ZarrStore(store).create({})
-    root_attrs = _from_netcdf_attrs(dict(tree.attrs))
+    root_attrs = _from_netcdf_attrs({str(key): value for key, value in tree.attrs.items()})
     for name, node in tree.children.items():
         dataset = node.to_dataset().load()
         dataset.attrs = _from_netcdf_attrs(dict(dataset.attrs))

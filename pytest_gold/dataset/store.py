@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import xarray as xr
@@ -32,7 +32,7 @@ from pytest_gold.dataset.cells import (
 )
 from pytest_gold.dataset.grid import GroupLayout
 
-ZARR_FORMAT = 2
+ZARR_FORMAT: Final = 2
 #: Root attribute that marks a store written by pytest-gold, and its layout version.
 MARKER = "pytest_gold_dataset"
 LAYOUT_VERSION = 1
@@ -190,17 +190,19 @@ class ZarrStore:
             raise ValueError("it was not written by pytest-gold (or by an incompatible version)")
         groups = {}
         for name, group in root.groups():
-            attrs = group.attrs.asdict()
+            # zarr types attribute values as any JSON; their shape is checked as they are used.
+            attrs: dict[str, Any] = group.attrs.asdict()
             function = attrs.get(FUNCTION_ATTR)
             if not isinstance(function, str):
                 continue
             schema_data = attrs.get(SCHEMA_ATTR) or {}
             outcome_name = (schema_data.get("cell_names") or {}).get("outcome", "outcome")
-            outcome = group[outcome_name]
+            outcome: Any = group[outcome_name]  # an array, by the layout the writer keeps
             dims = tuple(outcome.attrs.get("_ARRAY_DIMENSIONS", []))
             coords = {}
             for array_name, array in group.arrays():
-                if tuple(array.attrs.get("_ARRAY_DIMENSIONS", [])) == (array_name,):
+                array_dims: Any = array.attrs.get("_ARRAY_DIMENSIONS", [])
+                if tuple(array_dims) == (array_name,):
                     coords[array_name] = _values(array[...])
             groups[name] = StoredGroup(
                 name=name,
@@ -317,7 +319,7 @@ Block = tuple[str, str, tuple[slice, ...], np.ndarray]
 try:  # zarr 3 runs its coroutines on its own I/O thread; xarray uses the same
     from zarr.core.sync import sync as _sync
 except ImportError:  # pragma: no cover - zarr 2
-    _sync = None
+    _sync = None  # type: ignore[assignment]  # (zarr 2 has no I/O thread)
 
 
 def _values(data: Any) -> np.ndarray:

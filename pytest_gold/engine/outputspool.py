@@ -24,11 +24,11 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
+from pytest_gold.protocol.outputwire import OUTPUT_MIME, READ_MAX_BYTES
+
 if TYPE_CHECKING:
     from pytest_gold.engine.workerprocess import WorkerProcess
 
-#: The MIME type of output chunks in ``display_data`` messages.
-OUTPUT_MIME = "application/x-pytest-gold-output"
 #: Largest chunk in one message: a 5 MB line goes as 20 messages, not one huge one.
 CHUNK_BYTES = 256 * 1024
 #: Output is published at most this often (unless a whole chunk is waiting): a case that
@@ -37,8 +37,6 @@ PUBLISH_INTERVAL_SECONDS = 0.2
 #: Most bytes taken from a worker's output file at a time, so that a case printing
 #: gigabytes does not stop the supervisor from watching its worker.
 PUMP_BYTES = 4 * 1024 * 1024
-#: The most a read from the spool returns (the controller reads on until it has all).
-READ_MAX_BYTES = 4 * 1024 * 1024
 #: How long the spool of a finished run is kept for the controller to read its rest.
 FINISHED_KEEP_SECONDS = 300.0
 

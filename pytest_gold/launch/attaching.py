@@ -71,7 +71,7 @@ def remove_files_since(paths: list[Path], since: float) -> None:
 
 def permission_warnings(path: Path) -> list[str]:
     """A connection file holds the cluster's key: only its owner may read it."""
-    warnings = []
+    warnings: list[str] = []
     try:
         file_mode = path.stat().st_mode
         dir_mode = path.parent.stat().st_mode

@@ -265,7 +265,7 @@ def _local_pid(launcher: Any) -> int | None:
 def _nanny_pids(cluster: Any) -> list[int]:
     """The engines' child processes (nannies, workers): in sessions of their own, nannies
     do not always follow their engine out (Linux /proc; none found elsewhere)."""
-    nannies = []
+    nannies: list[int] = []
     for engine_set in cluster.engines.values():
         for launcher in getattr(engine_set, "launchers", {}).values():
             pid = _local_pid(launcher)

@@ -31,8 +31,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pytest_gold.engine.engineruns import process_start
 from pytest_gold.launch.watchdog import kill_process_groups
+from pytest_gold.protocol.identity import process_start
 
 STATE_FILE = "kept.json"
 LAST_USED_FILE = "last-used"

@@ -73,7 +73,8 @@ def ssh_hostname(location: str, ssh_args: list[str] | None = None) -> str:
 
 def resolve(hostname: str) -> str:
     """The IPv4 address of a host name (or the address itself)."""
-    return socket.getaddrinfo(hostname, PROBE_PORT, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+    address = socket.getaddrinfo(hostname, PROBE_PORT, socket.AF_INET, socket.SOCK_DGRAM)[0][4]
+    return str(address[0])
 
 
 def source_address(address: str) -> str:

@@ -81,7 +81,7 @@ class GoldSSHEngineLauncher(SSHEngineLauncher):
         return path if os.path.isabs(path) else os.path.join(os.path.expanduser("~"), path)
 
     def get_output(self, remove: bool = False) -> str:
-        if self._output is None:
+        if self._output is None:  # type: ignore[has-type]  # (set by ipyparallel's launcher)
             try:
                 with open(self.local_output_file, errors="replace") as output:
                     self._output = output.read()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_gold.protocol.control import PROTOCOL_VERSION
 from pytest_gold.protocol.messages import EngineInfo
+from pytest_gold.protocol.version import PROTOCOL_VERSION
 
 
 @dataclass(frozen=True)

@@ -44,13 +44,7 @@ from pytest_gold.protocol.messages import (
     is_event,
     to_wire,
 )
-
-#: The version of the messages between the controller, the supervisors and the workers
-#: (here and in :mod:`pytest_gold.protocol.messages`). Raise it with any change that the
-#: other side of an older or newer installation would misread. :class:`StartRun` and
-#: :class:`WrongProtocol` keep their ``kind`` and ``protocol`` field for ever, so that two
-#: versions can always tell each other apart.
-PROTOCOL_VERSION = 1
+from pytest_gold.protocol.version import PROTOCOL_VERSION as PROTOCOL_VERSION
 
 #: Controller to engine: interrupt the running batch (-x, Ctrl-C), whatever its run; sent
 #: by pid on the controller's machine, else through the engine's nanny. Not SIGINT:
@@ -203,7 +197,8 @@ def encode(message: Message) -> dict[str, Any]:
     """A JSON-compatible dict, with the message's ``kind``."""
     if isinstance(message, Event):
         return to_wire(message)
-    data = {name: _encode_value(getattr(message, name)) for name in _field_names(type(message))}
+    fields = _field_names(type(message))  # type: ignore[arg-type]  # classes are hashable
+    data = {name: _encode_value(getattr(message, name)) for name in fields}
     data["kind"] = message.kind
     return data
 
@@ -255,7 +250,8 @@ class Channel:
 
     def recv_data(self) -> dict[str, Any]:
         """The next message as it came (see :meth:`recv`)."""
-        return json.loads(self.connection.recv_bytes())
+        data: dict[str, Any] = json.loads(self.connection.recv_bytes())
+        return data
 
     def recv(self) -> Message:
         return decode(self.recv_data())

@@ -164,7 +164,7 @@ def utilisation_figure(view: Utilisation, offset: float) -> figure:
         sizing_mode="stretch_width",
         tools=TOOLS,
         active_scroll="xwheel_zoom",
-        y_range=Range1d(0, 105),
+        y_range=Range1d(start=0, end=105),
         y_axis_label="engines busy (%)",
     )
     hosts = list(view.hosts)

@@ -43,7 +43,8 @@ def json_script(element_id: str, data: Any) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
+    asset = resources.files(__package__).joinpath("assets").joinpath(name)
+    return asset.read_text(encoding="utf-8")
 
 
 def local_time(seconds: float, offset: float) -> str:
@@ -68,7 +69,7 @@ def build_page(
     offset = campaign.utc_offset
     timeline = views.timeline(campaign, end)
     utilisation = views.utilisation(campaign, end)
-    figures = {
+    figures: dict[str, Any] = {
         "timeline": charts.timeline_figure(timeline, offset),
         "utilisation": charts.utilisation_figure(utilisation, offset),
         "durations": charts.histogram_figure(views.duration_histogram(campaign.cases)),

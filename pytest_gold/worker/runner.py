@@ -36,6 +36,7 @@ from pytest_gold.protocol.control import (
     RunBatch,
     TeardownDone,
 )
+from pytest_gold.protocol.junitxml import forward_suite_properties
 from pytest_gold.protocol.messages import (
     Event,
     ExitRequested,
@@ -129,6 +130,8 @@ class WorkerPlugin:
         self.quiet_terminal.real_stdout = sys.stdout
         sys.stdout = open(os.devnull, "w")
         recording.attach_records(config)  # gold_record values travel with the reports
+        # Testsuite properties plugins add (hypothesis's statistics) go to the controller.
+        forward_suite_properties(config, self.send_suite_property)
         option = config.option
         # The controller selects, orders and stops; the worker runs exactly what it is sent.
         option.maxfail = 0
@@ -150,6 +153,9 @@ class WorkerPlugin:
         # CollectionPruner keeps the worker to the files of selected cases.
         config.args = list(self.spec.collect_args)
 
+    def send_suite_property(self, name: str, value: str) -> None:
+        self.send_event(SuitePropertyEvent(name=name, value=value))
+
     @pytest.fixture
     def record_testsuite_property(self) -> Callable[[str, object], None]:
         """Worker version of pytest's fixture: the controller writes the JUnit XML."""
@@ -166,10 +172,8 @@ class WorkerPlugin:
     @pytest.fixture
     def record_xml_attribute(self, request: pytest.FixtureRequest) -> Callable[[str, object], None]:
         """Worker version of pytest's fixture: attributes travel on the case's reports."""
-        from _pytest.warning_types import PytestExperimentalApiWarning
-
         request.node.warn(
-            PytestExperimentalApiWarning("record_xml_attribute is an experimental feature")
+            pytest.PytestExperimentalApiWarning("record_xml_attribute is an experimental feature")
         )
         attributes: dict[str, str] = request.node.stash.setdefault(_xml_attributes_key, {})
 

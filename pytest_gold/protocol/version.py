@@ -1,0 +1,8 @@
+"""The version of the messages between the controller, the supervisors and the workers."""
+
+#: The version of the messages between the controller, the supervisors and the workers
+#: (here and in :mod:`pytest_gold.protocol.messages`). Raise it with any change that the
+#: other side of an older or newer installation would misread. :class:`StartRun` and
+#: :class:`WrongProtocol` keep their ``kind`` and ``protocol`` field for ever, so that two
+#: versions can always tell each other apart.
+PROTOCOL_VERSION = 1
