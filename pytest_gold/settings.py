@@ -154,6 +154,7 @@ _VALUE_OPTIONS = [
     (
         "--gold-idle-stop",
         "gold_idle_stop",
+        "MINUTES",
         "minutes without a run after which an embedded cluster kept with "
         f"--gold-keep-cluster stops itself (default {DEFAULT_IDLE_STOP_MINUTES:g}; fractions "
         "allowed).",

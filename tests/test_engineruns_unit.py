@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from pytest_gold.engine import engineruns
-from pytest_gold.engine.engineruns import ControllerId, EngineRuns, SignalSlots, this_machine
+from pytest_gold.engine.engineruns import EngineRuns, SignalSlots
+from pytest_gold.protocol import identity
+from pytest_gold.protocol.identity import ControllerId, this_machine
 
 SHARED = 12
 
@@ -70,7 +72,7 @@ def dead_process_id() -> ControllerId:
     if not here:
         pytest.skip("no machine identity on this platform")
     process = subprocess.Popen([sys.executable, "-c", "pass"])
-    started = engineruns.process_start(process.pid)
+    started = identity.process_start(process.pid)
     process.wait()
     return ControllerId(machine=here, pid=process.pid, started=started)
 
@@ -155,5 +157,5 @@ def test_process_start_names_one_process():
     if not here:
         pytest.skip("no /proc on this platform")
     me = ControllerId.of_this_process()
-    assert me.started is not None and me.started == engineruns.process_start(me.pid)
-    assert engineruns.process_start(2**22 + 7) is None  # no such pid
+    assert me.started is not None and me.started == identity.process_start(me.pid)
+    assert identity.process_start(2**22 + 7) is None  # no such pid

@@ -34,6 +34,8 @@ def handle(client: FakeClient | None = None, **changes) -> SimpleNamespace:
         profile_engines=12,
         profile_hosts=PROFILE_HOSTS,
         warnings=[],
+        slurm_jobs=[],
+        keep=False,
     )
     return SimpleNamespace(**{**base, **changes})
 

@@ -19,6 +19,7 @@ EXPECTED_METAVARS = {
     "--gold-max-engines": "N",
     "--gold-profile": "NAME",
     "--gold-cluster-id": "ID",
+    "--gold-idle-stop": "MINUTES",
     "--gold-connection-file": "FILE",
     "--gold-wait": "SECONDS",
     "--gold-min-engines": "N",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_gold.engine.engineruns import this_machine
 from pytest_gold.protocol.control import INTERRUPT_SIGNAL, PROTOCOL_VERSION
+from pytest_gold.protocol.identity import this_machine
 from pytest_gold.protocol.timing import WORKER_FINISH_SECONDS
 
 __all__ = [

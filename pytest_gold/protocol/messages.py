@@ -78,7 +78,7 @@ class RunSpec:
     stream_output: bool = False
     #: End the processes cases leave running when their worker ends (``--gold-leftovers``).
     end_leftovers: bool = True
-    #: The controller's ``pytest`` process (``engineruns.ControllerId`` fields): an engine
+    #: The controller's ``pytest`` process (``protocol.identity.ControllerId`` fields): an engine
     #: on its machine ends the run's worker as soon as it is gone.
     controller: dict[str, Any] = field(default_factory=dict)
     #: The worker's ``config.workerinput``, as the controller's plugins filled it for
