@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_gold import options
 from pytest_gold import settings as settings_module
 from pytest_gold.dataset import options as dataset_options
 
@@ -16,7 +17,7 @@ REPORT_PLUGIN_NAME = "gold-report"
 def pytest_addoption(parser: pytest.Parser) -> None:
     from pytest_gold.report import options as report_options
 
-    settings_module.addoption(parser)
+    options.addoption(parser)
     dataset_options.addoption(parser)
     report_options.addoption(parser)
 

@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from pytest_gold.policy import runfaults, runjoin, runorder
 from pytest_gold.policy.runchecks import check_invariants, describe_state
 from pytest_gold.policy.runtypes import (
     EVERY_ENGINE_LOST,
@@ -179,45 +180,25 @@ class Run:
 
     def engine_registered(self, engine_id: int, now: float) -> list[Action]:
         """A new engine id appeared in the cluster: check it first."""
-        if engine_id in self.engines or self.phase is Phase.DONE:
-            return []
-        self.engines[engine_id] = EngineRecord(state=EngineState.CHECKING, checked_at=now)
-        if self.first_check_at is None:
-            self.first_check_at = now
-        return [CheckEngine(engine_id)]
+        return runjoin.engine_registered(self, engine_id, now)
 
     def engine_check_queued(self, engine_id: int, now: float) -> None:
         """The engine's check waits behind another run's task there: not overdue, its
         turn comes (the wait for its answer starts again)."""
-        record = self.engines.get(engine_id)
-        if record is not None and record.state is EngineState.CHECKING:
-            record.checked_at = now
+        return runjoin.engine_check_queued(self, engine_id, now)
 
     def engine_checked(self, engine_id: int, problems: Sequence[str], now: float) -> list[Action]:
         """The engine check's answer: no problems, and the engine joins the run."""
-        record = self.engines.get(engine_id)
-        if record is None or record.state is not EngineState.CHECKING:
-            return []
-        if problems:
-            record.state, record.problems = EngineState.LEFT_OUT, tuple(problems)
-            return [EngineLeftOut(engine_id, record.problems), *self._stop_if_no_engines(now)]
-        record.state = EngineState.IDLE
-        self.idle_order.append(engine_id)
-        self._maybe_start(now)
-        return [EngineJoinedRun(engine_id)]
+        return runjoin.engine_checked(self, engine_id, problems, now)
 
-    def _maybe_start(self, now: float) -> None:
+    def start_if_ready(self, now: float) -> None:
         """Leave the first wait once ``min_engines`` passed the check and the other first
         checks answered (or the settle time is over: they join later)."""
-        if self.phase is not Phase.WAITING or len(self.usable) < self.min_engines:
-            return
-        settled = (self.first_check_at or now) + self.settle_seconds
-        if not self.engines_in(EngineState.CHECKING) or now >= settled:
-            self.phase = Phase.RUNNING
+        return runjoin.start_if_ready(self, now)
 
     def batch_done(self, engine_id: int, summary: BatchSummary, now: float) -> list[Action]:
         """A batch came back and its reports were replayed."""
-        batch = self._returned(engine_id)
+        batch = self.take_back_batch(engine_id)
         if batch is None:
             return []
         return self._ended_by(engine_id, batch.nodeids, summary, now)
@@ -227,22 +208,12 @@ class Run:
         until every case before it in pytest's order was replayed (see
         :meth:`release_next`). ``failures``: failed reports in it; ``stops``: it called
         pytest.exit()."""
-        assert self.in_order is not None
-        batch = self._returned(engine_id)
-        if batch is None:
-            return
-        self.in_order.add(nodeid, nodeid, failures=failures, stops=stops)
-        self.held[nodeid] = engine_id
+        return runorder.result_held(self, engine_id, nodeid, failures, stops)
 
     def release_next(self) -> tuple[str, int] | None:
         """The next held result to replay now (node id, engine), if any; the driver
         replays it and reports with :meth:`case_released`."""
-        if self.in_order is None:
-            return None
-        nodeid = self.in_order.pop_ready()
-        if nodeid is None:
-            return None
-        return nodeid, self.held.pop(nodeid)
+        return runorder.release_next(self)
 
     def case_released(
         self, nodeid: str, engine_id: int, summary: BatchSummary, now: float
@@ -253,10 +224,9 @@ class Run:
     def hold_rest(self) -> None:
         """pytest stops the run (a released result was its last failure): no more held
         result is released; what finished after that point is left out."""
-        if self.in_order is not None:
-            self.in_order.close()
+        return runorder.hold_rest(self)
 
-    def _returned(self, engine_id: int) -> Batch | None:
+    def take_back_batch(self, engine_id: int) -> Batch | None:
         """The engine's batch came back: the engine is idle again."""
         record = self.engines.get(engine_id)
         if record is None or record.batch is None:
@@ -278,14 +248,14 @@ class Run:
             # The case that called pytest.exit() has no end of its own (a plain run's
             # reports do not close it either): what it reported stands.
             if nodeid in summary.finished or nodeid == summary.exit_nodeid:
-                self._end(nodeid, "finished")
+                self.end_case(nodeid, "finished")
             elif nodeid in not_run:
-                self._end(nodeid, "not run")
+                self.end_case(nodeid, "not run")
                 self.not_run.append(nodeid)
             else:
                 # The engine's supervisor guarantees one or the other; a case it forgot
                 # must still end, as a failure that says so.
-                self._end(nodeid, "failed")
+                self.end_case(nodeid, "failed")
                 actions.append(
                     FailCase(
                         nodeid,
@@ -300,63 +270,26 @@ class Run:
             actions += self.stop_requested(
                 StopKind.EXIT, f"pytest.exit() in {summary.exit_nodeid}", now
             )
-        self._settle()
+        self.settle()
         return actions
 
     def batch_errored(self, engine_id: int, message: str) -> list[Action]:
         """A task raised although its engine lives (a supervisor bug): its cases fail and
         the engine stays in the run."""
-        batch = self._returned(engine_id)
-        if batch is None:
-            return []
-        actions: list[Action] = []
-        for nodeid in batch.nodeids:
-            actions.append(self._fail(nodeid, engine_id, message))
-        self._settle()
-        return actions
+        return runfaults.batch_errored(self, engine_id, message)
 
     def engine_lost(self, engine_id: int, message: str, now: float) -> list[Action]:
         """An engine died. Its batch's cases go to other engines up to ``retries`` times
         (never after a stop); the others fail with ``message``."""
-        record = self.engines.get(engine_id)
-        if record is None or record.state in (EngineState.LOST, EngineState.LEFT_OUT):
-            return []
-        batch, record.batch = record.batch, None
-        record.state = EngineState.LOST
-        if engine_id in self.idle_order:
-            self.idle_order.remove(engine_id)
-        actions: list[Action] = []
-        retry: list[str] = []
-        nodeids = batch.nodeids if batch is not None else []
-        if nodeids:
-            for nodeid in nodeids:
-                self.losses[nodeid] = self.losses.get(nodeid, 0) + 1
-                if self.losses[nodeid] <= self.retries and not self.stopped:
-                    retry.append(nodeid)
-                else:
-                    failure = f"{message} ({self.losses[nodeid]} time(s))"
-                    actions.append(self._fail(nodeid, engine_id, failure))
-            self.queue.requeue(retry)
-            self.cases_resent += len(retry)
-            self.cases_failed_lost += len(nodeids) - len(retry)
-        actions.append(EngineLostNotice(engine_id, len(nodeids), len(retry), tuple(nodeids)))
-        actions += self._stop_if_no_engines(now)
-        self._settle()
-        return actions
+        return runfaults.engine_lost(self, engine_id, message, now)
 
     def dispatch_refused(self, engine_id: int, now: float) -> list[Action]:
         """ipyparallel refused the batch of a :class:`Dispatch` (the engine unregistered
         meanwhile): its cases go back to the queue, never having run, and the engine is
         lost while idle."""
-        record = self.engines.get(engine_id)
-        if record is None or record.batch is None:
-            return []
-        batch, record.batch = record.batch, None
-        record.state = EngineState.IDLE
-        self.queue.requeue(list(batch.nodeids))
-        return self.engine_lost(engine_id, "", now)
+        return runfaults.dispatch_refused(self, engine_id, now)
 
-    def _stop_if_no_engines(self, now: float) -> list[Action]:
+    def stop_if_no_engines(self, now: float) -> list[Action]:
         """Once running, a run with cases left and no engine that could take them (none
         usable, none being checked) stops."""
         if (
@@ -370,45 +303,12 @@ class Run:
     def stop_requested(self, kind: StopKind, reason: str, now: float) -> list[Action]:
         """Stop: nothing new starts; every case not yet dispatched is not run; running
         batches are interrupted and get a grace period (from ``now``) to report."""
-        if self.phase is Phase.DONE:
-            return []
-        if self.stopped:
-            if kind is StopKind.INTERRUPT and self.stop_kind is not StopKind.INTERRUPT:
-                # Ctrl-C while stopping: say so, and wait no longer than Ctrl-C allows.
-                self.stop_kind, self.stop_reason = kind, reason
-                self.stop_deadline = min(self.stop_deadline, now + self._grace())
-            return []
-        self.stop_kind, self.stop_reason = kind, reason
-        self.phase = Phase.STOPPING
-        if kind is not StopKind.INTERRUPT:
-            # A plain run stops before the held-back results (Ctrl-C: what finished
-            # before it is still reported, in pytest's order).
-            self.hold_rest()
-        for nodeid in self.queue.drain():
-            self._end(nodeid, "not run")
-            self.not_run.append(nodeid)
-        self.stop_deadline = now + self._grace()
-        busy = tuple(sorted(self.busy))
-        self._settle()
-        return [Interrupt(busy)] if busy and kind is not StopKind.NO_ENGINES else []
+        return runfaults.stop_requested(self, kind, reason, now)
 
     def controller_lost(self, message: str) -> list[Action]:
         """The hub stopped answering: every case not finished fails with ``message``;
         nothing waits on the dead controller again."""
-        actions: list[Action] = []
-        for eid, batch in sorted(self.busy.items()):
-            for nodeid in batch.nodeids:
-                self._end(nodeid, "failed")
-                actions.append(FailCase(nodeid, eid, message, when="setup"))
-            record = self.engines[eid]
-            record.batch, record.state = None, EngineState.UNRESPONSIVE
-        for nodeid in self.queue.drain():
-            self._end(nodeid, "failed")
-            actions.append(FailCase(nodeid, None, message, when="setup"))
-        self.stop_kind, self.stop_reason = StopKind.CONTROLLER_LOST, "the controller was lost"
-        self.phase = Phase.DONE
-        self._leave_out_held()
-        return actions
+        return runfaults.controller_lost(self, message)
 
     def tick(self, now: float, failures_reported: int | None = None) -> list[Action]:
         """Time passed: dispatch to idle engines, give up on overdue checks, the first
@@ -419,7 +319,7 @@ class Run:
         if failures_reported is not None:
             self.failures_reported = failures_reported
         actions: list[Action] = []
-        self._maybe_start(now)
+        self.start_if_ready(now)
         for eid in self.engines_in(EngineState.CHECKING):
             if now - self.engines[eid].checked_at > self.wait_seconds:
                 actions += self.engine_checked(
@@ -431,9 +331,9 @@ class Run:
                 actions.append(GiveUpWaiting(len(self.usable), self.min_engines))
             return actions
         if self.phase is Phase.STOPPING and self.busy and now > self.stop_deadline:
-            actions += self._abandon_unanswered()
+            actions += runfaults.abandon_unanswered(self)
         actions += self._dispatch()
-        self._settle()
+        self.settle()
         return actions
 
     # -- internals ---------------------------------------------------------------------
@@ -459,64 +359,39 @@ class Run:
 
     def failure_budget(self) -> float:
         """Failed reports still to come before pytest stops the run."""
-        budget = math.inf
-        if self.maxfail:
-            budget = self.maxfail - self.failures_reported
-        if self.stepwise_allowed and self.in_order is not None:
-            budget = min(budget, self.stepwise_allowed - self.in_order.released_failures)
-        return budget
+        return runorder.failure_budget(self)
 
     def may_dispatch(self, nodeid: str | None) -> bool:
         """Nothing is sent that a plain run would not reach: no case after a failure (or
         ``pytest.exit()``) held back that is known to stop the run."""
-        if self.in_order is None or nodeid is None:
-            return True
-        return self.in_order.may_dispatch(nodeid, self.failure_budget())
+        return runorder.may_dispatch(self, nodeid)
 
-    def _leave_out_held(self) -> None:
+    def leave_out_held(self) -> None:
         """At the end: results still held back were never released (the run stopped
         before them, or a case before them never finished): left out."""
-        if self.in_order is None:
-            return
-        for nodeid in self.in_order.left_over():
-            if nodeid not in self.ended:
-                self._end(nodeid, "left out")
-                self.left_out.append(nodeid)
-        self.held.clear()
+        return runorder.leave_out_held(self)
 
-    def _abandon_unanswered(self) -> list[Action]:
-        abandoned = []
-        for eid, batch in sorted(self.busy.items()):
-            for nodeid in batch.nodeids:
-                self._end(nodeid, "not run")
-                self.not_run.append(nodeid)
-                self.cut_short.append((nodeid, eid))
-            record = self.engines[eid]
-            record.batch, record.state = None, EngineState.UNRESPONSIVE
-            abandoned.append(eid)
-        return [Abandoned(tuple(abandoned), self._grace())]
-
-    def _grace(self) -> float:
+    def grace(self) -> float:
         if self.stop_kind is StopKind.INTERRUPT:
             return self.interrupt_grace_seconds
         return self.stop_grace_seconds
 
-    def _fail(self, nodeid: str, engine_id: int, message: str) -> FailCase:
+    def fail_case(self, nodeid: str, engine_id: int, message: str) -> FailCase:
         """The case fails on the controller's behalf. In in-order runs its failure waits
         its turn like any result (``nodeid in held``: the driver holds the report too)."""
         if self.in_order is None:
-            self._end(nodeid, "failed")
+            self.end_case(nodeid, "failed")
         else:
             self.in_order.add(nodeid, nodeid, failures=1)
             self.held[nodeid] = engine_id
         return FailCase(nodeid, engine_id, message)
 
-    def _end(self, nodeid: str, how: str) -> None:
+    def end_case(self, nodeid: str, how: str) -> None:
         if nodeid in self.ended:
             raise AssertionError(f"{nodeid} ended twice ({self.ended[nodeid]}, then {how})")
         self.ended[nodeid] = how
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """Move to DONE once nothing is in flight and nothing more will be dispatched."""
         if self.phase is Phase.DONE or self.busy:
             return
@@ -524,7 +399,7 @@ class Run:
             return  # the driver replays it first (it may stop the run)
         if self.phase is Phase.STOPPING or (self.phase is Phase.RUNNING and not self.queue):
             self.phase = Phase.DONE
-            self._leave_out_held()
+            self.leave_out_held()
 
     # -- for tests ---------------------------------------------------------------------
 
