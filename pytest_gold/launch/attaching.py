@@ -22,6 +22,7 @@ from pytest_gold.launch.cluster import (
     Watchdog,
     _launcher_process_groups,
     abort_start,
+    interrupts_deferred,
 )
 from pytest_gold.launch.clusterlog import ClusterLog
 from pytest_gold.launch.profiles import summarize
@@ -272,13 +273,14 @@ def start_from_profile(
             profile_engines=expected,
             profile_hosts=hosts,
         )
-        with log.capturing_stderr():
+        with log.capturing_stderr(), interrupts_deferred():
             cluster.start_cluster_sync()
         handle.slurm_jobs = submitted_jobs(cluster)
         handle.process_groups = _launcher_process_groups(cluster)
         if not keep:
             handle.watchdog = Watchdog(cluster.cluster_file, "", handle.process_groups)
-        handle.client = cluster.connect_client_sync()
+        with interrupts_deferred():
+            handle.client = cluster.connect_client_sync()
     except ClusterError:
         log.close()
         raise

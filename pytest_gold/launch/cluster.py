@@ -6,6 +6,7 @@ Either way the caller gets a :class:`ClusterHandle` with a connected ipyparallel
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -13,8 +14,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -144,6 +146,30 @@ class ClusterHandle:
             self.log.close()
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside ipyparallel's synchronous calls takes effect once they
+    return. Raised in the middle, the interrupt lands inside an asyncio task that nobody
+    awaits any more, and asyncio prints 'Task exception was never retrieved' with a
+    traceback at exit; the calls wrapped here take a second or two."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for signum in dict.fromkeys(received):
+        signal.raise_signal(signum)  # now, to the handler it was meant for
+
+
 def start_embedded(
     engines: int, wait_seconds: float, *, profile_dir: str | None = None, keep: bool = False
 ) -> ClusterHandle:
@@ -180,11 +206,13 @@ def start_embedded(
         keep=keep,
     )
     try:
-        cluster.start_cluster_sync()
+        with interrupts_deferred():
+            cluster.start_cluster_sync()
         handle.process_groups = _launcher_process_groups(cluster)
         if not keep:  # a kept cluster has its idle watch instead
             handle.watchdog = Watchdog(cluster.cluster_file, profile_dir, handle.process_groups)
-        client = cluster.connect_client_sync()
+        with interrupts_deferred():
+            client = cluster.connect_client_sync()
         handle.client = client
         # Dispatch starts with the first engine; the others join as they register.
         client.wait_for_engines(1, timeout=wait_seconds)
