@@ -14,7 +14,7 @@ import ipyparallel as ipp
 import pytest
 
 import pytest_gold
-from pytest_gold.protocol.control import PROTOCOL_VERSION
+from pytest_gold.protocol.version import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.cluster
 
@@ -35,7 +35,7 @@ def other_version(package: Path) -> None:
 
 def other_protocol(package: Path) -> None:
     """The same package version (as on two development commits), other messages."""
-    control = package / "protocol" / "control.py"
+    control = package / "protocol" / "version.py"
     source = control.read_text()
     line = f"PROTOCOL_VERSION = {PROTOCOL_VERSION}\n"
     assert line in source
