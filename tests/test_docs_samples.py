@@ -123,3 +123,14 @@ def test_no_hand_written_gold_run_output_is_left(page):
         assert not re.search(r"^   =+ .*\d+ (passed|failed).* in [\d.]+s =+$", block, re.M), (
             f"{page}: a run's output written by hand:\n{block}"
         )
+
+
+def test_cases_cut_short_are_compared_by_wording_not_by_which_or_how_many():
+    sample = (
+        "gold: cut short while running: sims/test_long.py::test_heat[implicit-128] (on vm:e1)\n"
+        "gold: cut short while running: sims/test_long.py::test_heat[explicit-16] (on vm:e0)\n"
+    )
+    fresh = "gold: cut short while running: sims/test_long.py::test_heat[crank-64] (on vm:e0)\n"
+    assert differences(sample, fresh) == []
+    reworded = "gold: cut short: sims/test_long.py::test_heat[crank-64] (on vm:e0)\n"
+    assert differences(sample, reworded)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 #: A line in a sample that stands for lines left out.
 ELISION = "..."
 
+CUT_SHORT = "gold: cut short while running:"
 # Lines that differ from run to run in more than numbers: never compared.
 _IGNORED = [
     re.compile(r"^(\S+\.py ?)?[.FEsxXp]*\s*(\[\s*N%\])?$"),  # progress characters
@@ -30,6 +31,8 @@ _CANON = [
     (re.compile(r"N engines? of N registered \(the others join as they start\)"), "N engines"),
     (re.compile(r"N engines?\b"), "N engines"),
     (re.compile(r"N cases?\b"), "N cases"),
+    # Which cases a stop cuts short, and on how many engines, depends on timing.
+    (re.compile(r"^gold: cut short while running: \S+"), f"{CUT_SHORT} CASE"),
     # pytest centres titles between rules, whose lengths vary with the title's
     (re.compile(r"^[=_-]+ | [=_-]+$|^[=_-]+$"), ""),
     (re.compile(r"\s+"), " "),
@@ -76,7 +79,11 @@ def canonical(line: str) -> str | None:
 
 
 def _structure(lines: Iterable[str]) -> Counter[str]:
-    return Counter(c for c in map(canonical, lines) if c is not None)
+    counts = Counter(c for c in map(canonical, lines) if c is not None)
+    for line in counts:
+        if line.startswith(CUT_SHORT):
+            counts[line] = 1  # one or more, as many as engines were busy
+    return counts
 
 
 def differences(sample: str, fresh: str) -> list[str]:

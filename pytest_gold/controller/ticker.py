@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -35,7 +36,9 @@ class StatusTicker:
         self.interval = interval
         self.status_file = status_file
         self.compact = compact
-        self.last_line = self.last_file = time.monotonic()
+        self.last_line = time.monotonic()
+        # The status file is written at the first tick: it exists as soon as the run does.
+        self.last_file = -math.inf
         #: What the status file says the run is doing.
         self.state = "running"
 
