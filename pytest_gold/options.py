@@ -65,6 +65,14 @@ _VALUE_OPTIONS = [
         "(default 1). Engines that register later join the run.",
     ),
     (
+        "--gold-max-jobs",
+        "gold_max_jobs",
+        "N",
+        "with a Slurm profile: the most jobs of the run's engines queued or running at once; "
+        "while work remains, jobs that ended are replaced up to this many (default: the "
+        "profile's --jobs).",
+    ),
+    (
         "--gold-timeout",
         "gold_timeout",
         "SECONDS",

@@ -71,6 +71,8 @@ class GoldSettings:
     wait_seconds: float
     batch_seconds: float
     min_engines: int = 1
+    #: --gold-max-jobs (None: the Slurm profile's job count).
+    max_jobs: int | None = None
     keep_cluster: bool = False
     #: --gold-engines (or gold_engines) was given: a kept cluster must have that many.
     engines_given: bool = False
@@ -282,6 +284,11 @@ def from_config(config: pytest.Config) -> GoldSettings:
         ),
         retries=retries,
         min_engines=min_engines,
+        max_jobs=(
+            _whole_number(config, "gold_max_jobs", "--gold-max-jobs", 1)
+            if _raw(config, "gold_max_jobs") is not None
+            else None
+        ),
         keep_cluster=keep_cluster,
         engines_given=raw_engines is not None,
         idle_stop_seconds=SECONDS_PER_MINUTE

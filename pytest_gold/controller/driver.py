@@ -36,6 +36,7 @@ from pytest_gold.controller.faults import (
     signal_engines,
     supervisor_failed_message,
 )
+from pytest_gold.controller.jobcare import JobCare
 from pytest_gold.controller.liveness import HubMonitor
 from pytest_gold.controller.progress import Progress
 from pytest_gold.controller.reporting import Replayer
@@ -136,6 +137,8 @@ class Driver:
         self.controller_lost = False
         #: The pytest session (whether pytest stops the run: -x, --maxfail).
         self.session: pytest.Session | None = None
+        #: The run's Slurm jobs (replacements, counts), for a cluster it started on Slurm.
+        self.jobs: JobCare | None = None
 
     def tag_of(self, eid: int) -> str:
         info = self.info.get(eid)
@@ -217,6 +220,8 @@ class Driver:
                 if reason:
                     self.apply(run.stop_requested(StopKind.FAILURES, str(reason), now), now)
             self.ticker.tick(run)
+            if self.jobs is not None:
+                self.jobs.tick(run, self.progress.engine_time, now)
 
     def poll(self) -> None:
         """Wait a little for tasks to finish; take in those that did."""

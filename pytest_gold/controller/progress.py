@@ -46,6 +46,8 @@ class Snapshot:
     elapsed_seconds: float
     eta_seconds: float | None
     hosts: dict[str, HostTally] = field(default_factory=dict)
+    #: The run's Slurm jobs (``jobs: 1 running, 2 queued``), when it has any.
+    jobs: str = ""
 
 
 @dataclass
@@ -151,6 +153,7 @@ def format_status(snapshot: Snapshot) -> str:
         f"{snapshot.failed} failed), {snapshot.running} running, engines "
         f"{snapshot.engines_busy}/{snapshot.engines_available} busy, elapsed "
         f"{format_duration(snapshot.elapsed_seconds)}, ETA {eta}"
+        + (f", {snapshot.jobs}" if snapshot.jobs else "")
     )
 
 
@@ -159,11 +162,12 @@ def format_status_short(snapshot: Snapshot, width: int) -> str:
     form if it fits, else shorter ones that keep the counts, failures and the ETA."""
     eta = format_duration(snapshot.eta_seconds) if snapshot.eta_seconds is not None else "?"
     done = f"{snapshot.done}/{snapshot.total}"
+    jobs = f", {snapshot.jobs}" if snapshot.jobs else ""
     forms = [
         format_status(snapshot),
         f"gold: {done} done, {snapshot.passed} passed, {snapshot.failed} failed, "
         f"{snapshot.running} running, engines {snapshot.engines_busy}/"
-        f"{snapshot.engines_available}, ETA {eta}",
+        f"{snapshot.engines_available}, ETA {eta}{jobs}",
         f"gold: {done} done, {snapshot.failed} failed, ETA {eta}",
     ]
     for form in forms:

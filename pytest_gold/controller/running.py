@@ -93,6 +93,7 @@ def wait_for_engines(driver: Driver, handle: ClusterHandle, settings: GoldSettin
     deadline = run.started_at + settings.wait_seconds
     last_line = time.monotonic()
     last_count = -1
+    last_jobs = ""
     defined = defined_engines(handle)
     if defined is not None and need > defined and len(client.ids) < need:
         raise pytest.UsageError(more_than_defined(handle, settings.profile, need, defined))
@@ -109,8 +110,15 @@ def wait_for_engines(driver: Driver, handle: ClusterHandle, settings: GoldSettin
         except TooFewEngines:
             text = too_few_engines(handle, settings, usable, registered, driver.failed_check)
             raise pytest.UsageError(text) from None
-        if registered != last_count or now - last_line >= WAIT_LINE_SECONDS:
-            terminal.write_line(waiting_line(registered, defined, usable, need, deadline - now))
+        jobs_changed = (
+            driver.jobs is not None
+            and driver.jobs.poll(now)
+            and (driver.jobs.status() != last_jobs)
+        )
+        if registered != last_count or jobs_changed or now - last_line >= WAIT_LINE_SECONDS:
+            line = waiting_line(registered, defined, usable, need, deadline - now)
+            last_jobs = driver.jobs.status() if driver.jobs is not None else ""
+            terminal.write_line(f"{line}; {last_jobs}" if last_jobs else line)
             last_count, last_line = registered, now
         time.sleep(WAIT_POLL_SECONDS)
     driver.initial = False

@@ -28,6 +28,7 @@ from pytest_gold.controller.faults import (
     lost_recap,
     sigterm_as_keyboard_interrupt,
 )
+from pytest_gold.controller.jobcare import job_care
 from pytest_gold.controller.progress import Progress, format_host_table
 from pytest_gold.controller.reporting import Replayer
 from pytest_gold.controller.running import drive, left_out, make_run, run_spec, wait_for_engines
@@ -216,6 +217,7 @@ class GoldController:
             ticker=ticker,
             stream_output=stream_output,
         )
+        driver.jobs = ticker.jobs = job_care(self.handle, settings.max_jobs, self.terminal)
         wait_for_engines(driver, self.handle, settings)
         self.progress.start()  # utilisation and status lines count from here
         ticker.restart()
@@ -258,6 +260,8 @@ class GoldController:
         at_once = driver is not None and (
             driver.interrupted or driver.hard_stop or driver.controller_lost
         )
+        if driver is not None and driver.jobs is not None and not handle.keep:
+            driver.jobs.jobs.cancel()  # every job the run submitted, replacements too
         handle.close(at_once=at_once)
         for note in handle.stop_notes:
             self.terminal.write_line(f"gold: {note}", problem=True)

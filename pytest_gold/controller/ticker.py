@@ -6,6 +6,7 @@ import math
 import time
 from pathlib import Path
 
+from pytest_gold.controller.jobcare import JobCare
 from pytest_gold.controller.progress import (
     STATUS_FILE_SECONDS,
     Progress,
@@ -41,6 +42,8 @@ class StatusTicker:
         self.last_file = -math.inf
         #: What the status file says the run is doing.
         self.state = "running"
+        #: The run's Slurm jobs, whose counts the status shows (a Slurm cluster it started).
+        self.jobs: JobCare | None = None
 
     def restart(self) -> None:
         """The run starts now (the wait for engines is over)."""
@@ -77,6 +80,8 @@ class StatusTicker:
             running_left=running_left,
             queued_tasks=queue.planned_batches(known) if len(known) == len(queued) else None,
         )
+        if self.jobs is not None:
+            snapshot.jobs = self.jobs.status()
         if line_due:
             self.last_line = now
             if in_place:

@@ -4,18 +4,24 @@ Started by :func:`pytest_gold.launch.cluster.start_embedded` in its own session,
 read end of a pipe whose write end only the pytest process has. A normal run writes
 ``done`` before closing it; if the pipe closes without that (pytest was SIGKILLed), the
 watchdog stops the cluster from its cluster file and removes its profile directory, so
-no controller, engine, nanny or worker outlives the run.
+no controller, engine, nanny or worker outlives the run. A cluster whose engines are Slurm
+jobs: the watchdog cancels every job in the cluster file (``scancel`` by id), replacement
+jobs the run submitted too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 
 #: What a pytest process that stopped its own cluster writes before it exits.
 DONE = b"done"
+#: How long scancel of the run's Slurm jobs may take.
+SCANCEL_SECONDS = 30
 
 
 def kill_process_groups(groups: list[int]) -> None:
@@ -25,6 +31,29 @@ def kill_process_groups(groups: list[int]) -> None:
             os.killpg(group, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             continue
+
+
+def slurm_job_ids(cluster_file: str) -> list[str]:
+    """The job ids of the cluster's batch engine sets (Slurm jobs), from its cluster
+    file: ipyparallel adds every engine set started, replacements too."""
+    try:
+        with open(cluster_file) as file:
+            sets = json.load(file).get("engines", {}).get("sets", {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(s["job_id"]) for s in sets.values() if isinstance(s, dict) and s.get("job_id")]
+
+
+def cancel_slurm_jobs(cluster_file: str) -> None:
+    """scancel every job of the run's engines by id, first: ipyparallel's stop below
+    cancels them one by one and gives up at the first that fails."""
+    job_ids = slurm_job_ids(cluster_file)
+    if not job_ids:
+        return
+    try:
+        subprocess.run(["scancel", *job_ids], capture_output=True, timeout=SCANCEL_SECONDS)
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"pytest-gold watchdog: scancel failed: {error}", file=sys.stderr)
 
 
 def main() -> int:
@@ -39,6 +68,7 @@ def main() -> int:
     # pytest is gone: nothing is left to save, so stop everything at once (a graceful
     # stop would wait for busy engines), then let ipyparallel tidy what remains.
     kill_process_groups(process_groups)
+    cancel_slurm_jobs(cluster_file)
     try:
         import ipyparallel as ipp
 

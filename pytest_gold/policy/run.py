@@ -133,6 +133,9 @@ class Run:
     #: How many engine losses sent cases elsewhere / failed them (for the recap).
     cases_resent: int = 0
     cases_failed_lost: int = 0
+    #: Engines are on their way (Slurm jobs of the run queued or starting): a run whose
+    #: engines all left waits for them rather than stopping (see policy/jobplan.py).
+    engines_coming: bool = False
 
     def __post_init__(self) -> None:
         self.selected = frozenset(self.queue.remaining())
@@ -296,6 +299,7 @@ class Run:
             self.phase is Phase.RUNNING
             and self.queue
             and not self.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.CHECKING)
+            and not self.engines_coming
         ):
             return self.stop_requested(StopKind.NO_ENGINES, EVERY_ENGINE_LOST, now)
         return []
