@@ -13,9 +13,9 @@ sleeping in one process would take the test past its 5 minutes.
 from __future__ import annotations
 
 import re
-from xml.etree import ElementTree
 from collections import Counter
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -83,7 +83,9 @@ def test_sweep_outlives_its_jobs(
     assert wait_until_gone(first + replaced) == "", output
     # at least two generations of jobs: the first one's ended mid-campaign
     assert replaced, output
-    assert "jobs: " in output  # the status lines count the run's jobs
+    # the run's jobs counted while it waits for its first engine, and in the status lines
+    assert re.search(r"waiting for engines: .*; jobs: \d running, [1-9] queued", output), output
+    assert re.search(r"ETA [\d:?]+, jobs: \d running, \d queued", output), output
     plain_outcomes, _ = outcomes(pytester.path / "plain.xml")
     gold_outcomes, seen = outcomes(pytester.path / "gold.xml")
     assert len(plain_outcomes) == CASES
