@@ -9,8 +9,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from pytest_gold.controller.jobcare import replacement_line
+from pytest_gold.controller.progress import Snapshot, format_status, format_status_short
 from pytest_gold.launch.runjobs import JOB_POLL_SECONDS, Generation, RunJobs, cancel_jobs
 from pytest_gold.launch.watchdog import slurm_job_ids
+from pytest_gold.policy.run import EVERY_ENGINE_LOST
+from tests.test_run_machine import dispatched, join, make_run
 
 
 class FakeSlurm:
@@ -139,3 +142,32 @@ def test_watchdog_reads_every_engine_sets_job_id(tmp_path: Path) -> None:
     cluster_file.write_text(json.dumps({"engines": {"sets": sets}}))
     assert slurm_job_ids(str(cluster_file)) == ["40", "51"]
     assert slurm_job_ids(str(tmp_path / "missing.json")) == []
+
+
+def test_run_waits_for_engines_of_queued_jobs() -> None:
+    """Every engine left (its job reached its time limit) while a replacement job is
+    queued: the run waits for its engines, and the lost case is sent to them."""
+    run = make_run(4, retries=1)
+    join(run, 0)
+    run.tick(0.0)
+    run.engines_coming = True
+    run.engine_lost(0, "lost", now=1.0)
+    assert run.stop_reason is None and not run.over
+    join(run, 1, now=30.0)
+    assert dispatched(run.tick(30.0))  # the replacement's engine gets the cases
+    run.engines_coming = False  # the run has no job left: then it stops
+    run.engine_lost(1, "lost", now=40.0)
+    assert run.stop_reason == EVERY_ENGINE_LOST
+
+
+def test_status_shows_the_jobs() -> None:
+    snapshot = Snapshot(
+        total=10, done=4, passed=4, failed=0, running=2, engines_busy=2,
+        engines_available=2, elapsed_seconds=30.0, eta_seconds=40.0,
+        jobs="jobs: 1 running, 2 queued",
+    )  # fmt: skip
+    assert format_status(snapshot).endswith(", ETA 0:00:40, jobs: 1 running, 2 queued")
+    short = format_status_short(snapshot, 90)
+    assert short.endswith("jobs: 1 running, 2 queued") and len(short) <= 90
+    snapshot.jobs = ""  # not a Slurm run: as before
+    assert format_status(snapshot).endswith("ETA 0:00:40")

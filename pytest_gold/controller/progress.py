@@ -159,7 +159,8 @@ def format_status(snapshot: Snapshot) -> str:
 
 def format_status_short(snapshot: Snapshot, width: int) -> str:
     """The status in at most ``width`` characters (a terminal's status line): the full
-    form if it fits, else shorter ones that keep the counts, failures and the ETA."""
+    form if it fits, else shorter ones that keep the counts, failures and the ETA (and the
+    run's Slurm jobs while they fit)."""
     eta = format_duration(snapshot.eta_seconds) if snapshot.eta_seconds is not None else "?"
     done = f"{snapshot.done}/{snapshot.total}"
     jobs = f", {snapshot.jobs}" if snapshot.jobs else ""
@@ -168,6 +169,7 @@ def format_status_short(snapshot: Snapshot, width: int) -> str:
         f"gold: {done} done, {snapshot.passed} passed, {snapshot.failed} failed, "
         f"{snapshot.running} running, engines {snapshot.engines_busy}/"
         f"{snapshot.engines_available}, ETA {eta}{jobs}",
+        f"gold: {done} done, {snapshot.failed} failed, ETA {eta}{jobs}",
         f"gold: {done} done, {snapshot.failed} failed, ETA {eta}",
     ]
     for form in forms:
