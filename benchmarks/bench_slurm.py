@@ -17,6 +17,9 @@ started and ended on its engine. It prints:
   left (a time limit): goal 0;
 - **engine-seconds idle**: what the engines were there for, less what they spent on
   cases (finished or lost);
+- how many cases the run sent again, or failed, because their engine left (its own
+  end-of-run lines): a case sent to an engine whose job has just ended is lost without
+  having started (no work lost, but a retry spent);
 - the jobs the run submitted (generations), and whether squeue lists any of them after
   the run (goal: none).
 
@@ -262,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         listed = squeue_lists(ids) if ids else ""
         figures = measure(Path(str(result["timeline"])), float(str(result["ended"])))
         left = marker.stop_leftovers("bench_slurm")
+    resent = re.findall(r"(\d+) cases? running on them went to other engines", output)
+    failed_lost = re.findall(r"(\d+) failed as lost", output)
     summary = re.findall(r"=+ (\d+ (?:passed|failed).*) in [\d.]+s", output)
     rows = [
         ("makespan (first engine to last case)", f"{figures['makespan']:.1f} s"),
@@ -272,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("engine-seconds idle", f"{figures['idle']:.0f}"),
         ("core-seconds lost (cases killed with their job)", f"{figures['lost']:.1f}"),
         ("case attempts lost and run again", f"{figures['rerun']:.0f}"),
+        ("cases sent again after their engine left (run says)", resent[-1] if resent else "0"),
+        ("cases failed as lost twice (run says)", failed_lost[-1] if failed_lost else "0"),
         ("engines that joined", f"{figures['engines']:.0f}"),
         ("Slurm jobs submitted (first + replacements)", f"{len(ids)}"),
     ]

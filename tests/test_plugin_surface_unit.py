@@ -23,6 +23,7 @@ EXPECTED_METAVARS = {
     "--gold-connection-file": "FILE",
     "--gold-wait": "SECONDS",
     "--gold-min-engines": "N",
+    "--gold-max-jobs": "N",
     "--gold-timeout": "SECONDS",
     "--gold-retries": "N",
     "--gold-order": "ORDER",

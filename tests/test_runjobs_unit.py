@@ -8,6 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from pytest_gold.controller.jobcare import replacement_line
 from pytest_gold.controller.progress import Snapshot, format_status, format_status_short
 from pytest_gold.launch.runjobs import JOB_POLL_SECONDS, Generation, RunJobs, cancel_jobs
@@ -171,3 +173,13 @@ def test_status_shows_the_jobs() -> None:
     assert short.endswith("jobs: 1 running, 2 queued") and len(short) <= 90
     snapshot.jobs = ""  # not a Slurm run: as before
     assert format_status(snapshot).endswith("ETA 0:00:40")
+
+
+def test_bad_max_jobs_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--gold", "--gold-max-jobs=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--gold-max-jobs (ini gold_max_jobs) must be a whole number, at least 1, not '0'" in (
+        result.stderr.str()
+    )
+    assert "Traceback" not in result.stderr.str()
