@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from pytest_gold.controller.jobcare import replacement_line
-from pytest_gold.controller.progress import Snapshot, format_status, format_status_short
+from pytest_gold.controller.progress import (
+    Snapshot,
+    format_status,
+    format_status_short,
+    write_status_file,
+)
 from pytest_gold.launch.runjobs import JOB_POLL_SECONDS, Generation, RunJobs, cancel_jobs
 from pytest_gold.launch.watchdog import slurm_job_ids
 from pytest_gold.policy.run import EVERY_ENGINE_LOST
@@ -183,3 +188,15 @@ def test_bad_max_jobs_is_a_usage_error(pytester: pytest.Pytester) -> None:
         result.stderr.str()
     )
     assert "Traceback" not in result.stderr.str()
+
+
+def test_status_file_has_jobs_only_on_slurm(tmp_path: Path) -> None:
+    snapshot = Snapshot(
+        total=1, done=0, passed=0, failed=0, running=0, engines_busy=0,
+        engines_available=0, elapsed_seconds=0.0, eta_seconds=None,
+    )  # fmt: skip
+    write_status_file(tmp_path / "s.json", snapshot, "running")
+    assert "jobs" not in json.loads((tmp_path / "s.json").read_text())
+    snapshot.jobs = "jobs: 0 running, 2 queued"
+    write_status_file(tmp_path / "s.json", snapshot, "running")
+    assert json.loads((tmp_path / "s.json").read_text())["jobs"] == "jobs: 0 running, 2 queued"

@@ -199,6 +199,8 @@ def format_host_table(hosts: dict[str, HostTally], wall_seconds: float) -> list[
 
 def write_status_file(path: Path, snapshot: Snapshot, state: str) -> None:
     data = asdict(snapshot)
+    if not data["jobs"]:  # only a run on Slurm jobs it started has them
+        del data["jobs"]
     data["state"] = state
     data["updated"] = time.time()
     partial = path.with_name(path.name + ".partial")
