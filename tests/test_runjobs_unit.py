@@ -200,3 +200,35 @@ def test_status_file_has_jobs_only_on_slurm(tmp_path: Path) -> None:
     snapshot.jobs = "jobs: 0 running, 2 queued"
     write_status_file(tmp_path / "s.json", snapshot, "running")
     assert json.loads((tmp_path / "s.json").read_text())["jobs"] == "jobs: 0 running, 2 queued"
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_line(self, text: str, **kwargs: Any) -> None:
+        self.lines.append(text)
+
+
+def test_job_care_replaces_jobs_while_the_work_does_not_fit() -> None:
+    """10 cases of 5 s left, one job whose 2 engines have 20 s left (10 of them usable
+    for cases of 5 s): a replacement is submitted, and the run waits for its engines."""
+    from pytest_gold.controller.jobcare import JobCare
+    from pytest_gold.policy.eta import EngineTime
+
+    cluster = FakeCluster()
+    jobs = jobs_of(FakeSlurm("40_0|RUNNING|0:20|2:00\n"), cluster)
+    lines = Lines()
+    care = JobCare(jobs, lines)  # type: ignore[arg-type]
+    run = make_run(10)
+    run.queue.record([5.0])  # what the cases take, as the run learned it
+    care.tick(run, EngineTime(), now=0.0)
+    assert cluster.started == [(2, {"jobs": 1})]
+    assert lines.lines == [
+        "gold: submitted replacement Slurm job 51 for the 10 cases left (squeue -j 51); "
+        "the run cancels it when it ends"
+    ]
+    assert run.engines_coming
+    assert care.status() == "jobs: 1 running, 1 queued"
+    care.tick(run, EngineTime(), now=1.0)  # squeue is not asked again so soon
+    assert len(cluster.started) == 1
