@@ -415,7 +415,7 @@ class Driver:
     def lose_engine(self, eid: int, message: str, now: float) -> list[Action]:
         """The engine is gone: its Slurm job ended (its cases move, see
         pytest_gold.controller.jobends), or it was lost."""
-        how = how_job_ended(self.info[eid]) if eid in self.info else ""
+        how = how_job_ended(self.info[eid].slurm_job) if eid in self.info else ""
         if how:
             self.job_ends.note(self.info[eid].slurm_job, how, 0)
             return self.run.job_ended(eid, now)

@@ -16,30 +16,49 @@ from dataclasses import dataclass, field
 from pytest_gold.launch.slurmstate import job_state
 from pytest_gold.protocol.messages import EngineInfo
 
-#: Slurm's job states of a job that ended by Slurm's decision or the user's, as said
-#: on the terminal. Others (``NODE_FAIL``, ``FAILED``, still ``RUNNING``: the engine
-#: died on its own) are a lost engine as any other.
+#: Slurm's job states of a job that ended by Slurm's decision or the user's, as said on
+#: the terminal. Others (``NODE_FAIL``, ``FAILED``, ``COMPLETED``: the job's script ended
+#: because its engines did; still ``RUNNING``: the engine died on its own) are a lost
+#: engine as any other.
 ENDED_STATES = {
     "TIMEOUT": "reached its time limit",
     "DEADLINE": "reached its deadline",
     "CANCELLED": "was cancelled",
     "PREEMPTED": "was preempted",
-    "COMPLETED": "ended",
 }
+#: A job whose processes Slurm is ending: it ended (time limit, scancel), how is said
+#: once it completed (see :mod:`pytest_gold.launch.slurmstate`).
+COMPLETING = "COMPLETING"
+#: What is said of a job still completing at the end of the run.
+ENDED = "ended"
+TIME_LIMIT_REASON = "TimeLimit"
+
+StateOf = Callable[[str], "tuple[str, str] | None"]
 
 
-def how_job_ended(info: EngineInfo, state_of: Callable[[str], str | None] = job_state) -> str:
-    """How the engine's job ended, as words (``""``: it did not, or no Slurm job)."""
-    if not info.slurm_job:
+def how_job_ended(job: str, state_of: StateOf = job_state) -> str:
+    """How the job ended, in words (:data:`COMPLETING`: it is ending, how is not known
+    yet; ``""``: it did not end, or there is no job)."""
+    if not job:
         return ""
-    state = state_of(info.slurm_job) or ""
-    return ENDED_STATES.get(state.split("+")[0], "")
+    said = state_of(job)
+    if said is None:
+        return ""
+    state, reason = said
+    state = state.split("+")[0]
+    if reason == TIME_LIMIT_REASON:
+        return ENDED_STATES["TIMEOUT"]
+    if state == COMPLETING:
+        return COMPLETING
+    return ENDED_STATES.get(state, "")
 
 
 @dataclass
 class JobEnds:
-    """Job ends seen during the run, said once per job."""
+    """Job ends seen during the run, said once per job: when the job's last engine in
+    the run is gone and Slurm says how it ended (at the end of the run at the latest)."""
 
+    state_of: StateOf = job_state
     #: job -> (how it ended, cases moved so far)
     pending: dict[str, tuple[str, int]] = field(default_factory=dict)
 
@@ -55,9 +74,15 @@ class JobEnds:
         live = set(live_jobs)
         out = []
         for job in list(self.pending):
+            how, moved = self.pending[job]
             if job in live and not final:
                 continue
-            how, moved = self.pending.pop(job)
+            if how == COMPLETING:
+                how = how_job_ended(job, self.state_of)
+                if how == COMPLETING and not final:
+                    continue
+                how = ENDED if how in (COMPLETING, "") else how
+            del self.pending[job]
             out.append(ended_line(job, how, moved))
         return out
 
