@@ -6,6 +6,7 @@ limits"."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import subprocess
@@ -32,31 +33,58 @@ INNER_SECONDS = 240
 POLL_SECONDS = 0.2
 MARKERS_ENV = "WALLTIME_MARKERS"
 
-#: Each case records where (which Slurm job) and when it ran, and waits for "go" (or,
-#: for the time-limit test, sleeps): the outer test acts while cases run.
-CASES = """
+#: Each case records where (which Slurm job) and when it ran.
+RECORD = """
     import json, os, pathlib, time
     import pytest
+
+    MARKERS = pathlib.Path(os.environ["WALLTIME_MARKERS"])
 
     def record(i, event):
         env = os.environ
         job = env.get("SLURM_ARRAY_JOB_ID", "") + "_" + env.get("SLURM_ARRAY_TASK_ID", "")
         line = json.dumps({"case": i, "event": event, "job": job, "time": time.time()})
-        with open(pathlib.Path(os.environ["WALLTIME_MARKERS"]) / "log", "a") as log:
+        with open(MARKERS / "log", "a") as log:
             log.write(line + "\\n")
 
-    @pytest.mark.parametrize("i", range(N))
+    def wait_for_go():
+        deadline = time.monotonic() + 150
+        while not (MARKERS / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+"""
+#: The scancel test: cases wait for "go", so that they run when the outer test acts.
+CASES = (
+    RECORD
+    + """
+    @pytest.mark.parametrize("i", range(8))
     def test_case(i):
         record(i, "start")
-        markers = pathlib.Path(os.environ["WALLTIME_MARKERS"])
-        if os.environ.get("WALLTIME_SLEEP"):
-            time.sleep(i % 5 + 1)
-        deadline = time.monotonic() + 120
-        while not (markers / "go").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_go()
         record(i, "end")
         assert i % 5 != 3
 """
+)
+#: The time-limit test: cases of 1 to 5 s (bounded by --gold-timeout); the last one, whose
+#: limit (150 s) fits in no 1-minute job, waits for "go": the outer test says go once the
+#: run said that the short job reached its time limit, so the run lasts until then.
+LIMIT_CASES = (
+    RECORD
+    + """
+    @pytest.mark.parametrize("i", range(36))
+    def test_case(i):
+        record(i, "start")
+        if os.environ.get("WALLTIME_SLEEP"):
+            time.sleep(i % 5 + 1)
+        record(i, "end")
+        assert i % 5 != 3
+
+    @pytest.mark.gold(timeout=150)
+    def test_last():
+        record(36, "start")
+        wait_for_go()
+        record(36, "end")
+"""
+)
 
 
 def records(markers: Path) -> list[dict]:
@@ -134,7 +162,7 @@ def test_a_job_cancelled_mid_run_moves_its_cases(
     """scancel of one of the run's jobs while its engines run cases: those cases go to
     the other job's engines and pass there (not failed, even with --gold-retries=0); the
     run's results are a plain run's."""
-    pytester.makepyfile(test_cases=CASES.replace("range(N)", "range(8)"))
+    pytester.makepyfile(test_cases=CASES)
     expected = plain_run(pytester, markers)
     create = run(
         pytester,
@@ -185,7 +213,7 @@ def test_a_job_cancelled_mid_run_moves_its_cases(
     )
     assert moved, output
     assert int(moved.group(1)) == len(running_there)
-    assert "gold: lost engine" not in output
+    assert "lost engine" not in output and "engines lost during the run" not in output
     # the moved cases ran again, on the other job, and finished there
     for case in running_there:
         ends = [r for r in records(markers) if r["case"] == case and r["event"] == "end"]
@@ -206,9 +234,8 @@ def test_no_case_starts_that_cannot_finish_before_its_jobs_time_limit(
     before then (--gold-timeout bounds them: 6 s, plus 10 % and 5 s), is released, and
     its job reaches its time limit with nothing running; the other job's engine runs the
     rest. Every case runs exactly once."""
-    pytester.makepyfile(test_cases=CASES.replace("range(N)", "range(36)"))
+    pytester.makepyfile(test_cases=LIMIT_CASES)
     expected = plain_run(pytester, markers)
-    (markers / "go").touch()  # the cases sleep 1 to 5 s instead
     monkeypatch.setenv("WALLTIME_SLEEP", "1")
     create = run(
         pytester,
@@ -232,26 +259,25 @@ def test_no_case_starts_that_cannot_finish_before_its_jobs_time_limit(
     short = f"{array}_0"
     subprocess.run(["scontrol", "update", f"JobId={short}", "TimeLimit=1"], check=True)
     subprocess.run(["scontrol", "release", array], check=True)
+    said = f"gold: job {short} reached its time limit"
+    wait_for(lambda: said in out.read_text(), f"'{said}'", process, out)
+    (markers / "go").touch()
     output = finish(process, out)
     assert process.returncode == pytest.ExitCode.TESTS_FAILED, output
     assert outcomes_by_id(output) == expected
     assert re.search(rf"gold: \S+ released: its Slurm job {short} ends in \d+ s", output), output
     assert re.search(rf"^gold: job {short} reached its time limit$", output, re.MULTILINE), output
-    assert "moved to other engines" not in output and "gold: lost engine" not in output
+    assert "moved to other engines" not in output and "lost engine" not in output
+    assert "engine lost during the run" not in output  # (the recap of lost engines)
     starts = [r for r in records(markers) if r["event"] == "start"]
-    assert sorted(r["case"] for r in starts) == list(range(36))  # each started once
+    assert sorted(r["case"] for r in starts) == list(range(37))  # each started once
     state = subprocess.run(
         ["scontrol", "-o", "show", "job", short], capture_output=True, text=True
     ).stdout
-    assert "JobState=TIMEOUT" in state, state
-    end = float(
-        subprocess.run(
-            ["date", "-d", re.search(r"EndTime=(\S+)", state).group(1), "+%s"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    assert "Reason=TimeLimit" in state, state  # (JobState=COMPLETING, then TIMEOUT)
+    started = re.search(r"StartTime=(\S+)", state)
+    assert started, state
+    end = datetime.datetime.fromisoformat(started.group(1)).timestamp() + 60  # TimeLimit=1
     ran_there = [r for r in records(markers) if r["job"] == short and r["event"] == "end"]
     assert len(ran_there) >= 3, "the short job's engine took part"
     assert max(r["time"] for r in ran_there) < end

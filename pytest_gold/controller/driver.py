@@ -198,7 +198,8 @@ class Driver:
         """Idle engines that ipyparallel no longer has (the controller stopped hearing
         their heartbeat): lost, and never sent a batch (ipyparallel would refuse it)."""
         registered = set(self.client.ids)
-        for eid in self.run.engines_in(EngineState.IDLE):
+        # (released engines too: their job's end is said)
+        for eid in self.run.engines_in(EngineState.IDLE, EngineState.RELEASED):
             if eid not in registered:
                 self.apply(self.lose_engine(eid, "", now), now)
 
@@ -427,14 +428,15 @@ class Driver:
             self.terminal.write_line(line, problem=True)
 
     def engine_lost(self, action: EngineLostNotice) -> None:
-        engine = self.lost[action.engine_id] = self.info[action.engine_id]
-        self.progress.lose_engine(engine.host)
+        engine = self.info[action.engine_id]
         self.config.hook.pytest_gold_engine_lost(
             config=self.config, engine=engine, cases=list(action.nodeids)
         )
-        if action.job_ended:
+        if action.job_ended:  # not a lost engine: its job ended, as jobs do
             self.job_ends.note(engine.slurm_job, "", action.resent)
             self.say_job_ends()
             return
+        self.lost[action.engine_id] = engine
+        self.progress.lose_engine(engine.host)
         line = lost_engine_line(engine, action.cases, action.resent)
         self.terminal.write_line(line, problem=True)

@@ -142,6 +142,8 @@ class Run:
     #: How many engine losses sent cases elsewhere / failed them (for the recap).
     cases_resent: int = 0
     cases_failed_lost: int = 0
+    #: Cases sent elsewhere because their engine's Slurm job ended.
+    cases_moved: int = 0
 
     def __post_init__(self) -> None:
         self.selected = frozenset(self.queue.remaining())

@@ -99,7 +99,7 @@ def job_ended(run: Run, engine_id: int, now: float) -> list[Action]:
         else:
             moved.append(nodeid)
     run.queue.requeue(moved)
-    run.cases_resent += len(moved)
+    run.cases_moved += len(moved)
     actions: list[Action] = [
         EngineLostNotice(engine_id, len(nodeids), len(moved), tuple(nodeids), job_ended=True)
     ]
