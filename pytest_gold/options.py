@@ -85,7 +85,7 @@ _VALUE_OPTIONS = [
         "gold_walltime_margin",
         "SECONDS",
         "engines that are Slurm jobs get only cases that finish before their job's time "
-        "limit: the case's expected duration plus 10 % plus this many seconds (default "
+        "limit: the case's expected duration plus a tenth plus this many seconds (default "
         f"{DEFAULT_WALLTIME_MARGIN_SECONDS:.0f}).",
     ),
     (

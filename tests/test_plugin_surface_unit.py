@@ -25,6 +25,7 @@ EXPECTED_METAVARS = {
     "--gold-min-engines": "N",
     "--gold-timeout": "SECONDS",
     "--gold-retries": "N",
+    "--gold-walltime-margin": "SECONDS",
     "--gold-order": "ORDER",
     "--gold-status-file": "FILE",
     "--gold-status-interval": "SECONDS",

@@ -180,11 +180,12 @@ class Run:
 
     def engines_to_finish(self) -> list[int]:
         """Engines whose workers get the end-of-run teardown: every engine that ran a
-        batch and is still there and answering."""
+        batch and is still there and answering (released ones too: their job is still
+        running, and a session's teardown is short)."""
         return sorted(
             eid
             for eid, record in self.engines.items()
-            if record.used and record.state is EngineState.IDLE
+            if record.used and record.state in (EngineState.IDLE, EngineState.RELEASED)
         )
 
     # -- events ------------------------------------------------------------------------
