@@ -10,6 +10,7 @@ from pytest_gold.settings import (
     DEFAULT_IDLE_STOP_MINUTES,
     DEFAULT_RETRIES,
     DEFAULT_WAIT_SECONDS,
+    DEFAULT_WALLTIME_MARGIN_SECONDS,
     DEFAULT_WORKER_ENV,
     MAX_ENGINES_PER_CPU,
     STATUS_LINE_SECONDS,
@@ -86,6 +87,14 @@ _VALUE_OPTIONS = [
         "N",
         "how often a case lost with its engine (the engine died) is sent to another "
         f"engine before it is reported as failed (default {DEFAULT_RETRIES}).",
+    ),
+    (
+        "--gold-walltime-margin",
+        "gold_walltime_margin",
+        "SECONDS",
+        "engines that are Slurm jobs get only cases that finish before their job's time "
+        "limit: the case's expected duration plus a tenth plus this many seconds (default "
+        f"{DEFAULT_WALLTIME_MARGIN_SECONDS:.0f}).",
     ),
     (
         "--gold-order",

@@ -34,6 +34,9 @@ STATUS_MODES = (STATUS_AUTO, STATUS_IN_PLACE, STATUS_LINES)
 STATUS_LINE_SECONDS = 30.0
 #: Default number of resubmissions of a case whose engine died.
 DEFAULT_RETRIES = 1
+#: --gold-walltime-margin: seconds a case needs before its Slurm job ends beyond its
+#: expected duration (see pytest_gold.policy.walltime.Margin).
+DEFAULT_WALLTIME_MARGIN_SECONDS = 60.0
 #: Default time to wait for a cluster's engines, in seconds.
 DEFAULT_WAIT_SECONDS = 60.0
 #: What becomes of processes that cases leave running (--gold-leftovers).
@@ -79,6 +82,7 @@ class GoldSettings:
     idle_stop_seconds: float = DEFAULT_IDLE_STOP_MINUTES * SECONDS_PER_MINUTE
     retries: int = DEFAULT_RETRIES
     timeout_seconds: float | None = None
+    walltime_margin_seconds: float = DEFAULT_WALLTIME_MARGIN_SECONDS
     order: str = ORDER_DURATION
     status_file: str | None = None
     status_interval: float = STATUS_LINE_SECONDS
@@ -298,7 +302,24 @@ def from_config(config: pytest.Config) -> GoldSettings:
             if _raw(config, "gold_timeout") is not None
             else None
         ),
+        walltime_margin_seconds=_walltime_margin(config),
     )
+
+
+def _walltime_margin(config: pytest.Config) -> float:
+    raw = _raw(config, "gold_walltime_margin")
+    if raw is None:
+        return DEFAULT_WALLTIME_MARGIN_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise pytest.UsageError(
+            f"--gold-walltime-margin (ini gold_walltime_margin) must be a number of seconds, "
+            f"0 or more, not {raw!r}."
+        )
+    return value
 
 
 def time_limits(items: list[pytest.Item], default: float | None) -> dict[str, float]:

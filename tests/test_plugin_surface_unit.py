@@ -26,6 +26,7 @@ EXPECTED_METAVARS = {
     "--gold-max-jobs": "N",
     "--gold-timeout": "SECONDS",
     "--gold-retries": "N",
+    "--gold-walltime-margin": "SECONDS",
     "--gold-order": "ORDER",
     "--gold-status-file": "FILE",
     "--gold-status-interval": "SECONDS",

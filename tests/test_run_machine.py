@@ -3,9 +3,12 @@
 A hypothesis ``RuleBasedStateMachine`` drives a :class:`Run` through random interleavings
 of engines registering, passing or failing their check, batches coming back (whole, cut
 short, with a pytest.exit()), engines lost with and without retries left, stops (-x,
-Ctrl-C), a lost controller, and time passing, and checks after every step that no case is
+Ctrl-C), a lost controller, engines whose Slurm jobs end (and the jobs ending), and time
+passing, and checks after every step that no case is
 lost or ended twice, that nothing is dispatched after a stop or to an engine that may not
-get work, and that retries happen only for lost engines and at most ``retries`` times.
+get work, that retries happen only for lost engines and at most ``retries`` times (cases
+of an ended job move without counting), and that no batch goes to an engine whose job ends
+before the batch can finish.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pytest_gold.policy.run import (
     CheckEngine,
     Dispatch,
     EngineLostNotice,
+    EngineReleased,
     EngineState,
     FailCase,
     GiveUpWaiting,
@@ -38,10 +42,16 @@ from pytest_gold.policy.run import (
     summary_of,
 )
 from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease
+from pytest_gold.policy.walltime import Margin
 
 
 def make_run(
-    cases: int, engines_needed: int = 1, retries: int = 1, in_order: bool = False, **kwargs
+    cases: int,
+    engines_needed: int = 1,
+    retries: int = 1,
+    in_order: bool = False,
+    known: dict[int, float] | None = None,
+    **kwargs,
 ) -> Run:
     """A run of ``cases`` cases; ``in_order``: one that stops on failures (-x, --maxfail,
     --sw), which sends one case per batch and replays results in pytest's order."""
@@ -52,6 +62,7 @@ def make_run(
         target_batch_seconds=0.5,
         max_batch_cases=1 if in_order else None,
         keep_order=in_order,
+        known_seconds={nodeids[i]: seconds for i, seconds in (known or {}).items()},
     )
     release = InOrderRelease(nodeids) if in_order else None
     return Run(queue=queue, min_engines=engines_needed, retries=retries, in_order=release, **kwargs)
@@ -203,10 +214,21 @@ class RunMachine(RuleBasedStateMachine):
         engines=st.integers(0, 4),
         in_order=st.booleans(),
         maxfail=st.sampled_from([0, 1, 2]),
+        seconds=st.lists(st.sampled_from([0.1, 1.0, 3.0, 10.0, 30.0]), min_size=25, max_size=25),
     )
     def start(
-        self, cases: int, needed: int, retries: int, engines: int, in_order: bool, maxfail: int
+        self,
+        cases: int,
+        needed: int,
+        retries: int,
+        engines: int,
+        in_order: bool,
+        maxfail: int,
+        seconds: list[float],
     ) -> None:
+        #: Every case's duration is known (the walltime rule's expectation, checked here
+        #: independently of the Run).
+        self.seconds = dict(enumerate(seconds[:cases]))
         self.run = make_run(
             cases,
             engines_needed=needed,
@@ -216,7 +238,10 @@ class RunMachine(RuleBasedStateMachine):
             wait_seconds=30.0,
             stop_grace_seconds=5.0,
             interrupt_grace_seconds=3.0,
+            known=self.seconds,
+            margin=Margin(seconds=2.0, fraction=0.1),
         )
+        self.expected = {f"t.py::test[{i}]": value for i, value in self.seconds.items()}
         self.position = {nodeid: i for i, nodeid in enumerate(self.run.queue.remaining())}
         #: In-order runs: what each held result holds (failed reports, pytest.exit()).
         self.held_info: dict[str, tuple[int, bool]] = {}
@@ -227,6 +252,8 @@ class RunMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.next_engine = 0
         self.sent_counts: dict[str, int] = {}
+        #: Cases moved elsewhere because their engine's job ended.
+        self.moved: dict[str, int] = {}
         for _ in range(engines):
             self.register()
             self.apply(self.run.engine_checked(self.next_engine - 1, [], self.now))
@@ -247,6 +274,17 @@ class RunMachine(RuleBasedStateMachine):
                 assert self.run.phase is Phase.RUNNING, "dispatch before enough engines"
                 for nodeid in action.batch.nodeids:
                     self.sent_counts[nodeid] = self.sent_counts.get(nodeid, 0) + 1
+                job_end = record.job_end
+                if job_end is not None:
+                    work = sum(self.expected[n] for n in action.batch.nodeids)
+                    assert self.now + work * 1.1 + 2.0 <= job_end + 1e-9, "no time to finish"
+            if isinstance(action, EngineReleased):
+                job_end = self.run.engines[action.engine_id].job_end
+                assert job_end is not None
+                assert action.seconds_left == job_end - self.now
+                assert action.seconds_left < action.shortest_needs, "released with time left"
+                needs = {value * 1.1 + 2.0 for value in self.expected.values()}
+                assert action.shortest_needs in needs
         self.release()
 
     def release(self) -> None:
@@ -285,6 +323,8 @@ class RunMachine(RuleBasedStateMachine):
     @rule(data=st.data(), ok=st.sampled_from([True, True, True, False]))
     def answer_check(self, data, ok: bool) -> None:
         eid = data.draw(st.sampled_from(self.run.engines_in(EngineState.CHECKING)))
+        left = data.draw(st.sampled_from([None, None, 1.0, 5.0, 20.0, 60.0]))
+        self.run.job_ends_at(eid, None if left is None else self.now + left)
         self.apply(
             self.run.engine_checked(eid, [] if ok else ["pytest 0.1 here"], self.now),
             then_tick=True,
@@ -354,6 +394,32 @@ class RunMachine(RuleBasedStateMachine):
                     assert before[nodeid] + 1 <= self.run.retries, "retried past --gold-retries"
         self.apply(actions, then_tick=True)
 
+    @precondition(lambda self: self.can(EngineState.IDLE, EngineState.BUSY, EngineState.RELEASED))
+    @rule(data=st.data())
+    def job_ends(self, data) -> None:
+        """The engine's Slurm job ended (time limit, scancel): its cases move, not
+        counted against retries (after a stop: not run)."""
+        eid = data.draw(
+            st.sampled_from(
+                self.run.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.RELEASED)
+            )
+        )
+        batch = self.run.engines[eid].batch
+        losses = dict(self.run.losses)
+        stopped = self.run.stopped
+        actions = self.run.job_ended(eid, self.now)
+        assert self.run.losses == losses, "a job's end counted against retries"
+        assert not any(isinstance(a, FailCase) for a in actions), "a job's end failed a case"
+        if batch is not None:
+            queued = set(self.run.queue.remaining())
+            for nodeid in batch.nodeids:
+                # Sent elsewhere; or not run: the run had stopped, or stopped now (the
+                # job's engine was the last one).
+                assert nodeid in queued or self.run.ended.get(nodeid) == "not run", nodeid
+                assert not (stopped and nodeid in queued), nodeid
+                self.moved[nodeid] = self.moved.get(nodeid, 0) + 1
+        self.apply(actions, then_tick=True)
+
     @precondition(lambda self: self.run.phase is Phase.RUNNING)
     @rule(kind=st.sampled_from([StopKind.FAILURES, StopKind.INTERRUPT]))
     def stop(self, kind: StopKind) -> None:
@@ -393,7 +459,7 @@ class RunMachine(RuleBasedStateMachine):
     @invariant()
     def a_case_is_sent_again_only_after_a_loss(self) -> None:
         for nodeid, count in self.sent_counts.items():
-            assert count <= 1 + self.run.losses.get(nodeid, 0), nodeid
+            assert count <= 1 + self.run.losses.get(nodeid, 0) + self.moved.get(nodeid, 0), nodeid
 
 
 TestRunMachine = RunMachine.TestCase

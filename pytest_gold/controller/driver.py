@@ -37,6 +37,7 @@ from pytest_gold.controller.faults import (
     supervisor_failed_message,
 )
 from pytest_gold.controller.jobcare import JobCare
+from pytest_gold.controller.jobends import JobEnds, how_job_ended, in_run_clock, released_line
 from pytest_gold.controller.liveness import HubMonitor
 from pytest_gold.controller.progress import Progress
 from pytest_gold.controller.reporting import Replayer
@@ -54,6 +55,7 @@ from pytest_gold.policy.run import (
     EngineJoinedRun,
     EngineLeftOut,
     EngineLostNotice,
+    EngineReleased,
     EngineState,
     FailCase,
     GiveUpWaiting,
@@ -139,6 +141,8 @@ class Driver:
         self.session: pytest.Session | None = None
         #: The run's Slurm jobs (replacements, counts), for a cluster it started on Slurm.
         self.jobs: JobCare | None = None
+        #: Slurm jobs that ended with engines of the run (said once per job).
+        self.job_ends = JobEnds()
 
     def tag_of(self, eid: int) -> str:
         info = self.info.get(eid)
@@ -175,6 +179,7 @@ class Driver:
             for eid, info, problems in answered:
                 if info is not None:
                     self.info[eid] = info
+                    run.job_ends_at(eid, in_run_clock(info.job_end, now, time.time()))
                 for action in run.engine_checked(eid, problems, now):
                     if isinstance(action, EngineJoinedRun):
                         joined.append(self.info[eid])
@@ -196,9 +201,10 @@ class Driver:
         """Idle engines that ipyparallel no longer has (the controller stopped hearing
         their heartbeat): lost, and never sent a batch (ipyparallel would refuse it)."""
         registered = set(self.client.ids)
-        for eid in self.run.engines_in(EngineState.IDLE):
+        # (released engines too: their job's end is said)
+        for eid in self.run.engines_in(EngineState.IDLE, EngineState.RELEASED):
             if eid not in registered:
-                self.apply(self.run.engine_lost(eid, "", now), now)
+                self.apply(self.lose_engine(eid, "", now), now)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -222,6 +228,7 @@ class Driver:
             self.ticker.tick(run)
             if self.jobs is not None:
                 self.jobs.tick(run, self.progress.engine_time, now)
+        self.say_job_ends(final=True)
 
     def poll(self) -> None:
         """Wait a little for tasks to finish; take in those that did."""
@@ -327,7 +334,7 @@ class Driver:
         if not is_engine_lost(error):
             self.apply(self.run.batch_errored(eid, supervisor_failed_message(engine, error)), now)
             return
-        actions = self.run.engine_lost(eid, lost_case_message(engine), now)
+        actions = self.lose_engine(eid, lost_case_message(engine), now)
         self.apply(
             [
                 dataclasses.replace(a, message=f"{a.message}; {error}")
@@ -358,6 +365,11 @@ class Driver:
                 self.check_failed(action, answer)
             elif isinstance(action, EngineLostNotice):
                 self.engine_lost(action)
+            elif isinstance(action, EngineReleased):
+                line = released_line(
+                    self.info[action.engine_id], action.seconds_left, action.shortest_needs
+                )
+                self.terminal.write_line(line)
             elif isinstance(action, Abandoned):
                 # Nothing more is waited for there (not even the end-of-run teardown).
                 gone = set(action.engine_ids)
@@ -406,11 +418,30 @@ class Driver:
             line = describe({eid: failed})[0]
             self.terminal.write_line(f"gold: engine check failed, left out: {line}", problem=True)
 
+    def lose_engine(self, eid: int, message: str, now: float) -> list[Action]:
+        """The engine is gone: its Slurm job ended (its cases move, see
+        pytest_gold.controller.jobends), or it was lost."""
+        how = how_job_ended(self.info[eid].slurm_job) if eid in self.info else ""
+        if how:
+            self.job_ends.note(self.info[eid].slurm_job, how, 0)
+            return self.run.job_ended(eid, now)
+        return self.run.engine_lost(eid, message, now)
+
+    def say_job_ends(self, final: bool = False) -> None:
+        live = {self.info[eid].slurm_job for eid in self.run.usable if eid in self.info}
+        for line in self.job_ends.lines(live, final):
+            self.terminal.write_line(line, problem=True)
+
     def engine_lost(self, action: EngineLostNotice) -> None:
-        engine = self.lost[action.engine_id] = self.info[action.engine_id]
-        self.progress.lose_engine(engine.host)
+        engine = self.info[action.engine_id]
         self.config.hook.pytest_gold_engine_lost(
             config=self.config, engine=engine, cases=list(action.nodeids)
         )
+        if action.job_ended:  # not a lost engine: its job ended, as jobs do
+            self.job_ends.note(engine.slurm_job, "", action.resent)
+            self.say_job_ends()
+            return
+        self.lost[action.engine_id] = engine
+        self.progress.lose_engine(engine.host)
         line = lost_engine_line(engine, action.cases, action.resent)
         self.terminal.write_line(line, problem=True)

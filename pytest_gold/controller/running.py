@@ -39,6 +39,7 @@ from pytest_gold.launch.slurmjobs import submitted_line
 from pytest_gold.policy.enginecheck import describe
 from pytest_gold.policy.run import Run
 from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease, dispatch_order
+from pytest_gold.policy.walltime import Margin
 from pytest_gold.protocol.collecting import selected_paths
 from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import RunSpec, result_from_wire
@@ -83,6 +84,7 @@ def make_run(
         in_order=InOrderRelease(nodeids) if in_order else None,
         maxfail=config.getoption("maxfail", 0) or 0,
         stepwise_allowed=stepwise_allowed(config),
+        margin=Margin(seconds=settings.walltime_margin_seconds),
     )
 
 

@@ -35,6 +35,7 @@ from pytest_gold.controller.running import drive, left_out, make_run, run_spec, 
 from pytest_gold.controller.terminal import Terminal
 from pytest_gold.controller.ticker import StatusTicker
 from pytest_gold.controller.verdicts import summarize_left_out
+from pytest_gold.controller.walltimecheck import check_profile_jobs
 from pytest_gold.launch.attaching import attach, keep_message
 from pytest_gold.launch.cluster import ClusterError, ClusterHandle, start_embedded
 from pytest_gold.launch.keptcluster import open_kept
@@ -157,6 +158,7 @@ class GoldController:
             if not items:
                 return True
         limits = time_limits(items, self.settings.timeout_seconds)
+        check_profile_jobs(self.settings, [item.nodeid for item in items], self.durations, limits)
         self.progress = Progress(total=len(items))
         # A SIGTERM (a scheduler, kill) from here on stops what this run started, also
         # while the cluster is still starting.

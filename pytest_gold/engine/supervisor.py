@@ -25,7 +25,7 @@ import time
 from collections import deque
 from typing import Any
 
-from pytest_gold.engine import leftovers, outputspool
+from pytest_gold.engine import leftovers, outputspool, slurmjob
 from pytest_gold.engine.endofrun import end_worker
 from pytest_gold.engine.engineruns import (
     ControllerId,
@@ -406,8 +406,11 @@ def serve_engine_info(
     _adopt_leftovers()
     _engine_id = engine_id
     _interrupt_any = False
+    job, job_end = slurmjob.job_facts()
     info = dataclasses.replace(
         engine_info(),
+        slurm_job=job,
+        job_end=job_end,
         rootdir_visible=not rootdir or os.path.isdir(rootdir),
         cwd_usable=not invocation_dir
         or (os.path.isdir(invocation_dir) and os.access(invocation_dir, os.R_OK | os.X_OK)),

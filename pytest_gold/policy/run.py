@@ -15,7 +15,10 @@ Invariants (checked by :meth:`Run.check_invariants`):
   on failures — left out (it finished after the point where a plain run stops);
 - nothing is dispatched after a stop, or to an engine that is lost, unresponsive, left
   out or not yet checked, or to an engine that is still busy;
-- a case is sent again only when its engine was lost, and at most ``retries`` times.
+- a case is sent again only when its engine was lost, and at most ``retries`` times
+  (a case whose engine's Slurm job ended is sent again without counting);
+- no batch goes to an engine whose job ends before the batch can finish (its cases'
+  expected durations plus the margin, see :mod:`pytest_gold.policy.runwalltime`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from pytest_gold.policy import runfaults, runjoin, runorder
+from pytest_gold.policy import runfaults, runjoin, runorder, runwalltime
 from pytest_gold.policy.runchecks import check_invariants, describe_state
 from pytest_gold.policy.runtypes import (
     EVERY_ENGINE_LOST,
@@ -38,6 +41,7 @@ from pytest_gold.policy.runtypes import (
     EngineLeftOut,
     EngineLostNotice,
     EngineRecord,
+    EngineReleased,
     EngineState,
     FailCase,
     GiveUpWaiting,
@@ -47,6 +51,7 @@ from pytest_gold.policy.runtypes import (
     summary_of,
 )
 from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease
+from pytest_gold.policy.walltime import Margin
 from pytest_gold.protocol.messages import Batch
 
 __all__ = [
@@ -61,6 +66,7 @@ __all__ = [
     "EngineLeftOut",
     "EngineLostNotice",
     "EngineRecord",
+    "EngineReleased",
     "EngineState",
     "FailCase",
     "GiveUpWaiting",
@@ -101,6 +107,9 @@ class Run:
     #: --maxfail (0: none) and how many failures stepwise allows (0: not stepwise).
     maxfail: int = 0
     stepwise_allowed: int = 0
+    #: What a case needs beyond its expected duration before its engine's Slurm job ends
+    #: (--gold-walltime-margin; see pytest_gold.policy.runwalltime).
+    margin: Margin = field(default_factory=Margin)
 
     phase: Phase = Phase.WAITING
     engines: dict[int, EngineRecord] = field(default_factory=dict)
@@ -136,6 +145,8 @@ class Run:
     #: Engines are on their way (Slurm jobs of the run queued or starting): a run whose
     #: engines all left waits for them rather than stopping (see policy/jobplan.py).
     engines_coming: bool = False
+    #: Cases sent elsewhere because their engine's Slurm job ended.
+    cases_moved: int = 0
 
     def __post_init__(self) -> None:
         self.selected = frozenset(self.queue.remaining())
@@ -172,11 +183,12 @@ class Run:
 
     def engines_to_finish(self) -> list[int]:
         """Engines whose workers get the end-of-run teardown: every engine that ran a
-        batch and is still there and answering."""
+        batch and is still there and answering (released ones too: their job is still
+        running, and a session's teardown is short)."""
         return sorted(
             eid
             for eid, record in self.engines.items()
-            if record.used and record.state is EngineState.IDLE
+            if record.used and record.state in (EngineState.IDLE, EngineState.RELEASED)
         )
 
     # -- events ------------------------------------------------------------------------
@@ -286,6 +298,16 @@ class Run:
         (never after a stop); the others fail with ``message``."""
         return runfaults.engine_lost(self, engine_id, message, now)
 
+    def job_ends_at(self, engine_id: int, at: float | None) -> None:
+        """The engine check said when the engine's Slurm job ends (``at``, in the Run's
+        clock; ``None``: no time limit). Call before :meth:`engine_checked`."""
+        return runwalltime.job_ends_at(self, engine_id, at)
+
+    def job_ended(self, engine_id: int, now: float) -> list[Action]:
+        """The engine is gone because its Slurm job ended (time limit, scancel): its
+        cases go to other engines, not counted against ``retries``."""
+        return runwalltime.job_ended(self, engine_id, now)
+
     def dispatch_refused(self, engine_id: int, now: float) -> list[Action]:
         """ipyparallel refused the batch of a :class:`Dispatch` (the engine unregistered
         meanwhile): its cases go back to the queue, never having run, and the engine is
@@ -336,13 +358,13 @@ class Run:
             return actions
         if self.phase is Phase.STOPPING and self.busy and now > self.stop_deadline:
             actions += runfaults.abandon_unanswered(self)
-        actions += self._dispatch()
+        actions += self._dispatch(now)
         self.settle()
         return actions
 
     # -- internals ---------------------------------------------------------------------
 
-    def _dispatch(self) -> list[Action]:
+    def _dispatch(self, now: float) -> list[Action]:
         actions: list[Action] = []
         while self.phase is Phase.RUNNING and self.idle_order and self.queue:
             # Nothing a plain run never reaches; with nothing in flight that could still
@@ -353,8 +375,15 @@ class Run:
             record = self.engines[eid]
             if record.state is not EngineState.IDLE:
                 continue
-            batch = self.queue.next_batch()
-            assert batch is not None
+            batch = runwalltime.batch_for(self, eid, now)
+            if batch is None:  # nothing left fits before its job ends
+                actions += runwalltime.release(self, eid, now)
+                continue
+            if self.busy and not all(self.may_dispatch(n) for n in batch.nodeids):
+                # (a case later than the head, chosen to fit: only if a plain run reaches it)
+                self.queue.requeue(list(batch.nodeids))
+                self.idle_order.insert(0, eid)
+                break
             limits = {n: self.time_limits[n] for n in batch.nodeids if n in self.time_limits}
             batch = replace(batch, time_limits=limits)
             record.state, record.batch, record.used = EngineState.BUSY, batch, True

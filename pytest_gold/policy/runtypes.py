@@ -24,6 +24,9 @@ class EngineState(enum.Enum):
     LOST = "lost"
     #: Did not answer within the grace period after a stop: nothing more is sent to it.
     UNRESPONSIVE = "unresponsive"
+    #: Its Slurm job has too little time left for any case left (see
+    #: :mod:`pytest_gold.policy.runwalltime`): nothing more is sent to it.
+    RELEASED = "released"
 
 
 #: States in which an engine is part of the run and may get work (now or later).
@@ -120,6 +123,20 @@ class EngineLostNotice:
     resent: int
     #: The cases it was running.
     nodeids: tuple[str, ...] = ()
+    #: The engine's Slurm job ended (time limit, scancel): its cases were sent elsewhere
+    #: without counting against ``retries`` (``resent`` of them; the others were not run,
+    #: the run stopping).
+    job_ended: bool = False
+
+
+@dataclass(frozen=True)
+class EngineReleased:
+    """An engine's Slurm job has ``seconds_left`` seconds left, too few for any case left
+    (the shortest needs ``shortest_needs`` with the margin): it gets nothing more."""
+
+    engine_id: int
+    seconds_left: float
+    shortest_needs: float
 
 
 @dataclass(frozen=True)
@@ -146,6 +163,7 @@ Action = (
     | EngineLeftOut
     | EngineJoinedRun
     | EngineLostNotice
+    | EngineReleased
     | Abandoned
     | GiveUpWaiting
 )
@@ -178,6 +196,8 @@ class EngineRecord:
     batch: Batch | None = None
     used: bool = False
     problems: tuple[str, ...] = ()
+    #: When the engine's Slurm job ends, in the Run's clock (``None``: no time limit).
+    job_end: float | None = None
 
 
 def summary_of(

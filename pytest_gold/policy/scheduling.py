@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -210,6 +210,33 @@ class DispatchQueue:
         )
         nodeids = [self._queue.popleft() for _ in range(size)]
         return Batch(nodeids=nodeids, lookahead=self.head)
+
+    def next_batch_within(self, budget: float, expected: Callable[[str], float]) -> Batch | None:
+        """The next batch whose cases' ``expected`` durations add up to at most ``budget``
+        seconds (an engine whose time is limited): the first cases in dispatch order that
+        fit, sized as :meth:`next_batch` sizes batches; ``None`` when no case fits."""
+        if math.isinf(budget):
+            return self.next_batch()
+        fitting = [nodeid for nodeid in self._queue if expected(nodeid) <= budget]
+        if not fitting:
+            return None
+        size = batch_size(
+            (self.expected_seconds(nodeid) for nodeid in fitting),
+            len(self._queue),
+            self.engine_count,
+            self.target_batch_seconds,
+            self.max_batch_cases,
+        )
+        chosen: list[str] = []
+        work = 0.0
+        for nodeid in fitting[:size]:
+            if chosen and work + expected(nodeid) > budget:
+                break
+            chosen.append(nodeid)
+            work += expected(nodeid)
+        taken = set(chosen)
+        self._queue = deque(nodeid for nodeid in self._queue if nodeid not in taken)
+        return Batch(nodeids=chosen, lookahead=self.head)
 
     def planned_batches(self, expected: Sequence[float]) -> int:
         """How many batches the cases still queued will go out in, given their expected

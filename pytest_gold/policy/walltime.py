@@ -1,4 +1,4 @@
-"""Walltime: does a case fit in the time an engine's job has left? (Pure; not wired in.)
+"""Walltime: does a case fit in the time an engine's job has left? (Pure.)
 
 An engine that is a Slurm job ends at its job's time limit, and a case still running then
 is lost with it. The rule here decides, for a case of expected duration ``d``, whether
@@ -12,14 +12,16 @@ another node), ``seconds`` what is not the case's own time (sending it, the work
 set-up, the reports coming back, clocks that differ between nodes). A job without a
 time limit (``T`` is ``None``) takes any case.
 
-No I/O and no clock: times are seconds since the epoch, given by the caller. The
-controller's dispatch (pytest_gold/policy/run.py) does not use this yet.
+No I/O and no clock: times are seconds given by the caller (the engine check reports
+seconds since the epoch; the controller's Run counts in its monotonic clock). The Run's
+dispatch applies the rule through :mod:`pytest_gold.policy.runwalltime`.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 #: What squeue prints for a job's end time when there is none (``squeue -o %e``).
@@ -87,9 +89,10 @@ def expected_duration(
     return None
 
 
-def parse_job_end(text: str, tz: datetime.tzinfo) -> float | None:
-    """``squeue -h -j $SLURM_JOB_ID -o %e`` (``2026-11-30T22:58:48``, in the time zone of
-    the Slurm controller, ``tz``) as seconds since the epoch; ``None`` for no end time."""
+def parse_job_end(text: str, tz: datetime.tzinfo | None) -> float | None:
+    """``squeue -h -j $SLURM_JOB_ID -o %e`` (``2026-11-30T22:58:48``, in the time zone
+    squeue runs in, ``tz``; ``None``: this machine's local time) as seconds since the
+    epoch; ``None`` for no end time."""
     text = text.strip()
     if text in NO_END_TIME:
         return None
@@ -97,6 +100,22 @@ def parse_job_end(text: str, tz: datetime.tzinfo) -> float | None:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not a Slurm end time: {text!r}") from None
-    if moment.tzinfo is None:
+    if moment.tzinfo is None and tz is not None:
         moment = moment.replace(tzinfo=tz)
     return moment.timestamp()
+
+
+def shortest_known_case(
+    nodeids: Iterable[str], known: Mapping[str, float], limits: Mapping[str, float]
+) -> tuple[str, float] | None:
+    """The case expected to take least among those whose duration is known (measured,
+    else bounded by a finite time limit), and that duration; ``None``: none known."""
+    shortest: tuple[str, float] | None = None
+    for nodeid in nodeids:
+        limit = limits.get(nodeid)
+        expected = expected_duration(
+            known.get(nodeid), limit if limit is not None and math.isfinite(limit) else None
+        )
+        if expected is not None and (shortest is None or expected < shortest[1]):
+            shortest = (nodeid, expected)
+    return shortest

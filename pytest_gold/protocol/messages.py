@@ -45,6 +45,11 @@ class EngineInfo:
     #: The signal that interrupts this run's batches on the engine (0: the shared one,
     #: which interrupts whatever batch runs); given by the engine check.
     interrupt_signal: int = 0
+    #: Engine check: the Slurm job the engine runs in (``""``: none; ``12_3`` for a job
+    #: array's task) and when that job ends at the latest, in seconds since the epoch
+    #: (``None``: no time limit known). See :mod:`pytest_gold.engine.slurmjob`.
+    slurm_job: str = ""
+    job_end: float | None = None
 
     @property
     def tag(self) -> str:
