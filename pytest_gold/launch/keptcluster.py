@@ -280,11 +280,7 @@ def _start(
         raise
     try:
         cluster = handle.cluster
-        engines = [
-            launcher.pid
-            for engine_set in cluster.engines.values()
-            for launcher in engine_set.launchers.values()
-        ]
+        engines = cluster_module.engine_pids(cluster)
         connection_file = str(handle.connection_file)
         state = KeptState(
             rootdir=os.path.realpath(rootdir),
