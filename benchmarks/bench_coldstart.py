@@ -169,7 +169,11 @@ try:
     import pytest_gold  # noqa: F401
 
     def pytest_gold_case_scheduled(config, nodeid, engine):
-        _stamp("dispatch", nodeid.rsplit("[", 1)[-1].rstrip("]"))
+        _stamp("dispatch", f"{nodeid.rsplit('[', 1)[-1].rstrip(']')}@{engine.engine_id}")
+
+    def pytest_gold_cluster_ready(config, client, engines):
+        for engine in engines:
+            _stamp("joined", engine.engine_id)
 except ImportError:
     pass
 """
@@ -188,6 +192,20 @@ PHASES = (
 ORDER: list[str] = []
 
 
+#: Per engine (id) of the last run: when it joined the run, when its first batch went.
+JOINED: dict[str, float] = {}
+FIRST_BATCH: dict[str, float] = {}
+
+
+def joined_to_first_batch() -> str:
+    """How long engines waited between joining the run and their first batch: the time a
+    worker started as the engine joins (a prestart) could have gained."""
+    waits = [FIRST_BATCH[e] - JOINED[e] for e in JOINED if e in FIRST_BATCH]
+    if not waits:
+        return "?"
+    return f"median {statistics.median(waits):.2f} s, max {max(waits):.2f} s"
+
+
 def longest_first(times: Sequence[float], workers: int) -> str:
     """Whether the last gold run dispatched the ``workers`` longest cases first."""
     if len(ORDER) < workers:
@@ -201,13 +219,19 @@ def phases(suite: Path, started: float, ended: float) -> dict[str, float]:
     """Seconds per phase of the run whose stamps are in ``suite`` (then removed)."""
     path = suite / STAMPS_FILE
     ORDER.clear()
+    JOINED.clear()
+    FIRST_BATCH.clear()
     first: dict[str, float] = {"exit": ended}
     last_result = 0.0
     for line in path.read_text().splitlines():
         kind, value, *what = line.split()
         first.setdefault(kind, float(value))
         if kind == "dispatch":
-            ORDER.append(what[0])
+            case, engine = what[0].split("@")
+            ORDER.append(case)
+            FIRST_BATCH.setdefault(engine, float(value))
+        if kind == "joined":
+            JOINED.setdefault(what[0], float(value))
         if kind == "result":
             last_result = max(last_result, float(value))
     path.unlink()
@@ -284,6 +308,7 @@ def measure(args: argparse.Namespace, suite: Path, env: dict[str, str]) -> dict[
         shown = ", ".join(f"{label} {value:.2f}" for label, value in PHASE_LOG[-1].items())
         if what != "xdist":
             shown += f"; {args.workers} longest first: {longest_first(times, args.workers)}"
+            shown += f"; engine joined->its 1st batch: {joined_to_first_batch()}"
         print(f" {wall:.2f} s ({shown})")
 
     # Untimed: the bytecode caches of pytest's plugins and the suite are written, once.

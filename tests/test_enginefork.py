@@ -1,4 +1,4 @@
-"""The embedded cluster's engines are forked from one zygote (issue 12, cold start)."""
+"""--gold-fork-engines: the embedded cluster's engines are forked from one zygote (issue 12)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ PLACEMENT = """
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_embedded_engines_are_forked_from_one_zygote(pytester: pytest.Pytester, leak_check: str):
     pytester.makepyfile(test_where=PLACEMENT)
-    result = pytester.runpytest_subprocess("--gold", "--gold-engines=2", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--gold", "--gold-engines=2", "--gold-fork-engines", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=4)
     placements = [
         (pytester.path / f"placement-{i}.txt").read_text().split(" ", 2) for i in range(4)

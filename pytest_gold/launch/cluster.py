@@ -172,11 +172,17 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def start_embedded(
-    engines: int, wait_seconds: float, *, profile_dir: str | None = None, keep: bool = False
+    engines: int,
+    wait_seconds: float,
+    *,
+    profile_dir: str | None = None,
+    keep: bool = False,
+    fork: bool = False,
 ) -> ClusterHandle:
     """Start a private cluster on loopback, ignoring the user's ipython profiles; in a
     temporary profile directory, or (``keep``, see keptcluster.py) in ``profile_dir``,
-    left running at the end."""
+    left running at the end. ``fork`` (--gold-fork-engines): the engines are forked from
+    one zygote (see enginefork.py)."""
     started = time.monotonic()
     profile_dir = profile_dir or tempfile.mkdtemp(prefix="pytest-gold-cluster-")
     cluster = ipp.Cluster(
@@ -189,12 +195,15 @@ def start_embedded(
         engine_timeout=int(wait_seconds),
         controller_args=[f"--HeartMonitor.period={EMBEDDED_HEARTBEAT_MS}"],
         shutdown_atexit=not keep,
-        # Forked from one process that imported ipyparallel once (see enginefork.py).
-        engine_launcher_class=ForkingEngineSetLauncher,
+        **({"engine_launcher_class": ForkingEngineSetLauncher} if fork else {}),
     )
+    # Engines start together rather than 0.1 s apart.
+    cluster.config.LocalEngineSetLauncher.delay = 0
     # No nanny per engine: half the processes to start on a laptop. The engines are
     # local, so the run signals them by pid (see faults.signal_engines).
-    cluster.config.ForkingEngineSetLauncher.engine_args = ["--IPEngine.enable_nanny=False"]
+    engine_args = ["--IPEngine.enable_nanny=False"]
+    cluster.config.LocalEngineSetLauncher.engine_args = engine_args
+    cluster.config.ForkingEngineSetLauncher.engine_args = engine_args
     handle = ClusterHandle(
         client=None,  # type: ignore[arg-type]  # set below, once connected
         description="",

@@ -273,7 +273,11 @@ def _start(
     paths.root.mkdir(mode=0o700)
     try:
         handle = cluster_module.start_embedded(
-            settings.engines, settings.wait_seconds, profile_dir=str(paths.profile), keep=True
+            settings.engines,
+            settings.wait_seconds,
+            profile_dir=str(paths.profile),
+            keep=True,
+            fork=settings.fork_engines,
         )
     except BaseException:
         shutil.rmtree(paths.root, ignore_errors=True)
