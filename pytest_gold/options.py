@@ -182,6 +182,14 @@ def addoption(parser: pytest.Parser) -> None:
         "with --gold-profile the profile's cluster (the run prints how to stop it).",
     )
     group.addoption(
+        "--gold-fork-engines",
+        dest="gold_fork_engines",
+        action="store_true",
+        default=False,
+        help="fork the embedded cluster's engines from one process that imported "
+        "ipyparallel once (less CPU time at start; see 'How it works').",
+    )
+    group.addoption(
         "--gold-resume",
         dest="gold_resume",
         action="store_true",

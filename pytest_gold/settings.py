@@ -77,6 +77,8 @@ class GoldSettings:
     #: --gold-max-jobs (None: the Slurm profile's job count).
     max_jobs: int | None = None
     keep_cluster: bool = False
+    #: --gold-fork-engines: the embedded cluster's engines are forked from one zygote.
+    fork_engines: bool = False
     #: --gold-engines (or gold_engines) was given: a kept cluster must have that many.
     engines_given: bool = False
     idle_stop_seconds: float = DEFAULT_IDLE_STOP_MINUTES * SECONDS_PER_MINUTE
@@ -269,6 +271,7 @@ def from_config(config: pytest.Config) -> GoldSettings:
             f"--gold-log (ini gold_log) must be one of {', '.join(LOG_MODES)}, not {log!r}."
         )
     return GoldSettings(
+        fork_engines=bool(config.getoption("gold_fork_engines")),
         leftovers=leftovers,
         log=log,
         status_line=status_line,

@@ -252,7 +252,9 @@ class GoldController:
         kept = open_kept(
             settings, self.config.rootpath, lambda text: self.terminal.write_line(f"gold: {text}")
         )
-        return kept or start_embedded(settings.engines, settings.wait_seconds)
+        return kept or start_embedded(
+            settings.engines, settings.wait_seconds, fork=settings.fork_engines
+        )
 
     def close_cluster(self) -> None:
         if self.handle is None:

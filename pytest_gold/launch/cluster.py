@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import ipyparallel as ipp
 
 from pytest_gold.launch.clusterlog import ClusterLog
+from pytest_gold.launch.enginefork import ForkingEngineSetLauncher
 from pytest_gold.launch.watchdog import DONE, kill_process_groups
 
 #: Heartbeat period of an embedded controller, in ms: short, so engines register fast.
@@ -171,11 +172,17 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def start_embedded(
-    engines: int, wait_seconds: float, *, profile_dir: str | None = None, keep: bool = False
+    engines: int,
+    wait_seconds: float,
+    *,
+    profile_dir: str | None = None,
+    keep: bool = False,
+    fork: bool = False,
 ) -> ClusterHandle:
     """Start a private cluster on loopback, ignoring the user's ipython profiles; in a
     temporary profile directory, or (``keep``, see keptcluster.py) in ``profile_dir``,
-    left running at the end."""
+    left running at the end. ``fork`` (--gold-fork-engines): the engines are forked from
+    one zygote (see enginefork.py)."""
     started = time.monotonic()
     profile_dir = profile_dir or tempfile.mkdtemp(prefix="pytest-gold-cluster-")
     cluster = ipp.Cluster(
@@ -188,12 +195,15 @@ def start_embedded(
         engine_timeout=int(wait_seconds),
         controller_args=[f"--HeartMonitor.period={EMBEDDED_HEARTBEAT_MS}"],
         shutdown_atexit=not keep,
+        **({"engine_launcher_class": ForkingEngineSetLauncher} if fork else {}),
     )
     # Engines start together rather than 0.1 s apart.
     cluster.config.LocalEngineSetLauncher.delay = 0
     # No nanny per engine: half the processes to start on a laptop. The engines are
     # local, so the run signals them by pid (see faults.signal_engines).
-    cluster.config.LocalEngineSetLauncher.engine_args = ["--IPEngine.enable_nanny=False"]
+    engine_args = ["--IPEngine.enable_nanny=False"]
+    cluster.config.LocalEngineSetLauncher.engine_args = engine_args
+    cluster.config.ForkingEngineSetLauncher.engine_args = engine_args
     handle = ClusterHandle(
         client=None,  # type: ignore[arg-type]  # set below, once connected
         description="",
@@ -290,20 +300,43 @@ def _local_pid(launcher: Any) -> int | None:
     return None
 
 
+def engine_launchers(engine_set: Any) -> list[Any]:
+    """The launchers of an engine set's processes: one per engine, or the set itself when
+    one process starts them all (the forking launcher, an MPI one)."""
+    launchers = getattr(engine_set, "launchers", None)
+    return list(launchers.values()) if launchers is not None else [engine_set]
+
+
+def engine_pids(cluster: Any) -> list[int]:
+    """The pids of the engine processes of a cluster this run started (local launchers):
+    a forking launcher's engines are its zygote's children (Linux /proc)."""
+    pids: list[int] = []
+    for engine_set in cluster.engines.values():
+        if isinstance(engine_set, ForkingEngineSetLauncher):
+            zygote = _local_pid(engine_set)
+            pids.extend(_children(zygote) if zygote is not None else [])
+            continue
+        pids.extend(pid for pid in map(_local_pid, engine_launchers(engine_set)) if pid)
+    return pids
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def _nanny_pids(cluster: Any) -> list[int]:
     """The engines' child processes (nannies, workers): in sessions of their own, nannies
     do not always follow their engine out (Linux /proc; none found elsewhere)."""
     nannies: list[int] = []
     for engine_set in cluster.engines.values():
-        for launcher in getattr(engine_set, "launchers", {}).values():
+        for launcher in engine_launchers(engine_set):
             pid = _local_pid(launcher)
-            if pid is None:
-                continue
-            try:
-                with open(f"/proc/{pid}/task/{pid}/children") as children:
-                    nannies.extend(int(child) for child in children.read().split())
-            except (OSError, ValueError):
-                continue
+            if pid is not None:
+                nannies.extend(_children(pid))
     return nannies
 
 
@@ -341,7 +374,7 @@ def _launcher_process_groups(cluster: Any) -> list[int]:
     """The process groups of the controller and engine launchers of a cluster."""
     launchers = [cluster.controller]
     for engine_set in cluster.engines.values():
-        launchers.extend(getattr(engine_set, "launchers", {}).values())
+        launchers.extend(engine_launchers(engine_set))
     groups = []
     for launcher in launchers:
         pid = _local_pid(launcher)

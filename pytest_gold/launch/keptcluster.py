@@ -273,18 +273,18 @@ def _start(
     paths.root.mkdir(mode=0o700)
     try:
         handle = cluster_module.start_embedded(
-            settings.engines, settings.wait_seconds, profile_dir=str(paths.profile), keep=True
+            settings.engines,
+            settings.wait_seconds,
+            profile_dir=str(paths.profile),
+            keep=True,
+            fork=settings.fork_engines,
         )
     except BaseException:
         shutil.rmtree(paths.root, ignore_errors=True)
         raise
     try:
         cluster = handle.cluster
-        engines = [
-            launcher.pid
-            for engine_set in cluster.engines.values()
-            for launcher in engine_set.launchers.values()
-        ]
+        engines = cluster_module.engine_pids(cluster)
         connection_file = str(handle.connection_file)
         state = KeptState(
             rootdir=os.path.realpath(rootdir),
