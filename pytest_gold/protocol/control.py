@@ -246,7 +246,9 @@ class Channel:
     sending = False
 
     def send(self, message: Message) -> None:
-        data = json.dumps(encode(message)).encode()
+        data = message.encoded if isinstance(message, Event) else None
+        if data is None:
+            data = json.dumps(encode(message)).encode()
         self.sending = True
         try:
             self.connection.send_bytes(data)

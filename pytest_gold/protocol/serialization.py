@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_gold.protocol.messages import WarningEvent
+from pytest_gold.protocol.messages import ReportEvent, WarningEvent, to_wire
 from pytest_gold.protocol.synthetic import plain_report
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -67,11 +67,12 @@ def from_jsonable(value: Any) -> Any:
     return value
 
 
-def report_data_to_wire(data: dict[str, Any]) -> dict[str, Any]:
+def report_data_to_wire(data: dict[str, Any], *, check: bool = True) -> dict[str, Any]:
     """Check and convert one serialized report.
 
     ``user_properties`` keep their ``(name, value)`` pairs with converted values; every
     other field must already be plain data (pytest guarantees that for its own fields).
+    ``check=False``: the caller encodes the result as JSON itself, which checks it.
     """
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -82,9 +83,19 @@ def report_data_to_wire(data: dict[str, Any]) -> dict[str, Any]:
             ]
         else:
             out[key] = to_jsonable(value, f"report attribute {key!r}")
-    # The result must survive a real JSON round trip (e.g. no surrogate-only strings).
-    json.dumps(out)
+    if check:
+        # The result must survive a real JSON round trip (e.g. no surrogate-only strings).
+        json.dumps(out)
     return out
+
+
+def report_event(data: dict[str, Any]) -> ReportEvent:
+    """The event of one serialized report (see :func:`report_data_to_wire`), encoded once:
+    the JSON that checks the report is what the worker sends (``Event.encoded``)."""
+    out = report_data_to_wire(data, check=False)
+    event = ReportEvent(data=out)
+    object.__setattr__(event, "encoded", json.dumps(to_wire(event)).encode())
+    return event
 
 
 #: Report fields that the reports of one case share when they are equal (see
