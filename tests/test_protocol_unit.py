@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import socket
 from multiprocessing.connection import Connection
 
@@ -34,7 +35,9 @@ from pytest_gold.protocol.control import (
     encode,
 )
 from pytest_gold.protocol.messages import (
+    EVENTS_BLOB,
     Batch,
+    BatchResult,
     EngineInfo,
     Event,
     ExitRequested,
@@ -48,6 +51,8 @@ from pytest_gold.protocol.messages import (
     WorkerCrashed,
     engine_from_wire,
     is_event,
+    result_from_wire,
+    result_to_wire,
     to_wire,
 )
 
@@ -147,6 +152,29 @@ def test_messages_cross_a_channel_in_order(sent: list[Message]):
         assert [receiver.recv() for _ in sent] == sent
         sender.close()
         receiver.close()
+
+
+@given(st.lists(messages, min_size=1, max_size=5))
+def test_a_batch_result_carries_the_events_as_they_came_from_the_worker(sent: list[Message]):
+    """An engine passes on the bytes its worker sent (one JSON array, not objects pickled
+    one by one); events it made itself are encoded there; the controller reads both."""
+    events = [message for message in sent if isinstance(message, Event)]
+    made_here = NotRun(nodeids=["t.py::b"], reason="interrupted")
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        sender = Channel(Connection(ours.detach()))
+        receiver = Channel(Connection(theirs.detach()))
+        for event in events:
+            sender.send(event)
+        received = [receiver.recv() for _ in events]
+        sender.close()
+        receiver.close()
+    assert all(isinstance(event, Event) and event.encoded for event in received)
+    engine = EngineInfo(3, "gold3", 42, "3.11.7", "/usr/bin/python3", "linux")
+    result = BatchResult(engine=engine, events=[*received, made_here], leftovers=["1 sleep"])
+    wire = result_to_wire(result)
+    assert isinstance(wire[EVENTS_BLOB], bytes) and "events" not in wire
+    assert result_from_wire(pickle.loads(pickle.dumps(wire))) == result
 
 
 def test_an_unknown_kind_is_refused_by_name():

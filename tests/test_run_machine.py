@@ -368,6 +368,10 @@ class RunMachine(RuleBasedStateMachine):
             self.run.result_held(eid, nodeids[0], 0, False)
             self.apply([], then_tick=True)
             return
+        if data.draw(st.booleans()):
+            # As the driver does: the engine's next batch goes out before the replay.
+            self.apply(self.run.batch_returned(eid, self.now), then_tick=True)
+            self.run.check_invariants()
         summary = summary_of(finished, not_run=rest, cut_short=cut, exit_nodeid=exit_at)
         actions = self.run.batch_done(eid, summary, self.now)
         if how != "forgot":
@@ -469,6 +473,37 @@ TestRunMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def test_an_engine_gets_its_next_batch_before_the_last_one_is_replayed():
+    run = make_run(40)
+    join(run, 0)
+    first = dispatched(run.tick(0.0))[0]
+    second = dispatched(run.batch_returned(0, 1.0))[0]
+    assert second and not set(first) & set(second)
+    assert not run.over and not any(nodeid in run.ended for nodeid in first)
+    run.check_invariants()
+    run.batch_done(0, summary_of(first), now=1.0)
+    assert all(run.ended[nodeid] == "finished" for nodeid in first)
+    assert run.busy == {0: run.engines[0].batch} and run.engines[0].batch.nodeids == second
+    run.check_invariants()
+
+
+def test_the_last_batch_returned_keeps_the_run_open_until_it_is_replayed():
+    run = make_run(1)
+    join(run, 0)
+    (batch,) = dispatched(run.tick(0.0)).values()
+    assert run.batch_returned(0, 1.0) == []
+    assert run.tick(0.5) == [] and not run.over
+    run.batch_done(0, summary_of(batch), now=1.0)
+    assert run.over and run.ended == {batch[0]: "finished"}
+
+
+def test_runs_that_stop_on_failures_replay_before_the_next_dispatch():
+    run = make_run(4, in_order=True, maxfail=1)
+    join(run, 0)
+    run.tick(0.0)
+    assert run.batch_returned(0, 1.0) == [] and run.busy
 
 
 @pytest.mark.parametrize("retries", [0, 1, 3])

@@ -26,6 +26,7 @@ from pytest_gold.protocol.serialization import (
     from_jsonable,
     report_data_from_wire,
     report_data_to_wire,
+    report_event,
     to_jsonable,
     warning_from_event,
     warning_to_event,
@@ -139,3 +140,13 @@ def test_batch_result_round_trip():
     )
     assert result_from_wire(json.loads(json.dumps(to_wire(result)))) == result
     assert engine.tag == "gold3:e3"
+
+
+def test_a_report_event_is_encoded_once_as_it_would_be_sent():
+    """The worker's JSON check of a report is the encoding it sends (Event.encoded)."""
+    data = {"nodeid": "t.py::a", "user_properties": [("tb", np.float32(2.5))], "duration": 0.1}
+    event = report_event(data)
+    assert event.data == report_data_to_wire(data)
+    assert event.encoded == json.dumps(to_wire(event)).encode()
+    with pytest.raises(UnserializableValue):
+        report_event({"nodeid": "t.py::a", "user_properties": [("x", object())]})

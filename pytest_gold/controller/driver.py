@@ -284,7 +284,15 @@ class Driver:
             return
         # (in a run in pytest's order, a case that did not run holds back the later ones
         # for good)
-        self.apply(self.run.batch_done(eid, self.replay(result, measured=True), now), now)
+        self.apply(self.run.batch_returned(eid, now), now)  # its next batch first: no wait
+        try:
+            summary = self.replay(result, measured=True)
+        except BaseException:  # Ctrl-C in the replay: what was not replayed did not run
+            finished = self.replayer.replaying.finished
+            unreplayed = [nodeid for nodeid in nodeids if nodeid not in finished]
+            self.run.batch_done(eid, BatchSummary(finished, unreplayed, measured=False), now)
+            raise
+        self.apply(self.run.batch_done(eid, summary, now), now)
 
     def release(self, now: float) -> None:
         """Replay the held-back results whose turn came."""

@@ -34,8 +34,6 @@ from pytest_gold.protocol.messages import (
 from pytest_gold.protocol.serialization import report_data_from_wire, warning_from_event
 from pytest_gold.records.results import RERUN, case_outcome
 
-#: Report fields that the reports of one case share when they are equal.
-SHARED_REPORT_FIELDS = ("location", "keywords")
 #: ``record_property`` names added to every case's reports (and so to the JUnit XML).
 HOST_PROPERTY = "gold_host"
 ENGINE_PROPERTY = "gold_engine"
@@ -90,11 +88,14 @@ class Replayer:
         self.hook = config.hook
         self.nodes: dict[EngineInfo, GoldNode] = {}
         self.case_reports: dict[str, list[pytest.TestReport]] = defaultdict(list)
-        #: The last report's data: the reports of a case share its equal parts.
-        self.last_shared: dict[str, Any] = {}
+        #: The last report's shared fields, as they came and as built: the reports of a
+        #: case share their equal parts (see ``report_data_from_wire``).
+        self.last_shared: dict[str, tuple[Any, Any]] = {}
         # In verbose mode the tagged result line says everything: the terminal's own
         # start-of-case line would print every case twice. In compact mode nothing is.
         self.logstart = logstart_caller(config, compact or config.get_verbosity() > 0)
+        #: What the replay under way (or the last one) found so far.
+        self.replaying = ReplayOutcome()
 
     def node_for(self, engine: EngineInfo) -> GoldNode:
         node = self.nodes.get(engine)
@@ -103,7 +104,7 @@ class Replayer:
         return node
 
     def replay(self, result: BatchResult) -> ReplayOutcome:
-        outcome = ReplayOutcome()
+        outcome = self.replaying = ReplayOutcome()
         node = self.node_for(result.engine)
         for event in result.events:
             if isinstance(event, LogStart):
@@ -144,7 +145,7 @@ class Replayer:
 
     def replay_report(self, data: dict[str, Any], node: GoldNode) -> None:
         report = self.hook.pytest_report_from_serializable(
-            config=self.config, data=self.share_with_last(report_data_from_wire(data))
+            config=self.config, data=report_data_from_wire(data, self.last_shared)
         )
         report.node = node
         report.user_properties = [*report.user_properties, *node.placement]
@@ -157,20 +158,6 @@ class Replayer:
                     reporter.add_attribute(name, value)
         self.case_reports[report.nodeid].append(report)
         self.hook.pytest_runtest_logreport(report=report)
-
-    def share_with_last(self, data: dict[str, Any]) -> dict[str, Any]:
-        """``data`` with the location and keywords of the report before it when they are
-        equal (a case's setup, call and teardown reports): pytest keeps every report to
-        the end of the run, and these are most of a passed report's memory. pytest's own
-        reports share ``location`` too; ``keywords`` is a read-only mapping to pytest."""
-        last = self.last_shared
-        for key in SHARED_REPORT_FIELDS:
-            value = data.get(key)
-            if value is not None and value == last.get(key):
-                data[key] = last[key]
-            else:
-                last[key] = value
-        return data
 
     def junit_xml(self) -> Any:
         """pytest's LogXML plugin, when --junitxml is on."""

@@ -58,6 +58,7 @@ from pytest_gold.protocol.messages import (
     RunSpec,
     WorkerCrashed,
     batch_from_wire,
+    result_to_wire,
     spec_from_wire,
     to_wire,
 )
@@ -436,7 +437,7 @@ def serve_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, An
     run_spec = spec_from_wire(spec)
     _tidy(serving=run_spec.run_id)
     try:
-        return to_wire(run_batch(run_spec, batch_from_wire(batch)))
+        return result_to_wire(run_batch(run_spec, batch_from_wire(batch)))
     finally:
         _schedule_tidy()
 
@@ -447,7 +448,7 @@ def serve_finish_run(
     _start()
     _adopt_leftovers()
     try:
-        return to_wire(finish_run(run_id, prepare_next, collect_output))
+        return result_to_wire(finish_run(run_id, prepare_next, collect_output))
     finally:
         _tidy()
 

@@ -147,6 +147,9 @@ class Run:
     engines_coming: bool = False
     #: Cases sent elsewhere because their engine's Slurm job ended.
     cases_moved: int = 0
+    #: Batches that came back, not yet replayed: their engines got their next batch
+    #: first (see :meth:`batch_returned`).
+    returned: dict[int, Batch] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.selected = frozenset(self.queue.remaining())
@@ -211,9 +214,22 @@ class Run:
         checks answered (or the settle time is over: they join later)."""
         return runjoin.start_if_ready(self, now)
 
+    def batch_returned(self, engine_id: int, now: float) -> list[Action]:
+        """A batch came back; its engine gets its next batch now, while the controller
+        replays this one's reports (:meth:`batch_done` follows, also when the replay was
+        cut short). Not in runs that stop on failures, nor once stopping: there what the
+        replay finds decides whether anything more runs."""
+        if self.in_order is not None or self.phase is not Phase.RUNNING:
+            return []
+        batch = self.take_back_batch(engine_id)
+        if batch is None:
+            return []
+        self.returned[engine_id] = batch
+        return self._dispatch(now)
+
     def batch_done(self, engine_id: int, summary: BatchSummary, now: float) -> list[Action]:
         """A batch came back and its reports were replayed."""
-        batch = self.take_back_batch(engine_id)
+        batch = self.returned.pop(engine_id, None) or self.take_back_batch(engine_id)
         if batch is None:
             return []
         return self._ended_by(engine_id, batch.nodeids, summary, now)
@@ -426,7 +442,7 @@ class Run:
 
     def settle(self) -> None:
         """Move to DONE once nothing is in flight and nothing more will be dispatched."""
-        if self.phase is Phase.DONE or self.busy:
+        if self.phase is Phase.DONE or self.busy or self.returned:
             return
         if self.in_order is not None and self.in_order.has_ready():
             return  # the driver replays it first (it may stop the run)

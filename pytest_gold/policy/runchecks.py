@@ -20,7 +20,8 @@ def check_invariants(run: Run) -> None:
     assert not (set(queued) & set(running)), "a case is queued and running"
     held = set(run.held)
     assert not (held & (set(queued) | set(running))), "a held case is queued or running"
-    open_cases = set(queued) | set(running) | held
+    returned = {nodeid for batch in run.returned.values() for nodeid in batch.nodeids}
+    open_cases = set(queued) | set(running) | held | returned
     assert not (open_cases & run.ended.keys()), "an ended case is still open"
     assert open_cases | run.ended.keys() == run.selected, "a case was lost"
     for eid, record in run.engines.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -109,6 +110,9 @@ class Event:
     """Something a worker tells the controller; replayed there through pytest's hooks."""
 
     kind: ClassVar[str]
+    #: The event's JSON as the worker sent it (see :func:`result_to_wire`), when it came
+    #: from a worker unchanged; not a dataclass field (Event is not a dataclass).
+    encoded: bytes | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -257,12 +261,41 @@ def engine_from_wire(data: dict[str, Any]) -> EngineInfo:
 def result_from_wire(data: dict[str, Any]) -> BatchResult:
     return BatchResult(
         engine=engine_from_wire(data["engine"]),
-        events=[event_from_wire(event) for event in data["events"]],
+        events=[event_from_wire(event) for event in _wire_events(data)],
         output_end=data.get("output_end", 0),
         output_path=data.get("output_path", ""),
         leftovers=list(data.get("leftovers", [])),
         workeroutput=data.get("workeroutput"),
     )
+
+
+#: The key of a :class:`BatchResult`'s events as one JSON array (see :func:`result_to_wire`).
+EVENTS_BLOB = "events_blob"
+
+
+def result_to_wire(result: BatchResult) -> dict[str, Any]:
+    """Like :func:`to_wire`, with the events as one JSON array in bytes.
+
+    What an engine returns: the events a worker sent are passed on as the bytes they came
+    in (:attr:`Event.encoded`), not decoded into objects that ipyparallel pickles one by
+    one; the controller decodes the array at once (:func:`result_from_wire`).
+    """
+    data = {name: getattr(result, name) for name in _field_names(BatchResult) if name != "events"}
+    data["engine"] = to_wire(result.engine)
+    parts = [
+        event.encoded if event.encoded is not None else json.dumps(to_wire(event)).encode()
+        for event in result.events
+    ]
+    data[EVENTS_BLOB] = b"[" + b",".join(parts) + b"]"
+    return data
+
+
+def _wire_events(data: dict[str, Any]) -> list[dict[str, Any]]:
+    blob = data.get(EVENTS_BLOB)
+    if blob is not None:
+        events: list[dict[str, Any]] = json.loads(blob)
+        return events
+    return list(data["events"])
 
 
 def spec_from_wire(data: dict[str, Any]) -> RunSpec:

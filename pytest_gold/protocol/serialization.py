@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_gold.protocol.messages import WarningEvent
+from pytest_gold.protocol.messages import ReportEvent, WarningEvent, to_wire
 from pytest_gold.protocol.synthetic import plain_report
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -67,11 +67,12 @@ def from_jsonable(value: Any) -> Any:
     return value
 
 
-def report_data_to_wire(data: dict[str, Any]) -> dict[str, Any]:
+def report_data_to_wire(data: dict[str, Any], *, check: bool = True) -> dict[str, Any]:
     """Check and convert one serialized report.
 
     ``user_properties`` keep their ``(name, value)`` pairs with converted values; every
     other field must already be plain data (pytest guarantees that for its own fields).
+    ``check=False``: the caller encodes the result as JSON itself, which checks it.
     """
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -82,39 +83,77 @@ def report_data_to_wire(data: dict[str, Any]) -> dict[str, Any]:
             ]
         else:
             out[key] = to_jsonable(value, f"report attribute {key!r}")
-    # The result must survive a real JSON round trip (e.g. no surrogate-only strings).
-    json.dumps(out)
+    if check:
+        # The result must survive a real JSON round trip (e.g. no surrogate-only strings).
+        json.dumps(out)
     return out
 
 
-def report_data_from_wire(data: dict[str, Any]) -> dict[str, Any]:
+def report_event(data: dict[str, Any]) -> ReportEvent:
+    """The event of one serialized report (see :func:`report_data_to_wire`), encoded once:
+    the JSON that checks the report is what the worker sends (``Event.encoded``)."""
+    out = report_data_to_wire(data, check=False)
+    event = ReportEvent(data=out)
+    object.__setattr__(event, "encoded", json.dumps(to_wire(event)).encode())
+    return event
+
+
+#: Report fields that the reports of one case share when they are equal (see
+#: :func:`report_data_from_wire`).
+SHARED_REPORT_FIELDS = ("location", "keywords")
+
+
+def report_data_from_wire(
+    data: dict[str, Any], last: dict[str, tuple[Any, Any]] | None = None
+) -> dict[str, Any]:
+    """The report dict for ``pytest_report_from_serializable``.
+
+    ``last``, kept by the caller from report to report: a shared field
+    (:data:`SHARED_REPORT_FIELDS`) equal on the wire to the last report's is given the
+    object made for that one, not rebuilt (a case's setup, call and teardown reports).
+    pytest keeps every report to the end of the run, and these are most of a passed
+    report's memory; pytest's own reports share ``location`` too, and ``keywords`` is a
+    read-only mapping to pytest.
+    """
     # Called for every report of a run: scalars, most of a report, are taken as they are.
     # pytest keeps every report until the end of the run; strings shared by many reports
     # (node ids, keyword names, paths) are interned so a campaign's reports stay small.
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if type(value) in _JSON_SCALARS:
+        kind = type(value)
+        if kind in _JSON_SCALARS:
             out[key] = value
-        elif key == "keywords" and type(value) is dict:  # {name: 1}, by pytest
-            out[key] = {
-                sys.intern(name): flag if type(flag) is int else from_jsonable(flag)
-                for name, flag in value.items()
-            }
+        elif kind is list and not value:  # no sections, no user properties
+            out[key] = []
+        elif last is not None and key in SHARED_REPORT_FIELDS:
+            before = last.get(key)
+            if before is not None and before[0] == value:
+                out[key] = before[1]
+            else:
+                out[key] = _field_from_wire(key, value)
+                last[key] = (value, out[key])
         else:
-            out[key] = from_jsonable(value)
+            out[key] = _field_from_wire(key, value)
     if isinstance(out.get("nodeid"), str):
         out["nodeid"] = sys.intern(out["nodeid"])
-    if out.get("location") is not None:
-        out["location"] = tuple(
-            sys.intern(part) if isinstance(part, str) else part for part in out["location"]
-        )
     if isinstance(out.get("longrepr"), list):  # a skip's (path, lineno, reason)
         out["longrepr"] = tuple(out["longrepr"])
-    if "sections" in out:
-        out["sections"] = [tuple(section) for section in out["sections"]]
-    if "user_properties" in out:
-        out["user_properties"] = [(name, value) for name, value in out["user_properties"]]
     return out
+
+
+def _field_from_wire(key: str, value: Any) -> Any:
+    if key == "keywords" and type(value) is dict:  # {name: 1}, by pytest
+        return {
+            sys.intern(name): flag if type(flag) is int else from_jsonable(flag)
+            for name, flag in value.items()
+        }
+    if key == "location" and value is not None:
+        return tuple(sys.intern(part) if isinstance(part, str) else part for part in value)
+    if key == "sections":
+        return [tuple(section) for section in from_jsonable(value)]
+    if key == "user_properties":
+        return [(name, item) for name, item in from_jsonable(value)]
+    return from_jsonable(value)
 
 
 def warning_to_event(message: warnings.WarningMessage, when: str, nodeid: str) -> WarningEvent:

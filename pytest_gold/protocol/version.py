@@ -5,4 +5,5 @@
 #: other side of an older or newer installation would misread. :class:`StartRun` and
 #: :class:`WrongProtocol` keep their ``kind`` and ``protocol`` field for ever, so that two
 #: versions can always tell each other apart.
-PROTOCOL_VERSION = 1
+#: 2: an engine returns a batch's events as one JSON array (``messages.result_to_wire``).
+PROTOCOL_VERSION = 2

@@ -50,6 +50,7 @@ from pytest_gold.protocol.messages import (
 from pytest_gold.protocol.serialization import (
     UnserializableValue,
     report_data_to_wire,
+    report_event,
     unsendable_report,
     warning_to_event,
     with_values_as_text,
@@ -222,7 +223,7 @@ class WorkerPlugin:
         assert self.config is not None
         data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
         try:
-            wire = report_data_to_wire(data)
+            event = report_event(data)  # encoded once, here
         except (UnserializableValue, TypeError, ValueError) as error:
             if report.nodeid in self.unsendable:
                 # Already failed for this: later phases go with the values as text.
@@ -230,7 +231,8 @@ class WorkerPlugin:
             else:
                 self.unsendable.add(report.nodeid)
                 wire = unsendable_report(data, error)
-        self.send_event(ReportEvent(data=wire))
+            event = ReportEvent(data=wire)
+        self.send_event(event)
 
     def pytest_warning_recorded(
         self, warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
