@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_gold import options
-from pytest_gold import settings as settings_module
-from pytest_gold.dataset import options as dataset_options
+import pytest_gold.dataset.options as dataset_options
+import pytest_gold.options as options
+import pytest_gold.settings as settings_module
 
 #: Name under which the controller plugin is registered while a --gold run is on.
 CONTROLLER_PLUGIN_NAME = "gold-controller"
@@ -15,7 +15,7 @@ REPORT_PLUGIN_NAME = "gold-report"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from pytest_gold.report import options as report_options
+    import pytest_gold.report.options as report_options
 
     options.addoption(parser)
     dataset_options.addoption(parser)
@@ -23,7 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from pytest_gold import hookspec
+    import pytest_gold.hookspec as hookspec
 
     pluginmanager.add_hookspecs(hookspec)
 
@@ -32,14 +32,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_load_initial_conftests(early_config: pytest.Config) -> object:
     # Before every other plugin's implementation (pytest-cov decides here how to measure).
     if getattr(early_config.known_args_namespace, "gold", False):
-        from pytest_gold import pluginshims
+        import pytest_gold.pluginshims as pluginshims
 
         pluginshims.before_initial_conftests(early_config)
     return (yield)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_gold.records import recording
+    import pytest_gold.records.recording as recording
 
     # Without --gold and --gold-results: the fixture, the marker and the options only.
     recording.configure(config)
@@ -52,7 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("gold") or hasattr(config, "workerinput"):
         return
     settings = settings_module.from_config(config)
-    from pytest_gold import pluginshims
+    import pytest_gold.pluginshims as pluginshims
     from pytest_gold.controller.session import GoldController
 
     pluginshims.configure_controller(config)

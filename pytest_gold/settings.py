@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pytest_gold import conflicts
+import pytest_gold.conflicts as conflicts
 from pytest_gold.policy.scheduling import DEFAULT_TARGET_BATCH_SECONDS, ORDER_DURATION, ORDERS
 
 #: Set in every worker unless the engine's environment or gold_env sets them: one

@@ -12,10 +12,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from pytest_gold.cli import cluster as keptcli
-from pytest_gold.cli import slurm as slurmcli
+import pytest_gold.cli.cluster as keptcli
+import pytest_gold.cli.slurm as slurmcli
+import pytest_gold.dataset.show as results_cli
+import pytest_gold.report.cli as report_cli
 from pytest_gold.cli.addengines import add_engines
-from pytest_gold.dataset import show as results_cli
 from pytest_gold.launch.profiles import (
     CONFIG_FILE,
     CONTROLLER_CONFIG_FILE,
@@ -39,7 +40,6 @@ from pytest_gold.launch.routes import (
     route_to,
 )
 from pytest_gold.launch.slurmprofile import describe_slurm, summarize_slurm
-from pytest_gold.report import cli as report_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+import pytest_gold.policy.resume as resume
 from pytest_gold.controller.compactlog import MAX_FAILURE_LINES, MuteCaseOutput, failure_line
 from pytest_gold.controller.reporting import logstart_caller
 from pytest_gold.controller.terminal import Terminal
-from pytest_gold.policy import resume
 from pytest_gold.policy.failurekinds import summarize
 from pytest_gold.policy.scheduling import merge_durations
 from pytest_gold.records.cachedata import DURATIONS_CACHE_KEY, read_done, read_durations

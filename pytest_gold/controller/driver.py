@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_gold.controller import tasks
+import pytest_gold.controller.tasks as tasks
 from pytest_gold.controller.enginepool import (
     CHECK_POLL_SECONDS,
     EngineChecks,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+import pytest_gold.controller.tasks as tasks
 from pytest_gold import __version__
-from pytest_gold.controller import tasks
 from pytest_gold.launch.attaching import more_engines_than_defined, start_more_engines
 from pytest_gold.launch.slurmjobs import queue_note
 from pytest_gold.policy.enginecheck import Expected, advice, describe, mismatches

@@ -16,10 +16,10 @@ from typing import Any
 
 import ipyparallel as ipp
 
-from pytest_gold.controller import tasks
+import pytest_gold.controller.tasks as tasks
+import pytest_gold.protocol.timing as timing
 from pytest_gold.controller.progress import Progress
 from pytest_gold.policy.run import EVERY_ENGINE_LOST
-from pytest_gold.protocol import timing
 from pytest_gold.protocol.messages import EngineInfo
 
 #: After Ctrl-C, how long interrupted cases (and teardowns) get to report back: longer

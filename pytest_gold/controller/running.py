@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from pytest_gold.controller import tasks
+import pytest_gold.controller.tasks as tasks
 from pytest_gold.controller.driver import Driver, TooFewEngines
 from pytest_gold.controller.enginepool import (
     CHECK_SETTLE_SECONDS,

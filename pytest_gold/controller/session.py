@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import pytest_gold.policy.resume as resume
 from pytest_gold.conflicts import runs_without_cluster
 from pytest_gold.controller.campaign import (
     Durations,
@@ -39,7 +40,6 @@ from pytest_gold.controller.walltimecheck import check_profile_jobs
 from pytest_gold.launch.attaching import attach, keep_message
 from pytest_gold.launch.cluster import ClusterError, ClusterHandle, start_embedded
 from pytest_gold.launch.keptcluster import open_kept
-from pytest_gold.policy import resume
 from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import to_wire
 from pytest_gold.protocol.xdistcompat import EngineNodes

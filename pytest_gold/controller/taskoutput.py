@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pytest_gold.controller import tasks
+import pytest_gold.controller.tasks as tasks
 from pytest_gold.controller.liveoutput import Fetch, LiveOutput
 from pytest_gold.controller.terminal import Terminal
 from pytest_gold.protocol.messages import BatchResult

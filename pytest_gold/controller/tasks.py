@@ -11,7 +11,7 @@ import dataclasses
 import signal
 from typing import Any
 
-from pytest_gold.engine import remote as engine_module
+import pytest_gold.engine.remote as engine_module
 from pytest_gold.policy.enginecheck import Expected
 from pytest_gold.protocol.identity import ControllerId
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_gold.dataset import netcdf
+import pytest_gold.dataset.netcdf as netcdf
 from pytest_gold.dataset.cells import NOT_RUN, GroupSchema
 from pytest_gold.dataset.chunks import AddVariables, CellWrite, ChunkWriter, GroupState
 from pytest_gold.dataset.grid import (

@@ -12,7 +12,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from pytest_gold.engine import leftovers, workerprocess
+import pytest_gold.engine.leftovers as leftovers
+import pytest_gold.engine.workerprocess as workerprocess
 from pytest_gold.engine.outputspool import OutputSpool
 from pytest_gold.engine.workerprocess import STDERR_TAIL_LINES, WorkerProcess
 from pytest_gold.protocol.control import INTERRUPTED, BatchDone

@@ -36,14 +36,14 @@ def remote_engine_info(
 ) -> dict[str, Any]:
     """The engine check's question, the first call of every run: who the engine is (an
     ``EngineInfo``, with its protocol version) and whether it can run this project."""
-    from pytest_gold.engine import supervisor
+    import pytest_gold.engine.supervisor as supervisor
 
     return supervisor.serve_engine_info(engine_id, rootdir, invocation_dir, run_id, controller)
 
 
 def remote_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     """Run a ``Batch`` of the run ``spec`` describes; a ``BatchResult``."""
-    from pytest_gold.engine import supervisor
+    import pytest_gold.engine.supervisor as supervisor
 
     return supervisor.serve_run_batch(spec, batch)
 
@@ -52,7 +52,7 @@ def remote_finish_run(
     run_id: str, prepare_next: bool = True, collect_output: bool = False
 ) -> dict[str, Any]:
     """End the run on this engine: its worker's last teardown, as a ``BatchResult``."""
-    from pytest_gold.engine import supervisor
+    import pytest_gold.engine.supervisor as supervisor
 
     return supervisor.serve_finish_run(run_id, prepare_next, collect_output)
 
@@ -60,6 +60,6 @@ def remote_finish_run(
 def remote_read_output(run_id: str, start: int, max_bytes: int) -> dict[str, Any]:
     """Live output (-s) the controller did not receive: see
     :mod:`pytest_gold.engine.outputspool`."""
-    from pytest_gold.engine import supervisor
+    import pytest_gold.engine.supervisor as supervisor
 
     return supervisor.serve_read_output(run_id, start, max_bytes)

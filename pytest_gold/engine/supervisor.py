@@ -25,7 +25,9 @@ import time
 from collections import deque
 from typing import Any
 
-from pytest_gold.engine import leftovers, outputspool, slurmjob
+import pytest_gold.engine.leftovers as leftovers
+import pytest_gold.engine.outputspool as outputspool
+import pytest_gold.engine.slurmjob as slurmjob
 from pytest_gold.engine.endofrun import end_worker
 from pytest_gold.engine.engineruns import (
     ControllerId,

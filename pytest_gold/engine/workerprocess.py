@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from pytest_gold.engine import leftovers
+import pytest_gold.engine.leftovers as leftovers
 from pytest_gold.engine.workerdeath import DeathCause, describe_death, excerpt
 from pytest_gold.protocol.control import (
     PROTOCOL_VERSION,

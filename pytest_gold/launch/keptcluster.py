@@ -25,7 +25,7 @@ from pathlib import Path
 
 import ipyparallel as ipp
 
-from pytest_gold.launch import cluster as cluster_module
+import pytest_gold.launch.cluster as cluster_module
 from pytest_gold.launch.attaching import permission_warnings
 from pytest_gold.launch.cluster import EMBEDDED_IP, ClusterError, ClusterHandle
 from pytest_gold.launch.idlewatch import (

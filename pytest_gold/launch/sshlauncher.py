@@ -33,7 +33,7 @@ from typing import Any
 from ipyparallel.cluster.launcher import SSHEngineLauncher, SSHEngineSetLauncher
 from traitlets import Float
 
-from pytest_gold.launch import hostscripts
+import pytest_gold.launch.hostscripts as hostscripts
 from pytest_gold.launch.hostscripts import explain_ssh_error, run_on_host
 from pytest_gold.launch.profiles import LAUNCHER_PATH
 

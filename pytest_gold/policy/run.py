@@ -27,7 +27,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from pytest_gold.policy import runfaults, runjoin, runorder, runwalltime
+import pytest_gold.policy.runfaults as runfaults
+import pytest_gold.policy.runjoin as runjoin
+import pytest_gold.policy.runorder as runorder
+import pytest_gold.policy.runwalltime as runwalltime
 from pytest_gold.policy.runchecks import check_invariants, describe_state
 from pytest_gold.policy.runtypes import (
     EVERY_ENGINE_LOST,

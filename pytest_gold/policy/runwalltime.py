@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from pytest_gold.policy import walltime
+import pytest_gold.policy.walltime as walltime
 from pytest_gold.policy.runtypes import (
     Action,
     EngineLostNotice,

@@ -250,7 +250,7 @@ def configure_worker(
     }
     config.workerinput = workerinput  # type: ignore[attr-defined]
     config.workeroutput = {}  # type: ignore[attr-defined]
-    from pytest_gold import pluginshims
+    import pytest_gold.pluginshims as pluginshims
 
     pluginshims.configure_worker(config, shares_loopback=spec.shares_loopback)
     config.pluginmanager.register(WorkerOutputSender(config, send), "gold-workeroutput")

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_gold.policy import resume
+import pytest_gold.policy.resume as resume
 
 #: Where each case's last duration is kept (``--cache-clear`` resets it).
 DURATIONS_CACHE_KEY = "gold/durations"

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from pytest_gold import dataset
+import pytest_gold.dataset as dataset
+import pytest_gold.policy.resume as resume
+import pytest_gold.records.carryforward as carryforward
 from pytest_gold.dataset.meta import REPORT_ATTRIBUTE as LAYOUT_ATTRIBUTE
 from pytest_gold.dataset.meta import record_layout
-from pytest_gold.policy import resume
-from pytest_gold.records import carryforward
 from pytest_gold.records.cachedata import has_entry, read_done
 from pytest_gold.records.results import (
     RERUN,

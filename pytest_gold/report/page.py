@@ -17,9 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest_gold.report.charts as charts
+import pytest_gold.report.grid as grid_module
+import pytest_gold.report.views as views
 from pytest_gold import __version__
-from pytest_gold.report import charts, views
-from pytest_gold.report import grid as grid_module
 from pytest_gold.report.model import PASSED_BEFORE, STATE_RUNNING, Campaign, clean_text
 
 #: Outcome words in the order the counts are listed.

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from pytest_gold.protocol import xdistcompat
+import pytest_gold.protocol.xdistcompat as xdistcompat
+import pytest_gold.records.recording as recording
 from pytest_gold.protocol.collecting import not_collected_detail
 from pytest_gold.protocol.control import (
     EXIT_REQUESTED,
@@ -57,7 +58,6 @@ from pytest_gold.protocol.serialization import (
 )
 from pytest_gold.protocol.synthetic import plain_report
 from pytest_gold.protocol.timing import WORKER_EXIT_GRACE_SECONDS
-from pytest_gold.records import recording
 
 
 class QuietTerminal:

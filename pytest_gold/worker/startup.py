@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 
 import pytest
 
-from pytest_gold.protocol import xdistcompat
+import pytest_gold.protocol.xdistcompat as xdistcompat
 from pytest_gold.protocol.collecting import CollectionPruner, pinned_arguments
 from pytest_gold.protocol.control import (
     PROTOCOL_VERSION,
