@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+import pytest_gold.policy.runbatches as runbatches
 import pytest_gold.policy.runfaults as runfaults
 import pytest_gold.policy.runjoin as runjoin
 import pytest_gold.policy.runorder as runorder
@@ -228,14 +229,14 @@ class Run:
         if batch is None:
             return []
         self.returned[engine_id] = batch
-        return self._dispatch(now)
+        return runbatches.dispatch(self, now)
 
     def batch_done(self, engine_id: int, summary: BatchSummary, now: float) -> list[Action]:
         """A batch came back and its reports were replayed."""
         batch = self.returned.pop(engine_id, None) or self.take_back_batch(engine_id)
         if batch is None:
             return []
-        return self._ended_by(engine_id, batch.nodeids, summary, now)
+        return runbatches.ended_by(self, engine_id, batch.nodeids, summary, now)
 
     def result_held(self, engine_id: int, nodeid: str, failures: int, stops: bool) -> None:
         """In-order runs: the one case of the engine's batch finished; its result waits
@@ -253,7 +254,7 @@ class Run:
         self, nodeid: str, engine_id: int, summary: BatchSummary, now: float
     ) -> list[Action]:
         """A held result was replayed."""
-        return self._ended_by(engine_id, [nodeid], summary, now)
+        return runbatches.ended_by(self, engine_id, [nodeid], summary, now)
 
     def hold_rest(self) -> None:
         """pytest stops the run (a released result was its last failure): no more held
@@ -270,42 +271,6 @@ class Run:
             record.state = EngineState.IDLE
             self.idle_order.append(engine_id)
         return batch
-
-    def _ended_by(
-        self, engine_id: int, nodeids: Sequence[str], summary: BatchSummary, now: float
-    ) -> list[Action]:
-        actions: list[Action] = []
-        if summary.measured:
-            self.queue.record(summary.finished.values())
-        not_run = set(summary.not_run)
-        for nodeid in nodeids:
-            # The case that called pytest.exit() has no end of its own (a plain run's
-            # reports do not close it either): what it reported stands.
-            if nodeid in summary.finished or nodeid == summary.exit_nodeid:
-                self.end_case(nodeid, "finished")
-            elif nodeid in not_run:
-                self.end_case(nodeid, "not run")
-                self.not_run.append(nodeid)
-            else:
-                # The engine's supervisor guarantees one or the other; a case it forgot
-                # must still end, as a failure that says so.
-                self.end_case(nodeid, "failed")
-                actions.append(
-                    FailCase(
-                        nodeid,
-                        engine_id,
-                        "pytest-gold: the engine returned its batch without a result for "
-                        "this case (this is a bug in pytest-gold, please report it)",
-                    )
-                )
-        self.cut_short.extend((nodeid, engine_id) for nodeid in summary.cut_short)
-        if summary.exit_nodeid is not None and self.exit_nodeid is None:
-            self.exit_nodeid = summary.exit_nodeid
-            actions += self.stop_requested(
-                StopKind.EXIT, f"pytest.exit() in {summary.exit_nodeid}", now
-            )
-        self.settle()
-        return actions
 
     def batch_errored(self, engine_id: int, message: str) -> list[Action]:
         """A task raised although its engine lives (a supervisor bug): its cases fail and
@@ -377,37 +342,11 @@ class Run:
             return actions
         if self.phase is Phase.STOPPING and self.busy and now > self.stop_deadline:
             actions += runfaults.abandon_unanswered(self)
-        actions += self._dispatch(now)
+        actions += runbatches.dispatch(self, now)
         self.settle()
         return actions
 
     # -- internals ---------------------------------------------------------------------
-
-    def _dispatch(self, now: float) -> list[Action]:
-        actions: list[Action] = []
-        while self.phase is Phase.RUNNING and self.idle_order and self.queue:
-            # Nothing a plain run never reaches; with nothing in flight that could still
-            # release the results held back, never wait forever.
-            if self.busy and not self.may_dispatch(self.queue.head):
-                break
-            eid = self.idle_order.pop(0)
-            record = self.engines[eid]
-            if record.state is not EngineState.IDLE:
-                continue
-            batch = runwalltime.batch_for(self, eid, now)
-            if batch is None:  # nothing left fits before its job ends
-                actions += runwalltime.release(self, eid, now)
-                continue
-            if self.busy and not all(self.may_dispatch(n) for n in batch.nodeids):
-                # (a case later than the head, chosen to fit: only if a plain run reaches it)
-                self.queue.requeue(list(batch.nodeids))
-                self.idle_order.insert(0, eid)
-                break
-            limits = {n: self.time_limits[n] for n in batch.nodeids if n in self.time_limits}
-            batch = replace(batch, time_limits=limits)
-            record.state, record.batch, record.used = EngineState.BUSY, batch, True
-            actions.append(Dispatch(eid, batch))
-        return actions
 
     def failure_budget(self) -> float:
         """Failed reports still to come before pytest stops the run."""
