@@ -111,6 +111,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2, help="jobs (default 2)")
     parser.add_argument("--time", type=int, default=2, help="job time limit, minutes (2)")
     parser.add_argument("--scale", type=float, default=1.0, help="case durations x F (1)")
+    parser.add_argument(
+        "--margin", type=float, default=10.0,
+        help="--gold-walltime-margin, seconds (default 10: the cases take 1-5 s)",
+    )  # fmt: skip
     add_timeout_option(parser, 900.0)
     args = parser.parse_args(argv)
     if min(args.cases, args.engines, args.jobs, args.time) < 1 or args.scale <= 0:
@@ -156,7 +160,7 @@ def run_campaign(args: argparse.Namespace, temp: Path, env: dict[str, str]) -> d
     started = time.time()
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "--gold", "--gold-profile=bench", "--gold-wait=300",
-         "-p", "no:randomly", "-p", "no:cacheprovider"],
+         f"--gold-walltime-margin={args.margin}", "-p", "no:randomly", "-p", "no:cacheprovider"],
         cwd=suite, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=args.timeout, start_new_session=True,
     )  # fmt: skip
