@@ -94,13 +94,37 @@ def records(markers: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-def start_inner(pytester: pytest.Pytester, *args: str) -> tuple[subprocess.Popen, Path]:
+#: How long a run stopped by the test's teardown may take to cancel its jobs and stop.
+STOP_SECONDS = 60
+
+
+@pytest.fixture
+def inner_runs() -> Iterator[list[subprocess.Popen]]:
+    """The test's inner runs; one still running at the end (the test failed before it
+    finished) gets SIGTERM, as a user's Ctrl-C: it cancels its Slurm jobs and stops its
+    cluster, and is killed only if it does not end in time."""
+    processes: list[subprocess.Popen] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def start_inner(
+    pytester: pytest.Pytester, inner_runs: list[subprocess.Popen], *args: str
+) -> tuple[subprocess.Popen, Path]:
     out = pytester.path / "inner.out"
     command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-v", *args]
     with open(out, "w") as stream:
         process = subprocess.Popen(
             command, cwd=pytester.path, stdout=stream, stderr=subprocess.STDOUT
         )
+    inner_runs.append(process)
     return process, out
 
 
@@ -158,6 +182,7 @@ def test_a_job_cancelled_mid_run_moves_its_cases(
     ipython_dir: Path,  # noqa: F811
     markers: Path,
     leak_check: str,
+    inner_runs: list[subprocess.Popen],
 ) -> None:
     """scancel of one of the run's jobs while its engines run cases: those cases go to
     the other job's engines and pass there (not failed, even with --gold-retries=0); the
@@ -172,6 +197,7 @@ def test_a_job_cancelled_mid_run_moves_its_cases(
     assert create.ret == 0, create.stderr.str()
     process, out = start_inner(
         pytester,
+        inner_runs,
         "--gold",
         "--gold-profile=hpc",
         "--gold-wait=150",
@@ -227,6 +253,7 @@ def test_no_case_starts_that_cannot_finish_before_its_jobs_time_limit(
     ipython_dir: Path,  # noqa: F811
     markers: Path,
     leak_check: str,
+    inner_runs: list[subprocess.Popen],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two jobs, one engine each; the first job's time limit is cut to 1 minute before
@@ -246,6 +273,7 @@ def test_no_case_starts_that_cannot_finish_before_its_jobs_time_limit(
     profile_dir = ipython_dir / "profile_short"
     process, out = start_inner(
         pytester,
+        inner_runs,
         "--gold",
         "--gold-profile=short",
         "--gold-wait=150",
@@ -254,8 +282,9 @@ def test_no_case_starts_that_cannot_finish_before_its_jobs_time_limit(
         "--gold-timeout=6",
         "--gold-walltime-margin=5",
     )
-    (array,) = wait_for(lambda: profile_jobs(profile_dir), "the held jobs", process, out)
-    array = array.split("_")[0]
+    # one job array; squeue may list its jobs apart (the run staggers their time limits)
+    held = wait_for(lambda: profile_jobs(profile_dir), "the held jobs", process, out)
+    (array,) = {job.split("_")[0] for job in held}
     short = f"{array}_0"
     subprocess.run(["scontrol", "update", f"JobId={short}", "TimeLimit=1"], check=True)
     subprocess.run(["scontrol", "release", array], check=True)

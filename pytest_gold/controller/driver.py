@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import pytest_gold.controller.engineloss as engineloss
 import pytest_gold.controller.tasks as tasks
 from pytest_gold.controller.enginepool import (
     CHECK_POLL_SECONDS,
@@ -28,16 +29,14 @@ from pytest_gold.controller.enginepool import (
 )
 from pytest_gold.controller.faults import (
     NO_ENGINE,
-    abandoned_line,
     controller_lost_cause,
     is_engine_lost,
     lost_case_message,
-    lost_engine_line,
     signal_engines,
     supervisor_failed_message,
 )
 from pytest_gold.controller.jobcare import JobCare
-from pytest_gold.controller.jobends import JobEnds, how_job_ended, in_run_clock, released_line
+from pytest_gold.controller.jobends import JobEnds, in_run_clock
 from pytest_gold.controller.liveness import HubMonitor
 from pytest_gold.controller.progress import Progress
 from pytest_gold.controller.reporting import Replayer
@@ -45,7 +44,6 @@ from pytest_gold.controller.taskoutput import OutputRelay, TaskMemory, note_left
 from pytest_gold.controller.terminal import Terminal
 from pytest_gold.controller.ticker import StatusTicker
 from pytest_gold.controller.verdicts import failed_reports, finishes, stops
-from pytest_gold.policy.enginecheck import describe
 from pytest_gold.policy.run import (
     Abandoned,
     Action,
@@ -204,7 +202,7 @@ class Driver:
         # (released engines too: their job's end is said)
         for eid in self.run.engines_in(EngineState.IDLE, EngineState.RELEASED):
             if eid not in registered:
-                self.apply(self.lose_engine(eid, "", now), now)
+                self.apply(engineloss.lose_engine(self, eid, "", now), now)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -228,7 +226,7 @@ class Driver:
             self.ticker.tick(run)
             if self.jobs is not None:
                 self.jobs.tick(run, self.progress.engine_time, now)
-        self.say_job_ends(final=True)
+        engineloss.say_job_ends(self, final=True)
 
     def poll(self) -> None:
         """Wait a little for tasks to finish; take in those that did."""
@@ -342,7 +340,7 @@ class Driver:
         if not is_engine_lost(error):
             self.apply(self.run.batch_errored(eid, supervisor_failed_message(engine, error)), now)
             return
-        actions = self.lose_engine(eid, lost_case_message(engine), now)
+        actions = engineloss.lose_engine(self, eid, lost_case_message(engine), now)
         self.apply(
             [
                 dataclasses.replace(a, message=f"{a.message}; {error}")
@@ -370,21 +368,13 @@ class Driver:
             elif isinstance(action, EngineJoinedRun):
                 self.progress.add_engine(self.info[action.engine_id].host)
             elif isinstance(action, EngineLeftOut):
-                self.check_failed(action, answer)
+                engineloss.check_failed(self, action, answer)
             elif isinstance(action, EngineLostNotice):
-                self.engine_lost(action)
+                engineloss.engine_lost(self, action)
             elif isinstance(action, EngineReleased):
-                line = released_line(
-                    self.info[action.engine_id], action.seconds_left, action.shortest_needs
-                )
-                self.terminal.write_line(line)
+                engineloss.released(self, action)
             elif isinstance(action, Abandoned):
-                # Nothing more is waited for there (not even the end-of-run teardown).
-                gone = set(action.engine_ids)
-                self.futures = {f: eid for f, eid in self.futures.items() if eid not in gone}
-                if self.run.stop_kind is not StopKind.INTERRUPT:  # Ctrl-C: no more waiting
-                    tags = [self.tag_of(eid) for eid in action.engine_ids]
-                    self.terminal.write_line(abandoned_line(tags), problem=True)
+                engineloss.abandoned(self, action)
             elif isinstance(action, GiveUpWaiting):
                 raise TooFewEngines(action)
         if self.held_results:
@@ -417,39 +407,3 @@ class Driver:
             self.made_up.add(action.nodeid)
             return
         self.replay(result, measured=False)
-
-    def check_failed(self, action: EngineLeftOut, answer: EngineInfo | None) -> None:
-        eid = action.engine_id
-        failed = (answer, list(action.problems))
-        self.failed_check[eid] = failed
-        if not self.initial:
-            line = describe({eid: failed})[0]
-            self.terminal.write_line(f"gold: engine check failed, left out: {line}", problem=True)
-
-    def lose_engine(self, eid: int, message: str, now: float) -> list[Action]:
-        """The engine is gone: its Slurm job ended (its cases move, see
-        pytest_gold.controller.jobends), or it was lost."""
-        how = how_job_ended(self.info[eid].slurm_job) if eid in self.info else ""
-        if how:
-            self.job_ends.note(self.info[eid].slurm_job, how, 0)
-            return self.run.job_ended(eid, now)
-        return self.run.engine_lost(eid, message, now)
-
-    def say_job_ends(self, final: bool = False) -> None:
-        live = {self.info[eid].slurm_job for eid in self.run.usable if eid in self.info}
-        for line in self.job_ends.lines(live, final):
-            self.terminal.write_line(line, problem=True)
-
-    def engine_lost(self, action: EngineLostNotice) -> None:
-        engine = self.info[action.engine_id]
-        self.config.hook.pytest_gold_engine_lost(
-            config=self.config, engine=engine, cases=list(action.nodeids)
-        )
-        if action.job_ended:  # not a lost engine: its job ended, as jobs do
-            self.job_ends.note(engine.slurm_job, "", action.resent)
-            self.say_job_ends()
-            return
-        self.lost[action.engine_id] = engine
-        self.progress.lose_engine(engine.host)
-        line = lost_engine_line(engine, action.cases, action.resent)
-        self.terminal.write_line(line, problem=True)
