@@ -16,6 +16,7 @@ from pytest_gold.controller.walltimecheck import check_time_limit
 from pytest_gold.engine import slurmjob
 from pytest_gold.launch.slurmstate import job_state
 from pytest_gold.policy.run import (
+    NO_ENGINE_HAS_TIME,
     Dispatch,
     EngineLostNotice,
     EngineReleased,
@@ -63,6 +64,7 @@ def test_an_engine_whose_job_ends_soon_gets_only_cases_that_finish_in_time() -> 
     assert released.shortest_needs == pytest.approx(115.0)  # 100 s * 1.1 + 5
     assert run.engines[0].state is EngineState.RELEASED
     assert run.stop_kind is StopKind.NO_ENGINES and run.not_run == ["long"]
+    assert run.stop_reason == NO_ENGINE_HAS_TIME  # not "every engine was lost"
 
 
 def test_an_engine_without_a_time_limit_takes_any_case() -> None:

@@ -25,7 +25,6 @@ from pytest_gold.controller.campaign import (
 from pytest_gold.controller.compactlog import LOG_COMPACT
 from pytest_gold.controller.driver import Driver
 from pytest_gold.controller.faults import (
-    EVERY_ENGINE_LOST,
     lost_recap,
     sigterm_as_keyboard_interrupt,
 )
@@ -40,6 +39,7 @@ from pytest_gold.controller.walltimecheck import check_profile_jobs
 from pytest_gold.launch.attaching import attach, keep_message
 from pytest_gold.launch.cluster import ClusterError, ClusterHandle, start_embedded
 from pytest_gold.launch.keptcluster import open_kept
+from pytest_gold.policy.run import StopKind
 from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import to_wire
 from pytest_gold.protocol.xdistcompat import EngineNodes
@@ -180,9 +180,9 @@ class GoldController:
             pytest.exit(request.reason, request.returncode)
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
-        if driver.run.stop_reason == EVERY_ENGINE_LOST:
+        if driver.run.stop_kind is StopKind.NO_ENGINES:
             raise session.Failed(
-                f"{EVERY_ENGINE_LOST}; {len(driver.run.not_run)} cases did not run"
+                f"{driver.run.stop_reason}; {len(driver.run.not_run)} cases did not run"
             )
         if session.shouldstop:
             raise session.Interrupted(session.shouldstop)

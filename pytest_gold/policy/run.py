@@ -35,6 +35,7 @@ import pytest_gold.policy.runwalltime as runwalltime
 from pytest_gold.policy.runchecks import check_invariants, describe_state
 from pytest_gold.policy.runtypes import (
     EVERY_ENGINE_LOST,
+    NO_ENGINE_HAS_TIME,
     USABLE_STATES,
     Abandoned,
     Action,
@@ -60,6 +61,7 @@ from pytest_gold.protocol.messages import Batch
 
 __all__ = [
     "EVERY_ENGINE_LOST",
+    "NO_ENGINE_HAS_TIME",
     "USABLE_STATES",
     "Abandoned",
     "Action",
@@ -307,7 +309,9 @@ class Run:
             and not self.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.CHECKING)
             and not self.engines_coming
         ):
-            return self.stop_requested(StopKind.NO_ENGINES, EVERY_ENGINE_LOST, now)
+            released = self.engines_in(EngineState.RELEASED)
+            reason = NO_ENGINE_HAS_TIME if released else EVERY_ENGINE_LOST
+            return self.stop_requested(StopKind.NO_ENGINES, reason, now)
         return []
 
     def stop_requested(self, kind: StopKind, reason: str, now: float) -> list[Action]:

@@ -59,6 +59,12 @@ class StopKind(enum.Enum):
 
 #: Why a run stopped when no engine was left.
 EVERY_ENGINE_LOST = "every engine was lost"
+#: Why a run stopped whose engines were released (their Slurm jobs end too soon for
+#: every case left) and none is coming.
+NO_ENGINE_HAS_TIME = (
+    "no engine left has time for the cases left (engines whose Slurm job ends too soon "
+    "were released; see --gold-walltime-margin)"
+)
 
 
 # -- actions (what the driver carries out) -----------------------------------------------
