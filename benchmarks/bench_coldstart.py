@@ -54,6 +54,7 @@ from harness import (
     print_setup,
     ratio,
     reports,
+    stop_kept,
     tail,
     write_suite,
     yes_no,
@@ -274,24 +275,6 @@ def run(
 
 #: The phases of each run, in order (see :func:`phases`).
 PHASE_LOG: list[dict[str, float]] = []
-
-
-def stop_kept(suite: Path, env: dict[str, str], marker: RunMarker) -> list[int]:
-    """Stop the kept cluster; kill (and return) whatever of the runs is still alive."""
-    subprocess.run(
-        [sys.executable, "-m", "pytest_gold", "cluster", "stop", "--rootdir", str(suite)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
-    deadline = time.monotonic() + 10
-    left = marker.processes()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.2)
-        left = marker.processes()
-    marker.kill_all()
-    return left
 
 
 def measure(args: argparse.Namespace, suite: Path, env: dict[str, str]) -> dict[str, list[float]]:

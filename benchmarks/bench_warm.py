@@ -41,11 +41,11 @@ from harness import (
     add_timeout_option,
     check_repeat_and_timeout,
     interrupted,
-    kill_group,
     print_load_at_end,
     print_setup,
     ratio,
     reports,
+    stop_kept,
     tail,
     trivial_tests,
     write_suite,
@@ -104,26 +104,6 @@ def seconds(pattern: re.Pattern[str], output: str) -> float:
     if found is None:
         raise BenchError(f"no line matching {pattern.pattern!r} in:\n{tail(output)}")
     return float(found.group(1))
-
-
-def stop_kept(suite: Path, env: dict[str, str], marker: RunMarker) -> list[int]:
-    """Stop the kept cluster; kill (and return) whatever of the runs is still alive."""
-    subprocess.run(
-        [sys.executable, "-m", "pytest_gold", "cluster", "stop", "--rootdir", str(suite)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
-    deadline = time.monotonic() + 10
-    left = marker.processes()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.2)
-        left = marker.processes()
-    for pid in left:
-        kill_group(pid)
-    marker.kill_all()
-    return left
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -422,3 +422,29 @@ def interrupted() -> int:
     """Say that Ctrl-C stopped the script; the exit code to return."""
     print("\ninterrupted", file=sys.stderr)
     return INTERRUPTED_EXIT
+
+
+#: How long `python -m pytest_gold cluster stop` may take.
+KEPT_STOP_SECONDS = 120
+#: How long the runs' processes get to end after the kept cluster was stopped.
+KEPT_EXIT_SECONDS = 10
+
+
+def stop_kept(suite: Path, env: dict[str, str], marker: RunMarker) -> list[int]:
+    """Stop the kept cluster; kill (and return) whatever of the runs is still alive."""
+    subprocess.run(
+        [sys.executable, "-m", "pytest_gold", "cluster", "stop", "--rootdir", str(suite)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        timeout=KEPT_STOP_SECONDS,
+        check=False,
+    )
+    deadline = time.monotonic() + KEPT_EXIT_SECONDS
+    left = marker.processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = marker.processes()
+    for pid in left:
+        kill_group(pid)
+    marker.kill_all()
+    return left
