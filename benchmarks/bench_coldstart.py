@@ -22,7 +22,13 @@ end with ``python -m pytest_gold cluster stop``; every process of the runs is ta
 Usage::
 
     python benchmarks/bench_coldstart.py [--workers N] [--cases C] [--repeat K]
-                                         [--gold-arg=ARG ...] [--timeout S]
+                                         [--cpus LIST] [--gold-arg=ARG ...] [--timeout S]
+
+``--cpus 0`` (a list as ``taskset -c`` takes, ``0,1`` or ``0-3``) pins the script to those
+CPUs before it starts anything: every process of every run inherits the affinity, as
+under ``taskset -c LIST``. With one worker per pinned CPU (``--workers 2 --cases 20`` on
+2 CPUs, ``--workers 1 --cases 10 --cpus 0``) it measures the sweep at one engine per
+core, each engine with the 12-engine sweep's share of 10 cases.
 
 Stdlib only (and pytest-gold and pytest-xdist in the same Python).
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import random
 import shutil
 import statistics
@@ -94,6 +101,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"keep {NO_BYTECODE} in the runs' environment if it is set",
     )
+    parser.add_argument(
+        "--cpus",
+        type=cpu_list,
+        default=None,
+        metavar="LIST",
+        help="pin the script and every process it starts to these CPUs (0 or 0,1 or 0-3)",
+    )
     add_repeat_option(parser, "do each run")
     add_timeout_option(parser, 300.0)
     args = parser.parse_args(argv)
@@ -101,6 +115,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.workers < 1 or args.cases < 1:
         parser.error("--workers and --cases must be at least 1")
     return args
+
+
+def cpu_list(text: str) -> set[int]:
+    """The CPUs of a ``taskset -c`` list (``0,2-3``)."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CPU list: {text!r}") from None
+    if not cpus:
+        raise argparse.ArgumentTypeError(f"not a CPU list: {text!r}")
+    return cpus
 
 
 def durations(cases: int) -> list[float]:
@@ -315,13 +343,16 @@ def verdict(value: float, goal: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.cpus is not None:
+        os.sched_setaffinity(0, args.cpus)  # inherited by every process started from here
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
     times = durations(args.cases)
     total, longest = sum(times), max(times)
     ideal = max(total / args.workers, longest)
     lpt = lpt_makespan(times, args.workers)
     bound = "total / N" if total / args.workers >= longest else "the longest case"
     print_setup(f"{args.cases} long-tailed sleep cases on {args.workers} workers, {args.repeat} "
-                f"runs each, gold args {args.gold_arg or 'none'}")  # fmt: skip
+                f"runs each, gold args {args.gold_arg or 'none'}; runs on CPUs {cpus}")  # fmt: skip
     print(f"cases: total {total:.2f} s, median {statistics.median(times):.2f} s, longest "
           f"{longest:.2f} s; ideal makespan {ideal:.2f} s (lower bound, {bound}); "
           f"LPT schedule {lpt:.2f} s")  # fmt: skip

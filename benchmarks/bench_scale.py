@@ -12,6 +12,14 @@ Every figure is measured side by side in one invocation and printed with its goa
    process's own ``ru_maxrss`` (``getrusage(RUSAGE_SELF)`` written at exit by the suite's
    ``conftest.py``: neither engines nor workers count), and the psutil-polled peak of that
    pid as a check.
+``--million``: goal 1's second figure alone, 10^6 cases of ``pass`` (``--cases`` to
+   change it) on ``--million-engines`` engines (default 8): wall, the controller's CPU
+   per case (getrusage at exit, start-up and collection included) against 0.3 ms, and
+   the peak RSS of the controller, of one worker (each collects the whole suite) and of
+   one engine process, with the total they would take at 10^6 cases on 8 engines
+   (scaled in proportion to the cases: an upper bound; run it with ``--cases 100000``
+   first to see whether 10^6 fits in memory). A run is stopped when the machine has
+   less than 1 GiB of memory left.
 5. **Latency floor**: 2,000 cases of ``pass`` on a 4-engine cluster already running
    (``ipcluster start --daemonize`` in a temp profile dir, attached with
    ``--gold-connection-file``), the first run on it and a second one, against xdist
@@ -21,6 +29,7 @@ Usage::
 
     python benchmarks/bench_scale.py [--cases N] [--quick] [--engines E] [--only 1,5]
                                      [--gold-arg=ARG ...] [--timeout S]
+    python benchmarks/bench_scale.py --million [--million-engines E] [--cases N]
 
 ``--quick``: 5,000 cases. ``--gold-arg`` adds an argument to the gold runs (to try a
 setting, e.g. ``--gold-arg=--gold-batch-seconds=2``). Needs psutil, ipyparallel and
@@ -56,6 +65,8 @@ from scalemeasure import MARKER_VARIABLE, RUSAGE_CONFTEST, measure
 
 DEFAULT_CASES = 100_000
 QUICK_CASES = 5_000
+MILLION_CASES = 1_000_000
+MILLION_ENGINES = 8
 LATENCY_CASES = 2_000
 LATENCY_ENGINES = 4
 #: How long the daemonized cluster of part 5 may take to register its engines.
@@ -158,6 +169,42 @@ def part_throughput(root: Path, cases: int, engines: int, gold_args: list[str], 
     return rows, goals
 
 
+# -- --million ----------------------------------------------------------------------
+
+
+def part_million(root: Path, cases: int, engines: int, gold_args: list[str], timeout: float):
+    print(f"--million: {cases} x pass on {engines} engines", flush=True)
+    directory = write_suite(
+        root / "million", {"conftest.py": RUSAGE_CONFTEST, "test_pass.py": pass_tests(cases)}
+    )
+    args = ["test_pass.py", "-q", "-p", "no:cacheprovider", "--gold"]
+    args += ["--gold-engines", str(engines), *gold_args]
+    gold = measure(args, directory, cases, timeout, f"gold: pytest {' '.join(args)}")
+    cpu_ms = 1000 * gold.cpu / cases
+    worker = gold.workers_maxrss_mib or gold.children_peak_mib.get("workers", 0.0)
+    engine = gold.children_peak_mib.get("engines", 0.0)
+    scale = MILLION_CASES / cases
+    # An engine process does not collect: its size does not grow with the cases.
+    total_gib = (scale * (gold.maxrss_mib + MILLION_ENGINES * worker) + engine) / 1024
+    rows = [
+        f"{cases} x pass on {engines} engines: wall {gold.wall:.1f} s, controller CPU "
+        f"{gold.cpu:.1f} s (getrusage at exit, collection included)",
+        f"peak RSS: controller {gold.maxrss_mib:.0f} MiB (polled {gold.polled_rss_mib:.0f}), "
+        f"one worker {worker:.0f} MiB (ru_maxrss at its exit "
+        f"{'?' if gold.workers_maxrss_mib is None else f'{gold.workers_maxrss_mib:.0f}'}, "
+        f"polled {gold.children_peak_mib.get('workers', 0.0):.0f}), one engine {engine:.0f} MiB",
+        f"at {MILLION_CASES} cases, controller + {MILLION_ENGINES} x (worker + engine): "
+        f"{total_gib:.1f} GiB (controller and workers scaled in proportion to the cases, "
+        "an upper bound)",
+    ]
+    goals = [
+        f"1 throughput: controller CPU {cpu_ms:.3f} ms/case (goal <= {GOAL_CPU_MS_PER_CASE} "
+        f"at 10^6 x pass on 8 engines; here {cases} on {engines}): "
+        f"{verdict(cpu_ms <= GOAL_CPU_MS_PER_CASE)}",
+    ]
+    return rows, goals
+
+
 # -- part 5 --------------------------------------------------------------------------
 
 
@@ -247,15 +294,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-cases", type=int, default=LATENCY_CASES)
     parser.add_argument("--only", default="1,5", help="parts to run: 1 (with 2), 5")
     parser.add_argument(
+        "--million",
+        action="store_true",
+        help=f"only goal 1's {MILLION_CASES} x pass (--cases to change it) on "
+        "--million-engines engines, with the peak RSS of the controller and of a worker",
+    )
+    parser.add_argument(
+        "--million-engines", type=int, default=MILLION_ENGINES, help="default %(default)s"
+    )
+    parser.add_argument(
         "--gold-arg", action="append", default=[], help="an extra argument of the gold runs"
     )
     add_timeout_option(parser, 3600.0)
     args = parser.parse_args(argv)
     check_repeat_and_timeout(parser, args)
-    args.cases = args.cases or (QUICK_CASES if args.quick else DEFAULT_CASES)
-    args.parts = {part.strip() for part in args.only.split(",")}
-    if not args.parts <= {"1", "2", "5"} or args.cases < 1 or args.engines < 1:
-        parser.error("--only takes 1 and/or 5; --cases and --engines must be positive")
+    args.cases = args.cases or (
+        MILLION_CASES if args.million else QUICK_CASES if args.quick else DEFAULT_CASES
+    )
+    args.parts = {"million"} if args.million else {part.strip() for part in args.only.split(",")}
+    if args.million and args.million_engines < 1:
+        parser.error("--million-engines must be positive")
+    if not args.million and not args.parts <= {"1", "2", "5"}:
+        parser.error("--only takes 1 and/or 5")
+    if args.cases < 1 or args.engines < 1:
+        parser.error("--cases and --engines must be positive")
     return args
 
 
@@ -271,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         root = Path(tmp)
         try:
+            if args.million:
+                rows, goals = part_million(
+                    root, args.cases, args.million_engines, args.gold_arg, args.timeout
+                )
             if args.parts & {"1", "2"}:
                 new_rows, new_goals = part_throughput(
                     root, args.cases, args.engines, args.gold_arg, args.timeout

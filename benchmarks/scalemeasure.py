@@ -20,6 +20,8 @@ MARKER_VARIABLE = "BENCH_SCALE_RUN_ID"
 POLL_SECONDS = 0.1
 #: Seconds between samples of the CPU time of the run's other processes.
 TREE_POLL_SECONDS = 0.5
+#: A run is stopped (the script fails) when the machine has less memory available.
+MIN_AVAILABLE_BYTES = 2**30
 #: (text in its command line, kind) of the processes a run starts, first match wins.
 PROCESS_KINDS = (
     ("pytest_gold.worker", "workers"),
@@ -68,6 +70,11 @@ class Measured:
     case_seconds: float | None = None
     #: CPU seconds of the processes below the pytest process, by kind.
     children_cpu: dict[str, float] = field(default_factory=dict)
+    #: The largest polled RSS of one process below the pytest process, by kind, in MiB.
+    children_peak_mib: dict[str, float] = field(default_factory=dict)
+    #: The largest ``ru_maxrss`` the other processes that import the suite's conftest.py
+    #: (the workers) wrote at their exit, in MiB; None if none wrote one.
+    workers_maxrss_mib: float | None = None
 
     def case_share(self, workers: int) -> float | None:
         """The summary's "use" computed alike for every mode: case time over workers x
@@ -87,6 +94,7 @@ class Sampler:
         self.peak = 0
         self.handle: psutil.Process | None = None
         self.cpu_by_pid: dict[int, tuple[str, float]] = {}
+        self.rss_by_kind: dict[str, int] = {}
         self.next_tree_poll = 0.0
 
     def sample(self, pid: int) -> None:
@@ -96,6 +104,11 @@ class Sampler:
             self.peak = max(self.peak, self.handle.memory_info().rss)
             if time.monotonic() >= self.next_tree_poll:
                 self.next_tree_poll = time.monotonic() + TREE_POLL_SECONDS
+                available = psutil.virtual_memory().available
+                if available < MIN_AVAILABLE_BYTES:  # stopped before the OOM killer picks
+                    raise BenchError(
+                        f"stopped: {available / 2**20:.0f} MiB of memory left on the machine"
+                    )
                 for child in self.handle.children(recursive=True):
                     self.sample_child(child)
         except psutil.Error:  # exited between two polls
@@ -105,10 +118,12 @@ class Sampler:
         try:
             with child.oneshot():
                 times = child.cpu_times()
+                rss = child.memory_info().rss
                 kind = process_kind(" ".join(child.cmdline()))
         except psutil.Error:
             return
         self.cpu_by_pid[child.pid] = (kind, times.user + times.system)
+        self.rss_by_kind[kind] = max(self.rss_by_kind.get(kind, 0), rss)
 
     def cpu_by_kind(self) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -169,8 +184,10 @@ def measure(args: list[str], cwd: Path, cases: int, timeout: float, label: str) 
         raise BenchError(f"{label}: the suite's conftest.py wrote no {rusage.name}")
     usage = json.loads(rusage.read_text())
     rusage.unlink()
-    for stale in cwd.glob("rusage-*.json"):  # the workers' own
-        stale.unlink()
+    workers_kb = []
+    for other in cwd.glob("rusage-*.json"):  # the workers' own
+        workers_kb.append(json.loads(other.read_text())["maxrss_kb"])
+        other.unlink()
     measured = Measured(
         label,
         cases,
@@ -180,6 +197,8 @@ def measure(args: list[str], cwd: Path, cases: int, timeout: float, label: str) 
         peak.peak / 2**20,
         engines_busy(run.output),
         children_cpu=peak.cpu_by_kind(),
+        children_peak_mib={kind: rss / 2**20 for kind, rss in peak.rss_by_kind.items()},
+        workers_maxrss_mib=max(workers_kb) / 1024 if workers_kb else None,
     )
     for arg in args:
         if arg.startswith("--junitxml="):
