@@ -185,7 +185,8 @@ def part_million(root: Path, cases: int, engines: int, gold_args: list[str], tim
     engine = gold.children_peak_mib.get("engines", 0.0)
     scale = MILLION_CASES / cases
     # An engine process does not collect: its size does not grow with the cases.
-    total_gib = (scale * (gold.maxrss_mib + MILLION_ENGINES * worker) + engine) / 1024
+    total_gib = scale * (gold.maxrss_mib + MILLION_ENGINES * worker) + MILLION_ENGINES * engine
+    total_gib /= 1024
     rows = [
         f"{cases} x pass on {engines} engines: wall {gold.wall:.1f} s, controller CPU "
         f"{gold.cpu:.1f} s (getrusage at exit, collection included)",
