@@ -124,7 +124,7 @@ def report_data_from_wire(
     """
     # Called for every report of a run: scalars, most of a report, are taken as they are.
     # pytest keeps every report until the end of the run; strings shared by many reports
-    # (node ids, keyword names, paths) are interned so a campaign's reports stay small.
+    # (report words, keyword names, paths) are shared so a campaign's reports stay small.
     out: dict[str, Any] = {}
     for key, value in data.items():
         kind = type(value)
