@@ -106,26 +106,3 @@ def test_a_case_without_properties_has_no_properties_element(tmp_path):
     xml = LogXML(str(tmp_path / "a.xml"), None)
     _, element = case_xml(xml, "t.py::a", [], SharedProperties((HOST_PROPERTY,)))
     assert element.find("properties") is None
-
-
-def test_extra_attributes_are_set_after_the_report_is_built(pytestconfig):
-    from pytest_gold.protocol.serialization import pop_report_extras
-
-    data = report_data_from_wire(wire_reports("test_a.py::test_x[0]")[1])
-    data["gold_record"] = {"value": 3}
-    data["wasxfail"] = ""
-    extras = pop_report_extras(data)
-    assert extras == {"gold_record": {"value": 3}, "wasxfail": ""}
-    assert "gold_record" not in data and data["when"] == "call"
-    report = pytestconfig.hook.pytest_report_from_serializable(config=pytestconfig, data=data)
-    for name, value in extras.items():
-        setattr(report, name, value)
-    assert report.gold_record == {"value": 3} and report.wasxfail == ""
-
-
-def test_collect_reports_keep_their_fields():
-    from pytest_gold.protocol.serialization import pop_report_extras
-
-    data = {"$report_type": "CollectReport", "nodeid": "t.py", "result": [], "gold_x": 1}
-    assert pop_report_extras(data) == {}
-    assert data["gold_x"] == 1

@@ -31,11 +31,7 @@ from pytest_gold.protocol.messages import (
     WarningEvent,
     WorkerCrashed,
 )
-from pytest_gold.protocol.serialization import (
-    pop_report_extras,
-    report_data_from_wire,
-    warning_from_event,
-)
+from pytest_gold.protocol.serialization import report_data_from_wire, warning_from_event
 from pytest_gold.records.results import RERUN, case_outcome
 
 #: ``record_property`` names added to every case's reports (and so to the JUnit XML).
@@ -152,21 +148,17 @@ class Replayer:
         return outcome
 
     def replay_report(self, data: dict[str, Any], node: GoldNode) -> None:
-        fields = report_data_from_wire(data, self.last_shared)
-        extras = pop_report_extras(fields)
-        attributes = extras.pop("gold_xml_attributes", None)
-        report = self.hook.pytest_report_from_serializable(config=self.config, data=fields)
+        report = self.hook.pytest_report_from_serializable(
+            config=self.config, data=report_data_from_wire(data, self.last_shared)
+        )
         self.share_node_id(report)
         report.node = node
-        for name, value in extras.items():
-            setattr(report, name, value)
         report.user_properties = [*report.user_properties, *node.placement]
+        attributes = report.__dict__.pop("gold_xml_attributes", None)
         xml = self.junit_xml()
-        first = report.nodeid not in self.case_reports
-        if xml is not None and (first or attributes):
+        if xml is not None:
             reporter = xml.node_reporter(report)
-            if first:  # the case's reporter in LogXML (made here, as the replay would)
-                self.shared_properties.adopt(reporter)
+            self.shared_properties.adopt(reporter)
             for name, value in (attributes or {}).items():
                 reporter.add_attribute(name, value)
         self.case_reports[report.nodeid].append(report)

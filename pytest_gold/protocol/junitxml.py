@@ -85,7 +85,9 @@ class SharedProperties:
     def adopt(self, reporter: Any) -> None:
         """Have LogXML's reporter of one case (a ``_NodeReporter``) build its properties
         here; its ``finalize`` drops this again with the rest of its state."""
-        if hasattr(reporter, "make_properties_node"):
+        if "make_properties_node" not in vars(reporter) and hasattr(
+            reporter, "make_properties_node"
+        ):
             reporter.make_properties_node = functools.partial(self.properties_node, reporter)
 
     def properties_node(self, reporter: Any) -> ET.Element | None:

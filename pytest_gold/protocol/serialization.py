@@ -157,38 +157,6 @@ def report_data_from_wire(
     return out
 
 
-#: The fields ``TestReport.__init__`` takes (and ``$report_type``); any other is an extra
-#: attribute (``gold_record``, plugins' own) that it adds with ``__dict__.update``.
-TEST_REPORT_FIELDS = frozenset(
-    (
-        "$report_type",
-        "nodeid",
-        "location",
-        "keywords",
-        "outcome",
-        "longrepr",
-        "when",
-        "sections",
-        "duration",
-        "start",
-        "stop",
-        "user_properties",
-    )
-)
-
-
-def pop_report_extras(data: dict[str, Any]) -> dict[str, Any]:
-    """Take a test report's extra attributes out of its dict, to be set on the report once
-    built: added by ``__init__``, one alone turns the report's ``__dict__`` from the
-    class's shared-key layout into a dict of its own, ~0.6 KB more for every report that
-    has one (every case's call report, with ``gold_record``), kept to the end of the run.
-    """
-    if data.get("$report_type") != "TestReport":
-        return {}
-    extras = [key for key in data if key not in TEST_REPORT_FIELDS]
-    return {key: data.pop(key) for key in extras}
-
-
 def _field_from_wire(key: str, value: Any) -> Any:
     if key == "keywords" and type(value) is dict:  # {name: 1}, by pytest
         return {
