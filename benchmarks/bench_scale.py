@@ -20,6 +20,10 @@ Every figure is measured side by side in one invocation and printed with its goa
    (scaled in proportion to the cases: an upper bound; run it with ``--cases 100000``
    first to see whether 10^6 fits in memory). A run is stopped when the machine has
    less than 1 GiB of memory left.
+   ``--memory``: goal 2 as issue 12 states it, on its own: N cases (default 200,000) as
+   plain ``pytest --junitxml`` and as gold on 2 and on 8 engines (``--junitxml`` and
+   ``--gold-results``): peak RSS gold/plain (goal <= 1.1) and gold E=8 / gold E=2 (the
+   controller's memory does not grow with the engines: goal <= 1.05).
 5. **Latency floor**: 2,000 cases of ``pass`` on a 4-engine cluster already running
    (``ipcluster start --daemonize`` in a temp profile dir, attached with
    ``--gold-connection-file``), the first run on it and a second one, against xdist
@@ -28,7 +32,7 @@ Every figure is measured side by side in one invocation and printed with its goa
 Usage::
 
     python benchmarks/bench_scale.py [--cases N] [--quick] [--engines E] [--only 1,5]
-                                     [--gold-arg=ARG ...] [--timeout S]
+                                     [--memory] [--gold-arg=ARG ...] [--timeout S]
     python benchmarks/bench_scale.py --million [--million-engines E] [--cases N]
 
 ``--quick``: 5,000 cases. ``--gold-arg`` adds an argument to the gold runs (to try a
@@ -80,6 +84,10 @@ GOAL_BUSY_PERCENT = 80.0
 GOAL_CPU_MS_PER_CASE = 0.3
 GOAL_RSS_RATIO = 1.1
 GOAL_LATENCY_RATIO = 0.8
+#: Goal 2's own figure: gold's peak RSS on the most engines over that on the fewest.
+GOAL_ENGINES_RSS_RATIO = 1.05
+MEMORY_CASES = 200_000
+MEMORY_ENGINES = (2, 8)
 
 
 def recording_tests(cases: int) -> str:
@@ -206,6 +214,44 @@ def part_million(root: Path, cases: int, engines: int, gold_args: list[str], tim
     return rows, goals
 
 
+def part_memory(root: Path, cases: int, gold_args: list[str], timeout: float):
+    """Goal 2 as issue 12 states it: plain against gold on 2 and on 8 engines."""
+    print(f"part 2 (--memory): {cases} cases recording one value", flush=True)
+    directory = write_suite(
+        root / "memory",
+        {"conftest.py": RUSAGE_CONFTEST, "test_scale.py": recording_tests(cases)},
+    )
+    base = ["test_scale.py", "-q", "-p", "no:cacheprovider"]
+    plain = measure([*base, "--junitxml=plain.xml"], directory, cases, timeout, "plain")
+    golds = {}
+    for engines in MEMORY_ENGINES:
+        results = directory / f"gold-{engines}.jsonl"
+        args = [*base, "--gold", "--gold-engines", str(engines), "--junitxml=gold.xml"]
+        args += [f"--gold-results={results.name}", *gold_args]
+        golds[engines] = measure(args, directory, cases, timeout, f"gold E={engines}")
+        results.unlink(missing_ok=True)
+    rows = [
+        f"{m.label:<8} peak RSS {m.maxrss_mib:6.0f} MiB (polled {m.polled_rss_mib:.0f}), "
+        f"wall {m.wall:.1f} s, controller CPU {m.cpu:.1f} s"
+        for m in (plain, *golds.values())
+    ]
+    fewest, most = golds[min(golds)], golds[max(golds)]
+    goals = [
+        f"2 memory: gold E={engines}/plain controller peak RSS "
+        f"{ratio(m.maxrss_mib, plain.maxrss_mib):.2f} ({m.maxrss_mib:.0f} / "
+        f"{plain.maxrss_mib:.0f} MiB; goal <= {GOAL_RSS_RATIO}): "
+        f"{verdict(m.maxrss_mib <= GOAL_RSS_RATIO * plain.maxrss_mib)}"
+        for engines, m in golds.items()
+    ]
+    engines_ratio = ratio(most.maxrss_mib, fewest.maxrss_mib)
+    goals.append(
+        f"2 memory: gold E={max(golds)} / gold E={min(golds)} peak RSS {engines_ratio:.2f} "
+        f"(flat per engine count, goal <= {GOAL_ENGINES_RSS_RATIO}): "
+        f"{verdict(engines_ratio <= GOAL_ENGINES_RSS_RATIO)}"
+    )
+    return rows, goals
+
+
 # -- part 5 --------------------------------------------------------------------------
 
 
@@ -304,13 +350,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--million-engines", type=int, default=MILLION_ENGINES, help="default %(default)s"
     )
     parser.add_argument(
+        "--memory",
+        action="store_true",
+        help=f"goal 2 alone: plain and gold on {MEMORY_ENGINES} engines, "
+        f"{MEMORY_CASES} cases unless --cases",
+    )
+    parser.add_argument(
         "--gold-arg", action="append", default=[], help="an extra argument of the gold runs"
     )
     add_timeout_option(parser, 3600.0)
     args = parser.parse_args(argv)
     check_repeat_and_timeout(parser, args)
+    if args.million and args.memory:
+        parser.error("--million and --memory are separate runs: give one of them")
+    default_cases = MEMORY_CASES if args.memory else DEFAULT_CASES
     args.cases = args.cases or (
-        MILLION_CASES if args.million else QUICK_CASES if args.quick else DEFAULT_CASES
+        MILLION_CASES if args.million else QUICK_CASES if args.quick else default_cases
     )
     args.parts = {"million"} if args.million else {part.strip() for part in args.only.split(",")}
     if args.million and args.million_engines < 1:
@@ -324,10 +379,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    print_setup(
-        f"parts {','.join(sorted(args.parts))}: {args.cases} cases on E={args.engines}, "
-        f"{args.latency_cases} x pass on {LATENCY_ENGINES}; gold extra args {args.gold_arg}"
-    )
+    parts = f"parts {','.join(sorted(args.parts))}: {args.cases} cases on E={args.engines}, "
+    parts += f"{args.latency_cases} x pass on {LATENCY_ENGINES}"
+    if args.memory:
+        parts = f"part 2 (--memory): {args.cases} cases, plain and gold E={MEMORY_ENGINES}"
+    print_setup(f"{parts}; gold extra args {args.gold_arg}")
     rows: list[str] = []
     goals: list[str] = []
     started = time.perf_counter()
@@ -338,13 +394,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows, goals = part_million(
                     root, args.cases, args.million_engines, args.gold_arg, args.timeout
                 )
-            if args.parts & {"1", "2"}:
+            elif args.memory:
+                new_rows, new_goals = part_memory(root, args.cases, args.gold_arg, args.timeout)
+                rows += new_rows
+                goals += new_goals
+            elif args.parts & {"1", "2"}:
                 new_rows, new_goals = part_throughput(
                     root, args.cases, args.engines, args.gold_arg, args.timeout
                 )
                 rows += new_rows
                 goals += new_goals
-            if "5" in args.parts:
+            if "5" in args.parts and not args.memory:
                 new_rows, new_goals = part_latency(
                     root, args.latency_cases, args.gold_arg, args.timeout
                 )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_gold.protocol.junitxml import junit_xml
+from pytest_gold.protocol.junitxml import SharedProperties, junit_xml
 from pytest_gold.protocol.messages import (
     BatchResult,
     EngineInfo,
@@ -96,6 +96,10 @@ class Replayer:
         self.logstart = logstart_caller(config, compact or config.get_verbosity() > 0)
         #: What the replay under way (or the last one) found so far.
         self.replaying = ReplayOutcome()
+        #: The last report's parsed node id (pytest >= 9.2 keeps one on every report;
+        #: its own reports of a case share the item's).
+        self.last_id: Any = None
+        self.shared_properties = SharedProperties((HOST_PROPERTY, ENGINE_PROPERTY))
 
     def node_for(self, engine: EngineInfo) -> GoldNode:
         node = self.nodes.get(engine)
@@ -147,17 +151,29 @@ class Replayer:
         report = self.hook.pytest_report_from_serializable(
             config=self.config, data=report_data_from_wire(data, self.last_shared)
         )
+        self.share_node_id(report)
         report.node = node
         report.user_properties = [*report.user_properties, *node.placement]
         attributes = report.__dict__.pop("gold_xml_attributes", None)
-        if attributes:
-            xml = self.junit_xml()
-            if xml is not None:
-                reporter = xml.node_reporter(report)
-                for name, value in attributes.items():
-                    reporter.add_attribute(name, value)
+        xml = self.junit_xml()
+        if xml is not None:
+            reporter = xml.node_reporter(report)
+            self.shared_properties.adopt(reporter)
+            for name, value in (attributes or {}).items():
+                reporter.add_attribute(name, value)
         self.case_reports[report.nodeid].append(report)
         self.hook.pytest_runtest_logreport(report=report)
+
+    def share_node_id(self, report: pytest.TestReport) -> None:
+        """Give a report the last report's parsed node id when they are equal (a case's
+        setup, call and teardown): pytest keeps every report to the end of the run."""
+        ident = report.__dict__.get("_id")
+        if ident is None:  # pytest < 9.2: the node id string, shared already
+            return
+        if ident == self.last_id:
+            report.__dict__["_id"] = self.last_id
+        else:
+            self.last_id = ident
 
     def junit_xml(self) -> Any:
         """pytest's LogXML plugin, when --junitxml is on."""

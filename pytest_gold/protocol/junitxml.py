@@ -14,7 +14,9 @@ would write it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Collection
 from typing import Any, cast
 
 import pytest
@@ -64,3 +66,42 @@ def forward_suite_properties(config: pytest.Config, send: Callable[[str, str], N
     # Typed for LogXML; the forwarder has what plugins use of it on a worker.
     config.stash[xml_key] = cast(Any, forwarder)
     config.pluginmanager.register(forwarder, "gold-junitxml-forwarder")
+
+
+class SharedProperties:
+    """Builds a case's ``<properties>`` for LogXML with one ``<property>`` element per
+    (name, value) of ``names``, shared by every case that has it.
+
+    LogXML turns each case into elements when the case ends and holds them to the end of
+    the run. The properties every replayed case gets (its host and engine) would be two
+    elements (and their attribute dicts) per case; shared, they are two per engine. An
+    element is written out wherever it is appended: the file is the same.
+    """
+
+    def __init__(self, names: Collection[str]) -> None:
+        self.names = frozenset(names)
+        self.elements: dict[tuple[str, str], ET.Element] = {}
+
+    def adopt(self, reporter: Any) -> None:
+        """Have LogXML's reporter of one case (a ``_NodeReporter``) build its properties
+        here; its ``finalize`` drops this again with the rest of its state."""
+        if "make_properties_node" not in vars(reporter) and hasattr(
+            reporter, "make_properties_node"
+        ):
+            reporter.make_properties_node = functools.partial(self.properties_node, reporter)
+
+    def properties_node(self, reporter: Any) -> ET.Element | None:
+        """What ``_NodeReporter.make_properties_node`` returns, shared elements included."""
+        if not reporter.properties:
+            return None
+        properties = ET.Element("properties")
+        for name, value in reporter.properties:
+            if name not in self.names:
+                properties.append(ET.Element("property", name=name, value=value))
+                continue
+            element = self.elements.get((name, value))
+            if element is None:
+                element = ET.Element("property", name=name, value=value)
+                self.elements[(name, value)] = element
+            properties.append(element)
+        return properties

@@ -22,6 +22,13 @@ from pytest_gold.protocol.synthetic import plain_report
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
+#: Report words every report repeats (outcome, phase, type): JSON decodes a new string for
+#: each, pytest's own reports share one; kept to the end of the run, 3 reports a case.
+_REPORT_WORDS = {
+    word: word
+    for word in ("passed", "failed", "skipped", "setup", "call", "teardown", "TestReport")
+}
+
 
 class UnserializableValue(TypeError):
     """A value a case recorded (or a plugin attached to its report) cannot be sent back."""
@@ -117,11 +124,13 @@ def report_data_from_wire(
     """
     # Called for every report of a run: scalars, most of a report, are taken as they are.
     # pytest keeps every report until the end of the run; strings shared by many reports
-    # (node ids, keyword names, paths) are interned so a campaign's reports stay small.
+    # (report words, keyword names, paths) are shared so a campaign's reports stay small.
     out: dict[str, Any] = {}
     for key, value in data.items():
         kind = type(value)
-        if kind in _JSON_SCALARS:
+        if kind is str:
+            out[key] = _REPORT_WORDS.get(value, value)
+        elif kind in _JSON_SCALARS:
             out[key] = value
         elif kind is list and not value:  # no sections, no user properties
             out[key] = []
@@ -134,8 +143,15 @@ def report_data_from_wire(
                 last[key] = (value, out[key])
         else:
             out[key] = _field_from_wire(key, value)
-    if isinstance(out.get("nodeid"), str):
-        out["nodeid"] = sys.intern(out["nodeid"])
+    nodeid = out.get("nodeid")
+    if last is not None and isinstance(nodeid, str):
+        # The reports of a case share their node id, as pytest's own do (the item's); not
+        # interned: a table entry per case for the whole run, for nothing after the case.
+        before = last.get("nodeid")
+        if before is not None and before[0] == nodeid:
+            out["nodeid"] = before[1]
+        else:
+            last["nodeid"] = (nodeid, nodeid)
     if isinstance(out.get("longrepr"), list):  # a skip's (path, lineno, reason)
         out["longrepr"] = tuple(out["longrepr"])
     return out
