@@ -225,7 +225,8 @@ class Driver:
                     self.apply(run.stop_requested(StopKind.FAILURES, str(reason), now), now)
             self.ticker.tick(run)
             if self.jobs is not None:
-                self.jobs.tick(run, self.progress.engine_time, now)
+                answered = {info.slurm_job for info in self.info.values()}
+                self.jobs.tick(run, self.progress.engine_time, now, answered)
         engineloss.say_job_ends(self, final=True)
 
     def poll(self) -> None:

@@ -10,12 +10,13 @@ running, a run whose engines all left waits for theirs (``Run.engines_coming``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import pytest_gold.policy.silentjobs as silentjobs
 from pytest_gold.controller.terminal import Terminal
 from pytest_gold.launch.cluster import interrupts_deferred
-from pytest_gold.launch.runjobs import RunJobs, run_jobs_of
+from pytest_gold.launch.runjobs import RunJobs, cancel_jobs, run_jobs_of
 from pytest_gold.policy.eta import EngineTime, estimate_eta
 from pytest_gold.policy.jobplan import describe_jobs
 from pytest_gold.policy.run import Run
@@ -48,11 +49,13 @@ def work_left(run: Run, engine_time: EngineTime) -> tuple[float | None, int, flo
 class JobCare:
     """Looks after the run's jobs (see the module's docstring)."""
 
-    def __init__(self, jobs: RunJobs, terminal: Terminal) -> None:
+    def __init__(self, jobs: RunJobs, terminal: Terminal, grace_seconds: float) -> None:
         self.jobs = jobs
         self.terminal = terminal
         #: Replacement jobs submitted during the run.
         self.replaced: list[str] = []
+        #: Jobs that run with no engine registering (cancelled, not waited for).
+        self.silent = silentjobs.SilentJobs(grace_seconds)
 
     def status(self) -> str:
         """``jobs: 1 running, 2 queued`` (empty before squeue answered)."""
@@ -66,17 +69,36 @@ class JobCare:
         self.jobs.poll(now)
         return True
 
-    def tick(self, run: Run, engine_time: EngineTime, now: float) -> None:
+    def tick(self, run: Run, engine_time: EngineTime, now: float, answered: Iterable[str]) -> None:
+        """``answered``: the Slurm jobs of the engines that answered the engine check."""
         if run.stopped or not self.poll(now):
             return
+        self.cancel_silent(answered, now)
         work, cases, longest = work_left(run, engine_time)
         count = self.jobs.plan(work, cases, longest + JOB_END_SLACK_SECONDS)
-        if count:
+        if count and not self.silent.gave_up:
             submitted = self.jobs.submit(count)
             if submitted:
                 self.replaced += submitted
                 self.terminal.write_line(replacement_line(submitted, cases))
-        run.engines_coming = bool(self.jobs.views) and not self.jobs.cancelled
+        run.engines_coming = self.silent.coming(self.jobs.views) and not self.jobs.cancelled
+
+    def cancel_silent(self, answered: Iterable[str], now: float) -> None:
+        """Cancel the jobs that run with no engine registering (see
+        :mod:`pytest_gold.policy.silentjobs`); say when the run stops replacing jobs."""
+        if not self.jobs.known:
+            return
+        gave_up = self.silent.gave_up
+        found = self.silent.look(self.jobs.views, answered, now)
+        if not found:
+            return
+        cancel_jobs(found, self.jobs.run)
+        for job in found:
+            self.terminal.write_line(
+                silentjobs.silent_line(job, self.silent.grace_seconds, self.jobs.output_of(job))
+            )
+        if self.silent.gave_up and not gave_up:
+            self.terminal.write_line(silentjobs.gave_up_line(self.silent.silent))
 
 
 def replacement_line(job_ids: list[str], cases: int) -> str:
@@ -88,7 +110,9 @@ def replacement_line(job_ids: list[str], cases: int) -> str:
     )
 
 
-def job_care(handle: Any, max_jobs: int | None, terminal: Terminal) -> JobCare | None:
+def job_care(
+    handle: Any, max_jobs: int | None, terminal: Terminal, grace_seconds: float
+) -> JobCare | None:
     """For a cluster the run started from a Slurm profile: its jobs looked after, the
     first generation's time limits staggered. ``None`` for any other cluster (an attached
     one's jobs are not the run's)."""
@@ -109,4 +133,4 @@ def job_care(handle: Any, max_jobs: int | None, terminal: Terminal) -> JobCare |
 
     jobs.around_ipyparallel = around_ipyparallel
     jobs.stagger_first()
-    return JobCare(jobs, terminal)
+    return JobCare(jobs, terminal, grace_seconds)

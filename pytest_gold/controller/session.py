@@ -219,7 +219,9 @@ class GoldController:
             ticker=ticker,
             stream_output=stream_output,
         )
-        driver.jobs = ticker.jobs = job_care(self.handle, settings.max_jobs, self.terminal)
+        driver.jobs = ticker.jobs = job_care(
+            self.handle, settings.max_jobs, self.terminal, settings.wait_seconds
+        )
         wait_for_engines(driver, self.handle, settings)
         self.progress.start()  # utilisation and status lines count from here
         ticker.restart()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_gold.launch.slurmprofile import engines_per_job, slurm_seconds
+from pytest_gold.launch.slurmprofile import OUTPUT_PATTERN, engines_per_job, slurm_seconds
 from pytest_gold.policy.jobplan import JobView, job_counts, replacements, staggered_minutes
 
 #: Seconds between two looks at squeue (a busy site's slurmctld should not be asked every
@@ -132,6 +132,18 @@ class RunJobs:
             if len(parts) == 4:
                 rows.append((parts[0], parts[1], parts[2], parts[3]))
         return rows
+
+    def output_of(self, job: str) -> str:
+        """Where a job's engines wrote their output: the log file a profile made by
+        ``profile create --slurm`` names, else how to ask Slurm."""
+        profile_dir = getattr(self.cluster, "profile_dir", "") or ""
+        for launcher in (getattr(self.cluster, "engines", None) or {}).values():
+            template = str(getattr(launcher, "batch_template", "") or "")
+            if OUTPUT_PATTERN in template and profile_dir:
+                array, _, task = job.partition("_")
+                path = OUTPUT_PATTERN.format(profile_dir=profile_dir)
+                return path.replace("%A", array).replace("%a", task or "0")
+        return f"sacct -j {job}, and the job's --output file"
 
     def counts(self) -> tuple[int, int] | None:
         """Running and queued jobs of the run (``None`` before squeue answered)."""
