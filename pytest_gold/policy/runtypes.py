@@ -32,6 +32,12 @@ class EngineState(enum.Enum):
 #: States in which an engine is part of the run and may get work (now or later).
 USABLE_STATES = frozenset({EngineState.IDLE, EngineState.BUSY})
 
+#: Batches an engine holds at most: the one it runs and the next, queued behind it on the
+#: engine (ipyparallel runs an engine's tasks one after another). With one, an engine
+#: waited for the round trip, and for the controller's replay of other engines' batches,
+#: between two batches.
+BATCHES_IN_FLIGHT = 2
+
 
 class Phase(enum.Enum):
     #: Before the first dispatch: until ``min_engines`` engines passed the check.
@@ -199,11 +205,18 @@ class EngineRecord:
     state: EngineState
     #: When its check was sent (CHECKING) — to give up on checks never answered.
     checked_at: float = 0.0
-    batch: Batch | None = None
+    #: The batches sent to it and not back yet, in the order sent (the engine runs the
+    #: first; the others wait behind it there). At most :data:`BATCHES_IN_FLIGHT`.
+    batches: list[Batch] = field(default_factory=list)
     used: bool = False
     problems: tuple[str, ...] = ()
     #: When the engine's Slurm job ends, in the Run's clock (``None``: no time limit).
     job_end: float | None = None
+
+    @property
+    def batch(self) -> Batch | None:
+        """The batch the engine runs now (the first sent of those not back)."""
+        return self.batches[0] if self.batches else None
 
 
 def summary_of(
