@@ -331,16 +331,7 @@ class Run:
     def stop_if_no_engines(self, now: float) -> list[Action]:
         """Once running, a run with cases left and no engine that could take them (none
         usable, none being checked) stops."""
-        if (
-            self.phase is Phase.RUNNING
-            and self.queue
-            and not self.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.CHECKING)
-            and not self.engines_coming
-        ):
-            released = self.engines_in(EngineState.RELEASED)
-            reason = NO_ENGINE_HAS_TIME if released else EVERY_ENGINE_LOST
-            return self.stop_requested(StopKind.NO_ENGINES, reason, now)
-        return []
+        return runfaults.stop_if_no_engines(self, now)
 
     def stop_requested(self, kind: StopKind, reason: str, now: float) -> list[Action]:
         """Stop: nothing new starts; every case not yet dispatched is not run; running

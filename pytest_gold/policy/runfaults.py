@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_gold.policy.runtypes import (
+    EVERY_ENGINE_LOST,
+    NO_ENGINE_HAS_TIME,
     Abandoned,
     Action,
     EngineLostNotice,
@@ -139,6 +141,21 @@ def batch_errored(
         actions.append(run.fail_case(nodeid, engine_id, message))
     run.settle()
     return actions
+
+
+def stop_if_no_engines(run: Run, now: float) -> list[Action]:
+    """Once running, a run with cases left and no engine that could take them (none
+    usable, none being checked) stops."""
+    if (
+        run.phase is Phase.RUNNING
+        and run.queue
+        and not run.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.CHECKING)
+        and not run.engines_coming
+    ):
+        released = run.engines_in(EngineState.RELEASED)
+        reason = NO_ENGINE_HAS_TIME if released else EVERY_ENGINE_LOST
+        return run.stop_requested(StopKind.NO_ENGINES, reason, now)
+    return []
 
 
 def stop_requested(run: Run, kind: StopKind, reason: str, now: float) -> list[Action]:
