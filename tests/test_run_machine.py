@@ -46,6 +46,9 @@ from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease
 from pytest_gold.policy.walltime import Margin
 from pytest_gold.protocol.messages import Batch
 
+#: Batches an engine holds in these tests (the Run's default may be fewer).
+HELD = max(BATCHES_IN_FLIGHT, 2)
+
 
 def make_run(
     cases: int,
@@ -67,6 +70,7 @@ def make_run(
         known_seconds={nodeids[i]: seconds for i, seconds in (known or {}).items()},
     )
     release = InOrderRelease(nodeids) if in_order else None
+    kwargs.setdefault("batches_in_flight", HELD)
     return Run(queue=queue, min_engines=engines_needed, retries=retries, in_order=release, **kwargs)
 
 
@@ -225,7 +229,7 @@ class RunMachine(RuleBasedStateMachine):
         in_order=st.booleans(),
         maxfail=st.sampled_from([0, 1, 2]),
         seconds=st.lists(st.sampled_from([0.1, 1.0, 3.0, 10.0, 30.0]), min_size=25, max_size=25),
-        in_flight=st.sampled_from([1, BATCHES_IN_FLIGHT, BATCHES_IN_FLIGHT]),
+        in_flight=st.sampled_from([1, HELD, HELD]),
     )
     def start(
         self,
@@ -531,7 +535,7 @@ def test_an_engine_holds_its_next_batch_queued_behind_the_one_it_runs():
     join(run, 0)
     join(run, 1)
     sent = sent_batches(run.tick(0.0))
-    assert [eid for eid, _ in sent] == [0, 0, 1, 1] and len(sent) == BATCHES_IN_FLIGHT * 2
+    assert [eid for eid, _ in sent] == [0, 0, 1, 1] and len(sent) == HELD * 2
     (_, first), (_, second) = sent[:2]
     # The worker keeps fixtures for the case it runs next: the queued batch's first.
     assert first.lookahead == second.nodeids[0]

@@ -36,6 +36,7 @@ def make_run(seconds: dict[str, float], retries: int = 1, **kwargs: object) -> R
     """Cases of known durations, dispatched longest first as --gold-order=duration does."""
     nodeids = sorted(seconds, key=lambda nodeid: -seconds[nodeid])
     queue = DispatchQueue(nodeids, engine_count=2, target_batch_seconds=0.5, known_seconds=seconds)
+    kwargs.setdefault("batches_in_flight", 2)  # an engine holds two batches here
     return Run(queue=queue, retries=retries, margin=MARGIN, **kwargs)  # type: ignore[arg-type]
 
 

@@ -81,7 +81,7 @@ class _Fit:
 
 #: Batches an engine has at most: those it runs or has queued, and the one it finished
 #: that the controller has not taken in yet.
-BATCHES_PER_ENGINE = BATCHES_IN_FLIGHT + 1
+BATCHES_PER_ENGINE = max(BATCHES_IN_FLIGHT, 2) + 1
 
 
 @dataclass
