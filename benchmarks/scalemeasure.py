@@ -66,6 +66,9 @@ class Measured:
     polled_rss_mib: float
     #: Engines' use from the per-host summary (gold runs), in percent.
     busy_percent: float | None = None
+    #: The engines' time running batches over their time in the run, from the same
+    #: summary (its ``occupied`` column; ``None`` before it had one), in percent.
+    occupied_percent: float | None = None
     #: Sum of the cases' durations (setup + call + teardown, the JUnit XML's ``time``).
     case_seconds: float | None = None
     #: CPU seconds of the processes below the pytest process, by kind.
@@ -139,8 +142,9 @@ def process_kind(command: str) -> str:
     return "other"
 
 
-def engines_busy(output: str) -> float | None:
-    """The engines' use over all hosts, from the ``gold: per-host summary`` table."""
+def engines_busy(output: str, column: int = 0) -> float | None:
+    """The engines' use over all hosts, from the ``gold: per-host summary`` table
+    (``column`` 1: its ``occupied`` figure, ``None`` where it has none)."""
     lines = output.splitlines()
     try:
         start = next(i for i, line in enumerate(lines) if "gold: per-host summary" in line)
@@ -148,12 +152,15 @@ def engines_busy(output: str) -> float | None:
         return None
     engines = weighted = 0.0
     for line in lines[start + 2 :]:  # after the title and the header
-        match = re.match(r"\S+\s+(\d+)\s+\d+\s+\d+\s+\S+\s+(\d+)%", line)
+        match = re.match(r"\S+\s+(\d+)\s+\d+\s+\d+\s+\S+\s+(\d+)%(?:\s+(\d+)%)?", line)
         if match is None:
             break
+        share = match.group(2 + column)
+        if share is None:
+            return None
         count = int(match.group(1))
         engines += count
-        weighted += count * float(match.group(2))
+        weighted += count * float(share)
     return weighted / engines if engines else None
 
 
@@ -196,6 +203,7 @@ def measure(args: list[str], cwd: Path, cases: int, timeout: float, label: str) 
         usage["maxrss_kb"] / 1024,
         peak.peak / 2**20,
         engines_busy(run.output),
+        engines_busy(run.output, column=1),
         children_cpu=peak.cpu_by_kind(),
         children_peak_mib={kind: rss / 2**20 for kind, rss in peak.rss_by_kind.items()},
         workers_maxrss_mib=max(workers_kb) / 1024 if workers_kb else None,
@@ -206,6 +214,8 @@ def measure(args: list[str], cwd: Path, cases: int, timeout: float, label: str) 
             measured.case_seconds = junit_case_seconds(junit)
             junit.unlink(missing_ok=True)
     busy = "" if measured.busy_percent is None else f", engines {measured.busy_percent:.0f}% busy"
+    if measured.occupied_percent is not None:
+        busy += f", {measured.occupied_percent:.0f}% occupied"
     children = ", ".join(f"{kind} {sec:.1f}" for kind, sec in sorted(measured.children_cpu.items()))
     print(
         f" {run.wall:.1f} s, controller CPU {measured.cpu:.1f} s, peak RSS "

@@ -87,6 +87,31 @@ def test_engine_time_of_a_batch_sent_before_the_last_one_was_taken_in():
     assert engine_time.sent_at == {}
 
 
+def test_engine_time_of_a_batch_queued_behind_another_on_its_engine():
+    """An engine holds its next batch while it runs one: the queued batch is measured
+    from when the one before it came back, not from when it was sent."""
+    now = [0.0]
+    engine_time = EngineTime(clock=lambda: now[0])
+    engine_time.started.add(1)
+    engine_time.sent(1)  # batch A
+    engine_time.sent(1)  # B, queued behind A there
+    now[0] = 2.0
+    engine_time.came_back(1)  # A is back: B starts
+    engine_time.sent(1)  # C, queued behind B
+    assert engine_time.left(1, [1.0]) == pytest.approx(1.0)  # B: 1 s of case, none run
+    now[0] = 2.5
+    engine_time.done(1, [1.0])  # A taken in: 2.5 s for 1 s of case
+    now[0] = 4.0
+    engine_time.came_back(1)  # B is back at 4 s
+    engine_time.done(1, [1.0])  # B: 2 s for 1 s of case
+    assert engine_time.regular.overhead == pytest.approx(1.5 + 1.0)
+    now[0] = 5.0
+    engine_time.came_back(1)
+    engine_time.done(1, [0.5])  # C: from 4 s, 1 s for 0.5 s of case
+    assert engine_time.regular.overhead == pytest.approx(1.5 + 1.0 + 0.5)
+    assert engine_time.sent_at == {}
+
+
 def test_what_a_running_batch_still_needs():
     now = [0.0]
     engine_time = EngineTime(clock=lambda: now[0])

@@ -134,7 +134,16 @@ def test_lost_engines_are_recapped_and_marked_per_host():
     )
     assert recap[1].startswith("gold: 3 cases running on them went to other engines;")
     table = format_host_table(driver.progress.hosts, wall_seconds=10.0)
-    assert table[0].split() == ["host", "engines", "cases", "failed", "busy", "use", "lost"]
+    assert table[0].split() == [
+        "host",
+        "engines",
+        "cases",
+        "failed",
+        "busy",
+        "use",
+        "occupied",
+        "lost",
+    ]
     assert table[2].split()[0] == "gold3" and table[2].split()[-1] == "2"
     snapshot = driver.progress.snapshot(
         running=0, engines_busy=0, engines_available=2, queued_seconds=[]

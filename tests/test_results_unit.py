@@ -184,4 +184,34 @@ def test_the_run_wall_time_ends_with_the_cases_not_with_the_cluster():
     assert progress.wall_seconds == 10.0
     snapshot = progress.snapshot(running=0, engines_busy=0, engines_available=1, queued_seconds=[])
     assert snapshot.elapsed_seconds == 10.0
-    assert format_host_table(progress.hosts, progress.wall_seconds)[1].endswith("80%")
+    assert format_host_table(progress.hosts, progress.wall_seconds)[1].split()[5] == "80%"
+
+
+def test_occupied_is_the_engines_time_running_batches_over_their_time_in_the_run():
+    """``use`` counts the cases' own durations; ``occupied`` the time the engines ran
+    batches (pytest's per-case overhead included): the rest they waited."""
+    from pytest_gold.controller.progress import Progress, format_host_table
+
+    now = [0.0]
+    progress = Progress(total=4, clock=lambda: now[0])
+    progress.add_engine("gold2", 0)  # during the first wait: counts from the start
+    progress.add_engine("gold3", 1)
+    now[0] = 10.0
+    progress.start()
+    progress.task_ran(0, 6.0)
+    progress.task_ran(0, 3.0)
+    progress.finished("gold2", "passed", 1.0)
+    now[0] = 15.0
+    progress.lose_engine("gold3", 1)  # in the run for 5 s, 4 of them running a batch
+    progress.task_ran(1, 4.0)
+    progress.finished("gold3", "passed", 1.0)
+    progress.add_engine("gold3", 2)  # joins late: counts from then
+    progress.task_ran(2, 5.0)
+    now[0] = 20.0
+    progress.stop()
+    now[0] = 99.0  # (stopping the cluster does not count)
+    assert progress.occupied() == {"gold2": 0.9, "gold3": 0.9}
+    table = format_host_table(progress.hosts, progress.wall_seconds, progress.occupied())
+    assert table[0].split()[5:7] == ["use", "occupied"]
+    assert table[1].split()[5:7] == ["10%", "90%"]
+    assert format_host_table(progress.hosts, progress.wall_seconds)[1].split()[6] == "-"

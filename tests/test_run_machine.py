@@ -25,6 +25,7 @@ from hypothesis.stateful import (
 )
 
 from pytest_gold.policy.run import (
+    BATCHES_IN_FLIGHT,
     EVERY_ENGINE_LOST,
     Abandoned,
     BatchSummary,
@@ -43,6 +44,10 @@ from pytest_gold.policy.run import (
 )
 from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease
 from pytest_gold.policy.walltime import Margin
+from pytest_gold.protocol.messages import Batch
+
+#: Batches an engine holds in these tests (the Run's default may be fewer).
+HELD = max(BATCHES_IN_FLIGHT, 2)
 
 
 def make_run(
@@ -65,6 +70,7 @@ def make_run(
         known_seconds={nodeids[i]: seconds for i, seconds in (known or {}).items()},
     )
     release = InOrderRelease(nodeids) if in_order else None
+    kwargs.setdefault("batches_in_flight", HELD)
     return Run(queue=queue, min_engines=engines_needed, retries=retries, in_order=release, **kwargs)
 
 
@@ -74,7 +80,12 @@ def join(run: Run, eid: int, now: float = 0.0) -> None:
 
 
 def dispatched(actions) -> dict[int, list[str]]:
-    return {a.engine_id: list(a.batch.nodeids) for a in actions if isinstance(a, Dispatch)}
+    """The cases sent to each engine (those of every batch it got, in order)."""
+    sent: dict[int, list[str]] = {}
+    for action in actions:
+        if isinstance(action, Dispatch):
+            sent.setdefault(action.engine_id, []).extend(action.batch.nodeids)
+    return sent
 
 
 # -- examples -------------------------------------------------------------------------
@@ -153,11 +164,14 @@ def test_batches_that_do_not_answer_after_a_stop_are_given_up():
 def test_pytest_exit_stops_the_run():
     run = make_run(4)
     join(run, 0)
-    (batch,) = dispatched(run.tick(0.0)).values()
-    actions = run.batch_done(0, summary_of(batch[:1], exit_nodeid=batch[0]), now=1.0)
-    assert run.stop_kind is StopKind.EXIT and run.exit_nodeid == batch[0]
-    assert not any(isinstance(a, Interrupt) for a in actions)  # nothing else runs
-    assert run.over
+    first, queued = [a.batch.nodeids for a in run.tick(0.0) if isinstance(a, Dispatch)]
+    actions = run.batch_done(0, summary_of(first[:1], exit_nodeid=first[0]), now=1.0)
+    assert run.stop_kind is StopKind.EXIT and run.exit_nodeid == first[0]
+    # The batch queued behind it on the engine starts nothing.
+    assert Interrupt((0,)) in actions and not run.over
+    run.batch_done(0, summary_of([], not_run=queued), now=1.5)
+    assert run.over and set(queued) <= set(run.not_run)
+    assert not any(nodeid in queued for nodeid, _ in run.cut_short)
 
 
 def test_every_engine_lost_stops_the_run():
@@ -172,9 +186,9 @@ def test_every_engine_lost_stops_the_run():
 def test_a_case_the_engine_forgot_still_ends_as_a_failure():
     run = make_run(2)
     join(run, 0)
-    (batch,) = dispatched(run.tick(0.0)).values()
+    first = next(a.batch for a in run.tick(0.0) if isinstance(a, Dispatch))
     actions = run.batch_done(0, BatchSummary(), now=1.0)
-    assert [a.nodeid for a in actions if isinstance(a, FailCase)] == batch
+    assert [a.nodeid for a in actions if isinstance(a, FailCase)] == first.nodeids
 
 
 def test_the_controller_lost_fails_every_unfinished_case():
@@ -215,6 +229,7 @@ class RunMachine(RuleBasedStateMachine):
         in_order=st.booleans(),
         maxfail=st.sampled_from([0, 1, 2]),
         seconds=st.lists(st.sampled_from([0.1, 1.0, 3.0, 10.0, 30.0]), min_size=25, max_size=25),
+        in_flight=st.sampled_from([1, HELD, HELD]),
     )
     def start(
         self,
@@ -225,6 +240,7 @@ class RunMachine(RuleBasedStateMachine):
         in_order: bool,
         maxfail: int,
         seconds: list[float],
+        in_flight: int,
     ) -> None:
         #: Every case's duration is known (the walltime rule's expectation, checked here
         #: independently of the Run).
@@ -240,6 +256,7 @@ class RunMachine(RuleBasedStateMachine):
             interrupt_grace_seconds=3.0,
             known=self.seconds,
             margin=Margin(seconds=2.0, fraction=0.1),
+            batches_in_flight=in_flight,
         )
         self.expected = {f"t.py::test[{i}]": value for i, value in self.seconds.items()}
         self.position = {nodeid: i for i, nodeid in enumerate(self.run.queue.remaining())}
@@ -264,19 +281,29 @@ class RunMachine(RuleBasedStateMachine):
         loop ticks after every event, which is when idle engines get work)."""
         if then_tick:
             actions = [*actions, *self.run.tick(self.now, self.released_failures)]
+        previous: Dispatch | None = None
         for action in actions:
+            if isinstance(action, Dispatch) and previous is not None:
+                if previous.engine_id == action.engine_id:
+                    # Both to one engine: its worker looks ahead to the queued one.
+                    assert previous.batch.lookahead == action.batch.nodeids[0]
+            previous = action if isinstance(action, Dispatch) else None
             if isinstance(action, FailCase) and action.nodeid in self.run.held:
                 self.held_info[action.nodeid] = (1, False)  # its turn comes
             if isinstance(action, Dispatch):
                 record = self.run.engines[action.engine_id]
-                assert record.state is EngineState.BUSY and record.batch == action.batch
+                assert record.state is EngineState.BUSY and action.batch in record.batches
+                most = 1 if self.run.in_order else self.run.batches_in_flight
+                assert len(record.batches) <= most
                 assert not self.run.stopped, "dispatch after a stop"
                 assert self.run.phase is Phase.RUNNING, "dispatch before enough engines"
                 for nodeid in action.batch.nodeids:
                     self.sent_counts[nodeid] = self.sent_counts.get(nodeid, 0) + 1
                 job_end = record.job_end
                 if job_end is not None:
-                    work = sum(self.expected[n] for n in action.batch.nodeids)
+                    # Every batch it holds (the one it runs counted whole) fits.
+                    held = [n for batch in record.batches for n in batch.nodeids]
+                    work = sum(self.expected[n] for n in held)
                     assert self.now + work * 1.1 + 2.0 <= job_end + 1e-9, "no time to finish"
             if isinstance(action, EngineReleased):
                 job_end = self.run.engines[action.engine_id].job_end
@@ -339,9 +366,11 @@ class RunMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.run.busy))
     @rule(data=st.data())
     def batch_returns(self, data) -> None:
-        busy = self.run.busy
-        eid = data.draw(st.sampled_from(sorted(busy)))
-        nodeids = list(busy[eid].nodeids)
+        in_flight = self.run.in_flight
+        eid = data.draw(st.sampled_from(sorted(in_flight)))
+        # Mostly the one it ran first; the driver may take results in out of order.
+        batch = data.draw(st.sampled_from([in_flight[eid][0], *in_flight[eid]]))
+        nodeids = list(batch.nodeids)
         how = data.draw(st.sampled_from(["whole", "whole", "interrupted", "exit", "forgot"]))
         if self.run.in_order is not None and how in ("whole", "exit"):
             # The one case finished: its result waits for its turn.
@@ -370,10 +399,10 @@ class RunMachine(RuleBasedStateMachine):
             return
         if data.draw(st.booleans()):
             # As the driver does: the engine's next batch goes out before the replay.
-            self.apply(self.run.batch_returned(eid, self.now), then_tick=True)
+            self.apply(self.run.batch_returned(eid, self.now, batch), then_tick=True)
             self.run.check_invariants()
         summary = summary_of(finished, not_run=rest, cut_short=cut, exit_nodeid=exit_at)
-        actions = self.run.batch_done(eid, summary, self.now)
+        actions = self.run.batch_done(eid, summary, self.now, batch)
         if how != "forgot":
             assert not any(isinstance(a, FailCase) for a in actions), "a case failed"
         self.apply(actions, then_tick=True)
@@ -386,16 +415,24 @@ class RunMachine(RuleBasedStateMachine):
             busy if busy_one and busy else self.run.engines_in(EngineState.IDLE, EngineState.BUSY)
         )
         eid = data.draw(st.sampled_from(candidates))
-        batch = self.run.engines[eid].batch
-        before = {n: self.run.losses.get(n, 0) for n in (batch.nodeids if batch else [])}
+        batches = list(self.run.engines[eid].batches)
+        losses = dict(self.run.losses)
         stopped = self.run.stopped
         actions = self.run.engine_lost(eid, "lost", self.now)
-        if batch is not None:
-            resent = set(self.run.queue.remaining())
+        resent = set(self.run.queue.remaining())
+        for index, batch in enumerate(batches):
             for nodeid in batch.nodeids:
                 if nodeid in resent:
                     assert not stopped, "a lost case sent again after a stop"
-                    assert before[nodeid] + 1 <= self.run.retries, "retried past --gold-retries"
+                if index == 0:
+                    assert self.run.losses[nodeid] == losses.get(nodeid, 0) + 1
+                    if nodeid in resent:
+                        assert self.run.losses[nodeid] <= self.run.retries, "retried past"
+                else:
+                    # Queued behind the one it ran: never started, not charged.
+                    assert self.run.losses.get(nodeid, 0) == losses.get(nodeid, 0)
+                    assert nodeid in resent or self.run.ended.get(nodeid) == "not run"
+                    self.moved[nodeid] = self.moved.get(nodeid, 0) + 1
         self.apply(actions, then_tick=True)
 
     @precondition(lambda self: self.can(EngineState.IDLE, EngineState.BUSY, EngineState.RELEASED))
@@ -408,15 +445,15 @@ class RunMachine(RuleBasedStateMachine):
                 self.run.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.RELEASED)
             )
         )
-        batch = self.run.engines[eid].batch
+        held = [n for batch in self.run.engines[eid].batches for n in batch.nodeids]
         losses = dict(self.run.losses)
         stopped = self.run.stopped
         actions = self.run.job_ended(eid, self.now)
         assert self.run.losses == losses, "a job's end counted against retries"
         assert not any(isinstance(a, FailCase) for a in actions), "a job's end failed a case"
-        if batch is not None:
+        if held:
             queued = set(self.run.queue.remaining())
-            for nodeid in batch.nodeids:
+            for nodeid in held:
                 # Sent elsewhere; or not run: the run had stopped, or stopped now (the
                 # job's engine was the last one).
                 assert nodeid in queued or self.run.ended.get(nodeid) == "not run", nodeid
@@ -475,17 +512,113 @@ TestRunMachine.settings = settings(
 )
 
 
+def sent_batches(actions) -> list[tuple[int, Batch]]:
+    return [(a.engine_id, a.batch) for a in actions if isinstance(a, Dispatch)]
+
+
 def test_an_engine_gets_its_next_batch_before_the_last_one_is_replayed():
     run = make_run(40)
     join(run, 0)
-    first = dispatched(run.tick(0.0))[0]
-    second = dispatched(run.batch_returned(0, 1.0))[0]
-    assert second and not set(first) & set(second)
-    assert not run.over and not any(nodeid in run.ended for nodeid in first)
+    (_, first), (_, second) = sent_batches(run.tick(0.0))
+    (_, third) = sent_batches(run.batch_returned(0, 1.0))[0]
+    assert not set(first.nodeids) & set(third.nodeids)
+    assert not run.over and not any(nodeid in run.ended for nodeid in first.nodeids)
     run.check_invariants()
-    run.batch_done(0, summary_of(first), now=1.0)
-    assert all(run.ended[nodeid] == "finished" for nodeid in first)
-    assert run.busy == {0: run.engines[0].batch} and run.engines[0].batch.nodeids == second
+    run.batch_done(0, summary_of(first.nodeids), now=1.0)
+    assert all(run.ended[nodeid] == "finished" for nodeid in first.nodeids)
+    assert run.engines[0].batches == [second, third] and run.busy == {0: second}
+    run.check_invariants()
+
+
+def test_an_engine_holds_its_next_batch_queued_behind_the_one_it_runs():
+    run = make_run(40)
+    join(run, 0)
+    join(run, 1)
+    sent = sent_batches(run.tick(0.0))
+    assert [eid for eid, _ in sent] == [0, 0, 1, 1] and len(sent) == HELD * 2
+    (_, first), (_, second) = sent[:2]
+    # The worker keeps fixtures for the case it runs next: the queued batch's first.
+    assert first.lookahead == second.nodeids[0]
+    assert run.busy == {0: first, 1: sent[2][1]}
+    assert set(run.running) == {n for _, batch in sent for n in batch.nodeids}
+    # Nothing more while both engines hold two.
+    assert run.tick(0.5) == []
+    run.check_invariants()
+
+
+def test_results_of_one_engine_taken_in_out_of_order():
+    run = make_run(40)
+    join(run, 0)
+    (_, first), (_, second) = sent_batches(run.tick(0.0))
+    run.batch_returned(0, 1.0, second)
+    run.batch_done(0, summary_of(second.nodeids), 1.0, second)
+    assert run.busy[0] == first and all(run.ended[n] == "finished" for n in second.nodeids)
+    run.batch_done(0, summary_of(first.nodeids), 1.5, first)
+    assert all(run.ended[n] == "finished" for n in first.nodeids)
+    run.check_invariants()
+
+
+def test_an_engine_lost_with_two_batches_charges_a_retry_only_for_the_one_it_ran():
+    run = make_run(40, retries=1)
+    join(run, 0)
+    (_, first), (_, queued) = sent_batches(run.tick(0.0))
+    join(run, 1, now=0.5)
+    actions = run.engine_lost(0, "lost", now=1.0)
+    every = (*first.nodeids, *queued.nodeids)
+    assert EngineLostNotice(0, len(every), len(every), every) in actions
+    assert run.losses == {n: 1 for n in first.nodeids}
+    assert set(every) <= set(run.queue.remaining()) | set(run.running)
+    run.check_invariants()
+
+
+def test_an_engine_lost_with_two_batches_after_a_stop():
+    run = make_run(40, retries=1)
+    join(run, 0)
+    (_, first), (_, queued) = sent_batches(run.tick(0.0))
+    run.stop_requested(StopKind.INTERRUPT, "interrupted", now=0.5)
+    actions = run.engine_lost(0, "lost", now=1.0)
+    assert {a.nodeid for a in actions if isinstance(a, FailCase)} == set(first.nodeids)
+    assert set(queued.nodeids) <= set(run.not_run)
+    assert run.over
+    run.check_invariants()
+
+
+def test_a_job_that_ends_with_two_batches_moves_both_without_counting():
+    run = make_run(40, retries=0)
+    join(run, 0)
+    (_, first), (_, queued) = sent_batches(run.tick(0.0))
+    join(run, 1, now=0.5)
+    actions = run.job_ended(0, now=1.0)
+    every = (*first.nodeids, *queued.nodeids)
+    assert EngineLostNotice(0, len(every), len(every), every, job_ended=True) in actions
+    assert run.losses == {} and run.cases_moved == len(every)
+    run.check_invariants()
+
+
+def test_a_stop_gives_up_every_batch_of_an_engine_that_does_not_answer():
+    run = make_run(40, stop_grace_seconds=5.0)
+    join(run, 0)
+    (_, first), (_, queued) = sent_batches(run.tick(0.0))
+    assert run.stop_requested(StopKind.FAILURES, "x", now=1.0) == [Interrupt((0,))]
+    assert run.tick(6.5) == [Abandoned((0,), 5.0)]
+    assert set(first.nodeids) | set(queued.nodeids) <= set(run.not_run)
+    assert {n for n, _ in run.cut_short} == set(first.nodeids)
+    assert run.over
+
+
+def test_no_second_batch_in_runs_that_stop_on_failures():
+    run = make_run(10, in_order=True, maxfail=1)
+    join(run, 0)
+    assert len(sent_batches(run.tick(0.0))) == 1
+
+
+def test_a_refused_second_batch_goes_back_and_the_first_counts_as_lost():
+    run = make_run(40, retries=1)
+    join(run, 0)
+    (_, first), (_, second) = sent_batches(run.tick(0.0))
+    run.dispatch_refused(0, 0.5, second)
+    assert run.losses == {n: 1 for n in first.nodeids}
+    assert run.engines[0].state is EngineState.LOST
     run.check_invariants()
 
 

@@ -36,6 +36,7 @@ def make_run(seconds: dict[str, float], retries: int = 1, **kwargs: object) -> R
     """Cases of known durations, dispatched longest first as --gold-order=duration does."""
     nodeids = sorted(seconds, key=lambda nodeid: -seconds[nodeid])
     queue = DispatchQueue(nodeids, engine_count=2, target_batch_seconds=0.5, known_seconds=seconds)
+    kwargs.setdefault("batches_in_flight", 2)  # an engine holds two batches here
     return Run(queue=queue, retries=retries, margin=MARGIN, **kwargs)  # type: ignore[arg-type]
 
 
@@ -46,21 +47,28 @@ def join(run: Run, eid: int, job_end: float | None, now: float = 0.0) -> None:
 
 
 def sent(actions: list) -> dict[int, list[str]]:
-    return {a.engine_id: list(a.batch.nodeids) for a in actions if isinstance(a, Dispatch)}
+    """The cases sent to each engine (those of every batch it got, in order)."""
+    cases: dict[int, list[str]] = {}
+    for action in actions:
+        if isinstance(action, Dispatch):
+            cases.setdefault(action.engine_id, []).extend(action.batch.nodeids)
+    return cases
 
 
 def test_an_engine_whose_job_ends_soon_gets_only_cases_that_finish_in_time() -> None:
     run = make_run({"long": 100.0, "mid": 30.0, "short": 2.0})
-    join(run, 0, job_end=45.0)  # 45 s left: 30 s * 1.1 + 5 = 38 fits, 100 s does not
+    # 40 s left: 30 s * 1.1 + 5 = 38 fits, 100 s does not; nor does the 2 s case queued
+    # behind the 30 s one (32 s * 1.1 + 5 = 40.2)
+    join(run, 0, job_end=40.0)
     assert sent(run.tick(0.0)) == {0: ["mid"]}
     run.batch_done(0, summary_of(["mid"], seconds=30.0), now=31.0)
-    # 14 s left: 2 s * 1.1 + 5 = 7.2 fits
+    # 9 s left: 2 s * 1.1 + 5 = 7.2 fits
     assert sent(run.tick(31.0)) == {0: ["short"]}
     run.batch_done(0, summary_of(["short"], seconds=2.0), now=33.0)
-    # 12 s left, the 100 s case left: released, and with no other engine the run stops
+    # 7 s left, the 100 s case left: released, and with no other engine the run stops
     actions = run.tick(33.0)
     (released,) = [a for a in actions if isinstance(a, EngineReleased)]
-    assert released.engine_id == 0 and released.seconds_left == 12.0
+    assert released.engine_id == 0 and released.seconds_left == 7.0
     assert released.shortest_needs == pytest.approx(115.0)  # 100 s * 1.1 + 5
     assert run.engines[0].state is EngineState.RELEASED
     assert run.stop_kind is StopKind.NO_ENGINES and run.not_run == ["long"]
@@ -106,9 +114,18 @@ def test_a_job_that_ends_moves_its_cases_without_counting_retries() -> None:
     assert not any(isinstance(a, FailCase) for a in actions)  # retries=0: still not a failure
     assert run.losses == {}
     assert sent(run.tick(1.0)) == {1: batch}
-    # while an engine merely lost (not its job ending) fails the case with retries=0
+    # while an engine merely lost (not its job ending) fails the case it ran with
+    # retries=0 (the one queued behind never started: not run, the run stopping)
     actions = run.engine_lost(1, "lost", now=2.0)
-    assert [a.nodeid for a in actions if isinstance(a, FailCase)] == batch
+    assert [a.nodeid for a in actions if isinstance(a, FailCase)] == batch[:1]
+    assert run.not_run == batch[1:]
+
+
+def test_a_second_batch_goes_to_an_engine_whose_job_has_time_for_both() -> None:
+    run = make_run({"mid": 30.0, "short": 2.0})
+    join(run, 0, job_end=45.0)  # 32 s * 1.1 + 5 = 40.2 fits in 45 s
+    actions = run.tick(0.0)
+    assert [a.batch.nodeids for a in actions if isinstance(a, Dispatch)] == [["mid"], ["short"]]
 
 
 def test_a_job_that_ends_after_a_stop_leaves_its_cases_not_run() -> None:

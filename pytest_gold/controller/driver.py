@@ -63,6 +63,7 @@ from pytest_gold.policy.run import (
 )
 from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import (
+    Batch,
     BatchResult,
     EngineInfo,
     ExitRequested,
@@ -73,6 +74,14 @@ from pytest_gold.protocol.messages import (
 from pytest_gold.protocol.synthetic import failed_case_events
 from pytest_gold.protocol.timing import CONTROLLER_POLL_SECONDS as POLL_SECONDS
 from pytest_gold.protocol.xdistcompat import EngineNodes
+
+
+def task_seconds(metadata: Any) -> float:
+    """How long a task ran on its engine, as ipyparallel timed it there (0: not known)."""
+    try:
+        return float((metadata["completed"] - metadata["started"]).total_seconds())
+    except (KeyError, TypeError, AttributeError):
+        return 0.0
 
 
 class TooFewEngines(Exception):
@@ -121,8 +130,10 @@ class Driver:
         self.failed_check: dict[int, FailedCheck] = {}
         #: Engines lost during the run, as they were known.
         self.lost: dict[int, EngineInfo] = {}
-        #: Tasks in flight (batches), with their engines.
+        #: Tasks in flight (batches), with their engines, in the order sent; and the
+        #: batch each carries.
         self.futures: dict[Any, int] = {}
+        self.batches: dict[Any, Batch] = {}
         #: Results the Run holds back for pytest's order, by node id; and of those, the
         #: failures made up here (no duration to learn from).
         self.held_results: dict[str, BatchResult] = {}
@@ -235,8 +246,10 @@ class Driver:
             list(self.futures), timeout=POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
         )
         self.output.take((future.metadata, eid) for future, eid in self.futures.items())
-        for future in done:
-            self.collect(future)
+        # In the order sent: an engine's batches are taken in in the order it ran them.
+        for future in [future for future in self.futures if future in done]:
+            if future in self.futures:  # (not given up meanwhile)
+                self.collect(future)
 
     def interrupt(self, session: pytest.Session | None) -> None:
         """Ctrl-C: interrupt the running cases and report what finished (in pytest's
@@ -263,19 +276,21 @@ class Driver:
 
     def collect(self, future: Any) -> None:
         eid = self.futures.pop(future)
+        batch = self.batches.pop(future, None)
         now = time.monotonic()
         try:
             data = future.get()
         except Exception as error:
             self.output.lost(future, eid)
-            self.batch_failed(eid, error, now)
+            self.batch_failed(eid, error, now, batch)
             return
         result = result_from_wire(data)
+        self.progress.engine_time.came_back(eid)
+        self.progress.task_ran(eid, task_seconds(future.metadata))
         # Its output first, all of it (output and results travel apart).
         self.output.settle(future.metadata, eid, result)
         self.memory.forget(future)
-        record = self.run.engines[eid]
-        nodeids = record.batch.nodeids if record.batch is not None else []
+        nodeids = batch.nodeids if batch is not None else []
         if self.run.in_order is not None and len(nodeids) == 1 and finishes(result, nodeids[0]):
             self.held_results[nodeids[0]] = result
             self.run.result_held(eid, nodeids[0], failed_reports(result), stops(result))
@@ -283,15 +298,16 @@ class Driver:
             return
         # (in a run in pytest's order, a case that did not run holds back the later ones
         # for good)
-        self.apply(self.run.batch_returned(eid, now), now)  # its next batch first: no wait
+        self.apply(self.run.batch_returned(eid, now, batch), now)  # its next batch first
         try:
             summary = self.replay(result, measured=True)
         except BaseException:  # Ctrl-C in the replay: what was not replayed did not run
             finished = self.replayer.replaying.finished
             unreplayed = [nodeid for nodeid in nodeids if nodeid not in finished]
-            self.run.batch_done(eid, BatchSummary(finished, unreplayed, measured=False), now)
+            summary = BatchSummary(finished, unreplayed, measured=False)
+            self.run.batch_done(eid, summary, now, batch)
             raise
-        self.apply(self.run.batch_done(eid, summary, now), now)
+        self.apply(self.run.batch_done(eid, summary, now, batch), now)
 
     def release(self, now: float) -> None:
         """Replay the held-back results whose turn came."""
@@ -335,11 +351,12 @@ class Driver:
             measured=measured,
         )
 
-    def batch_failed(self, eid: int, error: Exception, now: float) -> None:
+    def batch_failed(self, eid: int, error: Exception, now: float, batch: Batch | None) -> None:
         """A task raised instead of returning: its engine died, or the supervisor failed."""
         engine = self.info[eid]
         if not is_engine_lost(error):
-            self.apply(self.run.batch_errored(eid, supervisor_failed_message(engine, error)), now)
+            message = supervisor_failed_message(engine, error)
+            self.apply(self.run.batch_errored(eid, message, batch), now)
             return
         actions = engineloss.lose_engine(self, eid, lost_case_message(engine), now)
         self.apply(
@@ -367,7 +384,7 @@ class Driver:
             elif isinstance(action, FailCase):
                 self.fail_case(action)
             elif isinstance(action, EngineJoinedRun):
-                self.progress.add_engine(self.info[action.engine_id].host)
+                self.progress.add_engine(self.info[action.engine_id].host, action.engine_id)
             elif isinstance(action, EngineLeftOut):
                 engineloss.check_failed(self, action, answer)
             elif isinstance(action, EngineLostNotice):
@@ -383,6 +400,8 @@ class Driver:
 
     def dispatch(self, action: Dispatch, now: float) -> None:
         eid, batch = action.engine_id, action.batch
+        if batch not in self.run.engines[eid].batches:
+            return  # given back meanwhile (the engine's batch before it was refused)
         engine = self.info[eid]
         spec = self.engine_nodes.spec_for(
             engine, self.wire_spec, len(self.run.usable), self.machine
@@ -390,9 +409,10 @@ class Driver:
         try:
             future = tasks.send_batch(self.client, eid, spec, to_wire(batch))
         except IndexError:  # unregistered (lost) since drop_lost_idle looked
-            self.apply(self.run.dispatch_refused(eid, now), now)
+            self.apply(self.run.dispatch_refused(eid, now, batch), now)
             return
         self.futures[future] = eid
+        self.batches[future] = batch
         self.progress.engine_time.sent(eid)
         for nodeid in batch.nodeids:
             self.config.hook.pytest_gold_case_scheduled(

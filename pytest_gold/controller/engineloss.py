@@ -55,16 +55,18 @@ def engine_lost(driver: Driver, action: EngineLostNotice) -> None:
         config=driver.config, engine=engine, cases=list(action.nodeids)
     )
     if action.job_ended:  # not a lost engine: its job ended, as jobs do
+        driver.progress.engine_left(action.engine_id)
         driver.job_ends.note(engine.slurm_job, "", action.resent)
         say_job_ends(driver)
         return
     driver.lost[action.engine_id] = engine
-    driver.progress.lose_engine(engine.host)
+    driver.progress.lose_engine(engine.host, action.engine_id)
     line = lost_engine_line(engine, action.cases, action.resent)
     driver.terminal.write_line(line, problem=True)
 
 
 def released(driver: Driver, action: EngineReleased) -> None:
+    driver.progress.engine_left(action.engine_id)
     line = released_line(driver.info[action.engine_id], action.seconds_left, action.shortest_needs)
     driver.terminal.write_line(line)
 
@@ -73,6 +75,7 @@ def abandoned(driver: Driver, action: Abandoned) -> None:
     # Nothing more is waited for there (not even the end-of-run teardown).
     gone = set(action.engine_ids)
     driver.futures = {f: eid for f, eid in driver.futures.items() if eid not in gone}
+    driver.batches = {f: batch for f, batch in driver.batches.items() if f in driver.futures}
     if driver.run.stop_kind is not StopKind.INTERRUPT:  # Ctrl-C: no more waiting
         tags = [driver.tag_of(eid) for eid in action.engine_ids]
         driver.terminal.write_line(abandoned_line(tags), problem=True)

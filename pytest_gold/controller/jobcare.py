@@ -30,7 +30,8 @@ def work_left(run: Run, engine_time: EngineTime) -> tuple[float | None, int, flo
     """Engine-seconds of work left (``None``: not known), cases not finished, and the
     longest case expected among them."""
     queue = run.queue
-    queued = [queue.expected_seconds(nodeid) for nodeid in queue.remaining()]
+    waiting = [nodeid for batch in run.queued_on_engines for nodeid in batch.nodeids]
+    queued = [queue.expected_seconds(nodeid) for nodeid in [*queue.remaining(), *waiting]]
     running: list[float | None] = []
     cases = len(queued)
     longest = 0.0

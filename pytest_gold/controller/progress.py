@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,17 @@ class HostTally:
     busy_seconds: float = 0.0
     #: Of ``engines``, how many were lost during the run.
     lost: int = 0
+
+
+@dataclass
+class Presence:
+    """One engine in the run: its host, when it joined and left (lost), and the seconds
+    it spent running the run's tasks (as ipyparallel timed them on the engine)."""
+
+    host: str
+    joined: float
+    left: float | None = None
+    occupied_seconds: float = 0.0
 
 
 @dataclass
@@ -64,6 +75,8 @@ class Progress:
     failed: int = 0
     hosts: dict[str, HostTally] = field(default_factory=dict)
     engine_time: EngineTime = field(default_factory=EngineTime)
+    #: Each engine's time in the run, by engine id (for the ``occupied`` figure).
+    presence: dict[int, Presence] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.engine_time.clock = self.clock
@@ -83,11 +96,41 @@ class Progress:
     def wall_seconds(self) -> float:
         return (self.ended if self.ended is not None else self.clock()) - self.started
 
-    def add_engine(self, host: str) -> None:
+    def add_engine(self, host: str, engine_id: int | None = None) -> None:
         self.hosts.setdefault(host, HostTally()).engines += 1
+        if engine_id is not None:
+            self.presence[engine_id] = Presence(host, self.clock())
 
-    def lose_engine(self, host: str) -> None:
+    def lose_engine(self, host: str, engine_id: int | None = None) -> None:
         self.hosts.setdefault(host, HostTally()).lost += 1
+        if engine_id is not None:
+            self.engine_left(engine_id)
+
+    def engine_left(self, engine_id: int) -> None:
+        """The engine is out of the run (lost, released, its job ended)."""
+        presence = self.presence.get(engine_id)
+        if presence is not None and presence.left is None:
+            presence.left = self.clock()
+
+    def task_ran(self, engine_id: int, seconds: float) -> None:
+        """The engine spent ``seconds`` running one of the run's batches."""
+        presence = self.presence.get(engine_id)
+        if presence is not None:
+            presence.occupied_seconds += max(seconds, 0.0)
+
+    def occupied(self) -> dict[str, float]:
+        """Per host: the share of its engines' time in the run (from when each joined, or
+        the first case sent, to when it was lost or the cases stopped running) that they
+        spent running batches; the rest they waited, for the controller or for work."""
+        end = self.ended if self.ended is not None else self.clock()
+        occupied: dict[str, float] = {}
+        present: dict[str, float] = {}
+        for presence in self.presence.values():
+            left = min(presence.left if presence.left is not None else end, end)
+            seconds = max(left - max(presence.joined, self.started), 0.0)
+            present[presence.host] = present.get(presence.host, 0.0) + seconds
+            occupied[presence.host] = occupied.get(presence.host, 0.0) + presence.occupied_seconds
+        return {host: min(occupied[host] / present[host], 1.0) for host in present if present[host]}
 
     def finished(self, host: str, outcome: str, seconds: float) -> None:
         tally = self.hosts.setdefault(host, HostTally())
@@ -178,18 +221,27 @@ def format_status_short(snapshot: Snapshot, width: int) -> str:
     return forms[-1][:width]
 
 
-def format_host_table(hosts: dict[str, HostTally], wall_seconds: float) -> list[str]:
-    """Lines of the end-of-run per-host summary (a ``lost`` column when engines were)."""
+def format_host_table(
+    hosts: dict[str, HostTally], wall_seconds: float, occupied: Mapping[str, float] | None = None
+) -> list[str]:
+    """Lines of the end-of-run per-host summary (a ``lost`` column when engines were).
+    ``occupied``: per host, the share of its engines' time they spent running batches
+    (see :meth:`Progress.occupied`; ``-`` for hosts it does not name)."""
     any_lost = any(tally.lost for tally in hosts.values())
-    header = f"{'host':<16} {'engines':>7} {'cases':>7} {'failed':>6} {'busy':>10} {'use':>5}"
+    header = (
+        f"{'host':<16} {'engines':>7} {'cases':>7} {'failed':>6} {'busy':>10} {'use':>5} "
+        f"{'occupied':>8}"
+    )
     lines = [header + (f" {'lost':>6}" if any_lost else "")]
     for host in sorted(hosts):
         tally = hosts[host]
         capacity = tally.engines * wall_seconds
         use = f"{100 * tally.busy_seconds / capacity:.0f}%" if capacity > 0 else "-"
+        share = (occupied or {}).get(host)
+        held = f"{100 * share:.0f}%" if share is not None else "-"
         line = (
             f"{host:<16} {tally.engines:>7} {tally.cases:>7} {tally.failures:>6} "
-            f"{format_duration(tally.busy_seconds):>10} {use:>5}"
+            f"{format_duration(tally.busy_seconds):>10} {use:>5} {held:>8}"
         )
         if any_lost:
             line += f" {tally.lost or '':>6}"

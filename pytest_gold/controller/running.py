@@ -37,7 +37,7 @@ from pytest_gold.controller.verdicts import (
 from pytest_gold.launch.cluster import ClusterHandle
 from pytest_gold.launch.slurmjobs import submitted_line
 from pytest_gold.policy.enginecheck import describe
-from pytest_gold.policy.run import Run
+from pytest_gold.policy.run import BATCHES_IN_FLIGHT, Run
 from pytest_gold.policy.scheduling import DispatchQueue, InOrderRelease, dispatch_order
 from pytest_gold.policy.walltime import Margin
 from pytest_gold.protocol.collecting import selected_paths
@@ -85,6 +85,10 @@ def make_run(
         maxfail=config.getoption("maxfail", 0) or 0,
         stepwise_allowed=stepwise_allowed(config),
         margin=Margin(seconds=settings.walltime_margin_seconds),
+        # With live output (-s) an engine keeps a batch's output until its next batch
+        # starts, and the controller reads what it missed with a task queued behind
+        # what the engine holds: one batch at a time there.
+        batches_in_flight=1 if config.getoption("capture") == "no" else BATCHES_IN_FLIGHT,
     )
 
 

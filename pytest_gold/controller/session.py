@@ -83,7 +83,8 @@ class GoldController:
         progress = self.progress
         if progress is not None and progress.hosts and progress.done:
             terminalreporter.section("gold: per-host summary", sep="-")
-            for line in format_host_table(progress.hosts, progress.wall_seconds):
+            table = format_host_table(progress.hosts, progress.wall_seconds, progress.occupied())
+            for line in table:
                 terminalreporter.write_line(line)
         if self.passed_before:
             count = self.passed_before

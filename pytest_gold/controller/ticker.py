@@ -70,7 +70,9 @@ class StatusTicker:
             running_left.append(
                 engine_time.left(eid, known) if len(known) == len(expected) else None
             )
-        queued = [queue.expected_seconds(n) for n in queue.remaining()]
+        # (batches queued on engines behind the one they run: still to do)
+        waiting = [n for batch in run.queued_on_engines for n in batch.nodeids]
+        queued = [queue.expected_seconds(n) for n in [*queue.remaining(), *waiting]]
         known = [seconds for seconds in queued if seconds is not None]
         snapshot = self.progress.snapshot(
             running=sum(len(batch.nodeids) for batch in busy.values()),

@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pytest_gold.policy.runtypes import BATCHES_IN_FLIGHT
+
 #: Below this (relative) spread of batch sizes, per-task and per-case overhead cannot be
 #: told apart.
 SAME_SIZE_TOLERANCE = 1e-9
@@ -77,9 +79,9 @@ class _Fit:
         return Overhead(per_task=per_task, per_case=per_case)
 
 
-#: Batches an engine has at most: the one it runs, and the one it finished that the
-#: controller has not taken in yet.
-BATCHES_PER_ENGINE = 2
+#: Batches an engine has at most: those it runs or has queued, and the one it finished
+#: that the controller has not taken in yet.
+BATCHES_PER_ENGINE = max(BATCHES_IN_FLIGHT, 2) + 1
 
 
 @dataclass
@@ -90,18 +92,33 @@ class EngineTime:
     """
 
     clock: Callable[[], float] = time.monotonic
-    #: When the batches an engine has were sent to it, oldest first: an engine's next
-    #: batch goes out before the one it finished is taken in (replayed). At most
+    #: When the batches an engine has were sent to it (or, queued behind another there,
+    #: when that one came back), oldest first: an engine's next batch goes out before the
+    #: one it finished is taken in (replayed). At most
     #: :data:`BATCHES_PER_ENGINE`: a batch that failed is never taken in, and is
-    #: forgotten once two more were sent.
+    #: forgotten once that many more were sent.
     sent_at: dict[int, deque[float]] = field(default_factory=dict)
     #: Engines whose first batch of the run came back.
     started: set[int] = field(default_factory=set)
+    #: Of each engine's batches in ``sent_at``, how many came back and are not taken in
+    #: yet (the next one is the one it runs).
+    came: dict[int, int] = field(default_factory=dict)
     regular: _Fit = field(default_factory=_Fit)
     first: _Fit = field(default_factory=_Fit)
 
     def sent(self, engine: int) -> None:
         self.sent_at.setdefault(engine, deque(maxlen=BATCHES_PER_ENGINE)).append(self.clock())
+
+    def came_back(self, engine: int) -> None:
+        """One of the engine's batches came back (before it is taken in): the batch
+        queued behind it there starts now, and is measured from now."""
+        pending = self.sent_at.get(engine)
+        index = self.came.get(engine, 0)
+        if pending is None or index >= len(pending):
+            return
+        if index + 1 < len(pending):
+            pending[index + 1] = max(pending[index + 1], self.clock())
+        self.came[engine] = index + 1
 
     def done(self, engine: int, durations: Sequence[float]) -> None:
         """The engine's oldest batch came back; ``durations`` are what its cases
@@ -110,6 +127,7 @@ class EngineTime:
         sent = pending.popleft() if pending else None
         if pending is not None and not pending:
             del self.sent_at[engine]
+        self.came[engine] = max(self.came.get(engine, 0) - 1, 0)
         if sent is None or not durations:
             return
         overhead = max(self.clock() - sent - sum(durations), 0.0)
@@ -139,8 +157,9 @@ class EngineTime:
         durations. A batch running longer than expected is guessed to need as long again
         as it has overrun (it is clearly slower than thought, by how much is unknown)."""
         pending = self.sent_at.get(engine)
-        # The batch it runs is the oldest one not taken in yet.
-        elapsed = self.clock() - pending[0] if pending else 0.0
+        # The batch it runs is the oldest one that did not come back yet.
+        index = self.came.get(engine, 0)
+        elapsed = self.clock() - pending[index] if pending and index < len(pending) else 0.0
         need = sum(expected) + self.overhead.of(len(expected))
         if engine not in self.started:
             need += self.startup

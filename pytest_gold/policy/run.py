@@ -14,7 +14,10 @@ Invariants (checked by :meth:`Run.check_invariants`):
   the controller's behalf (:class:`FailCase`), named as not run, or — in a run that stops
   on failures — left out (it finished after the point where a plain run stops);
 - nothing is dispatched after a stop, or to an engine that is lost, unresponsive, left
-  out or not yet checked, or to an engine that is still busy;
+  out or not yet checked, or to an engine that already holds ``BATCHES_IN_FLIGHT``
+  batches (an engine gets its next batch while it runs one, so that it never waits for
+  the controller between the two; not in runs that stop on failures, which send one
+  case at a time);
 - a case is sent again only when its engine was lost, and at most ``retries`` times
   (a case whose engine's Slurm job ended is sent again without counting);
 - no batch goes to an engine whose job ends before the batch can finish (its cases'
@@ -34,6 +37,7 @@ import pytest_gold.policy.runorder as runorder
 import pytest_gold.policy.runwalltime as runwalltime
 from pytest_gold.policy.runchecks import check_invariants, describe_state
 from pytest_gold.policy.runtypes import (
+    BATCHES_IN_FLIGHT,
     EVERY_ENGINE_LOST,
     NO_ENGINE_HAS_TIME,
     USABLE_STATES,
@@ -60,6 +64,7 @@ from pytest_gold.policy.walltime import Margin
 from pytest_gold.protocol.messages import Batch
 
 __all__ = [
+    "BATCHES_IN_FLIGHT",
     "EVERY_ENGINE_LOST",
     "NO_ENGINE_HAS_TIME",
     "USABLE_STATES",
@@ -116,6 +121,8 @@ class Run:
     #: What a case needs beyond its expected duration before its engine's Slurm job ends
     #: (--gold-walltime-margin; see pytest_gold.policy.runwalltime).
     margin: Margin = field(default_factory=Margin)
+    #: Batches an engine holds at most (1: the next is sent when the last is back).
+    batches_in_flight: int = BATCHES_IN_FLIGHT
 
     phase: Phase = Phase.WAITING
     engines: dict[int, EngineRecord] = field(default_factory=dict)
@@ -171,15 +178,31 @@ class Run:
 
     @property
     def busy(self) -> dict[int, Batch]:
+        """The batch each busy engine runs now."""
         return {
-            eid: record.batch
+            eid: record.batches[0]
             for eid, record in self.engines.items()
-            if record.state is EngineState.BUSY and record.batch is not None
+            if record.state is EngineState.BUSY and record.batches
         }
 
     @property
+    def in_flight(self) -> dict[int, list[Batch]]:
+        """Every batch sent and not back, by engine (the one it runs first)."""
+        return {
+            eid: list(record.batches)
+            for eid, record in self.engines.items()
+            if record.state is EngineState.BUSY and record.batches
+        }
+
+    @property
+    def queued_on_engines(self) -> list[Batch]:
+        """Batches waiting on their engines behind the one it runs."""
+        return [batch for batches in self.in_flight.values() for batch in batches[1:]]
+
+    @property
     def running(self) -> list[str]:
-        return [nodeid for batch in self.busy.values() for nodeid in batch.nodeids]
+        """Cases sent to engines and not back (running, or queued there)."""
+        return [n for batches in self.in_flight.values() for b in batches for n in b.nodeids]
 
     @property
     def stopped(self) -> bool:
@@ -220,25 +243,31 @@ class Run:
         checks answered (or the settle time is over: they join later)."""
         return runjoin.start_if_ready(self, now)
 
-    def batch_returned(self, engine_id: int, now: float) -> list[Action]:
+    def batch_returned(
+        self, engine_id: int, now: float, batch: Batch | None = None
+    ) -> list[Action]:
         """A batch came back; its engine gets its next batch now, while the controller
         replays this one's reports (:meth:`batch_done` follows, also when the replay was
         cut short). Not in runs that stop on failures, nor once stopping: there what the
-        replay finds decides whether anything more runs."""
+        replay finds decides whether anything more runs. ``batch``: which of the engine's
+        batches (default: the one it ran first)."""
         if self.in_order is not None or self.phase is not Phase.RUNNING:
             return []
-        batch = self.take_back_batch(engine_id)
-        if batch is None:
+        taken = self.take_back_batch(engine_id, batch)
+        if taken is None:
             return []
-        self.returned[engine_id] = batch
+        self.returned[engine_id] = taken
         return runbatches.dispatch(self, now)
 
-    def batch_done(self, engine_id: int, summary: BatchSummary, now: float) -> list[Action]:
-        """A batch came back and its reports were replayed."""
-        batch = self.returned.pop(engine_id, None) or self.take_back_batch(engine_id)
-        if batch is None:
+    def batch_done(
+        self, engine_id: int, summary: BatchSummary, now: float, batch: Batch | None = None
+    ) -> list[Action]:
+        """A batch came back and its reports were replayed (``batch``: as for
+        :meth:`batch_returned`)."""
+        taken = self.returned.pop(engine_id, None) or self.take_back_batch(engine_id, batch)
+        if taken is None:
             return []
-        return runbatches.ended_by(self, engine_id, batch.nodeids, summary, now)
+        return runbatches.ended_by(self, engine_id, taken.nodeids, summary, now)
 
     def result_held(self, engine_id: int, nodeid: str, failures: int, stops: bool) -> None:
         """In-order runs: the one case of the engine's batch finished; its result waits
@@ -263,21 +292,18 @@ class Run:
         result is released; what finished after that point is left out."""
         return runorder.hold_rest(self)
 
-    def take_back_batch(self, engine_id: int) -> Batch | None:
-        """The engine's batch came back: the engine is idle again."""
-        record = self.engines.get(engine_id)
-        if record is None or record.batch is None:
-            return None
-        batch, record.batch = record.batch, None
-        if record.state is EngineState.BUSY:
-            record.state = EngineState.IDLE
-            self.idle_order.append(engine_id)
-        return batch
+    def take_back_batch(self, engine_id: int, batch: Batch | None = None) -> Batch | None:
+        """One of the engine's batches came back (``batch``; default: the one it ran
+        first; results of one engine may be taken in out of order): the engine is idle
+        again once it has none."""
+        return runbatches.take_back(self, engine_id, batch)
 
-    def batch_errored(self, engine_id: int, message: str) -> list[Action]:
+    def batch_errored(
+        self, engine_id: int, message: str, batch: Batch | None = None
+    ) -> list[Action]:
         """A task raised although its engine lives (a supervisor bug): its cases fail and
         the engine stays in the run."""
-        return runfaults.batch_errored(self, engine_id, message)
+        return runfaults.batch_errored(self, engine_id, message, batch)
 
     def engine_lost(self, engine_id: int, message: str, now: float) -> list[Action]:
         """An engine died. Its batch's cases go to other engines up to ``retries`` times
@@ -294,25 +320,18 @@ class Run:
         cases go to other engines, not counted against ``retries``."""
         return runwalltime.job_ended(self, engine_id, now)
 
-    def dispatch_refused(self, engine_id: int, now: float) -> list[Action]:
-        """ipyparallel refused the batch of a :class:`Dispatch` (the engine unregistered
+    def dispatch_refused(
+        self, engine_id: int, now: float, batch: Batch | None = None
+    ) -> list[Action]:
+        """ipyparallel refused ``batch`` of a :class:`Dispatch` (the engine unregistered
         meanwhile): its cases go back to the queue, never having run, and the engine is
-        lost while idle."""
-        return runfaults.dispatch_refused(self, engine_id, now)
+        lost."""
+        return runfaults.dispatch_refused(self, engine_id, now, batch)
 
     def stop_if_no_engines(self, now: float) -> list[Action]:
         """Once running, a run with cases left and no engine that could take them (none
         usable, none being checked) stops."""
-        if (
-            self.phase is Phase.RUNNING
-            and self.queue
-            and not self.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.CHECKING)
-            and not self.engines_coming
-        ):
-            released = self.engines_in(EngineState.RELEASED)
-            reason = NO_ENGINE_HAS_TIME if released else EVERY_ENGINE_LOST
-            return self.stop_requested(StopKind.NO_ENGINES, reason, now)
-        return []
+        return runfaults.stop_if_no_engines(self, now)
 
     def stop_requested(self, kind: StopKind, reason: str, now: float) -> list[Action]:
         """Stop: nothing new starts; every case not yet dispatched is not run; running

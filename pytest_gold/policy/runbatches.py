@@ -17,6 +17,7 @@ from pytest_gold.policy.runtypes import (
     Phase,
     StopKind,
 )
+from pytest_gold.protocol.messages import Batch
 
 if TYPE_CHECKING:
     from pytest_gold.policy.run import Run
@@ -42,11 +43,58 @@ def dispatch(run: Run, now: float) -> list[Action]:
             run.queue.requeue(list(batch.nodeids))
             run.idle_order.insert(0, eid)
             break
-        limits = {n: run.time_limits[n] for n in batch.nodeids if n in run.time_limits}
-        batch = replace(batch, time_limits=limits)
-        record.state, record.batch, record.used = EngineState.BUSY, batch, True
-        actions.append(Dispatch(eid, batch))
+        record.state, record.used = EngineState.BUSY, True
+        second = next_in_line(run, eid, now, [batch])
+        if second is not None:
+            # The worker keeps fixtures for the case it runs next: the second batch's first.
+            batch = replace(batch, lookahead=second.nodeids[0])
+        actions.append(send(run, eid, batch))
+        if second is not None:
+            actions.append(send(run, eid, second))
+    for eid, record in sorted(run.engines.items()):
+        # Engines that run a batch and have room for the next (theirs came back).
+        if record.state is EngineState.BUSY and len(record.batches) < run.batches_in_flight:
+            following = next_in_line(run, eid, now, record.batches)
+            if following is not None:
+                actions.append(send(run, eid, following))
     return actions
+
+
+def next_in_line(run: Run, engine_id: int, now: float, holding: Sequence[Batch]) -> Batch | None:
+    """The batch to queue on an engine behind those it holds, if it gets one: not in runs
+    that stop on failures nor once stopping (what the replay finds decides whether
+    anything more runs, as for :meth:`~pytest_gold.policy.run.Run.batch_returned`), and
+    on an engine whose job ends, only one that fits after those it holds."""
+    if (
+        run.in_order is not None
+        or run.phase is not Phase.RUNNING
+        or not run.queue
+        or len(holding) >= run.batches_in_flight
+    ):
+        return None
+    return runwalltime.batch_for(run, engine_id, now, holding)
+
+
+def send(run: Run, engine_id: int, batch: Batch) -> Dispatch:
+    limits = {n: run.time_limits[n] for n in batch.nodeids if n in run.time_limits}
+    batch = replace(batch, time_limits=limits)
+    run.engines[engine_id].batches.append(batch)
+    return Dispatch(engine_id, batch)
+
+
+def take_back(run: Run, engine_id: int, batch: Batch | None) -> Batch | None:
+    record = run.engines.get(engine_id)
+    if record is None or not record.batches:
+        return None
+    if batch is None:
+        batch = record.batches[0]
+    elif batch not in record.batches:
+        return None
+    record.batches.remove(batch)
+    if record.state is EngineState.BUSY and not record.batches:
+        record.state = EngineState.IDLE
+        run.idle_order.append(engine_id)
+    return batch
 
 
 def ended_by(

@@ -25,7 +25,8 @@ def check_invariants(run: Run) -> None:
     assert not (open_cases & run.ended.keys()), "an ended case is still open"
     assert open_cases | run.ended.keys() == run.selected, "a case was lost"
     for eid, record in run.engines.items():
-        assert (record.batch is not None) == (record.state is EngineState.BUSY), eid
+        assert bool(record.batches) == (record.state is EngineState.BUSY), eid
+        assert len(record.batches) <= run.batches_in_flight, eid
     assert all(run.engines[eid].state is EngineState.IDLE for eid in run.idle_order)
     assert len(set(run.idle_order)) == len(run.idle_order)
     if run.stopped:
@@ -33,6 +34,7 @@ def check_invariants(run: Run) -> None:
     for nodeid, count in run.losses.items():
         assert count <= run.retries + 1, nodeid
     if run.in_order is not None:
+        assert all(len(batches) == 1 for batches in run.in_flight.values())
         assert all(len(batch.nodeids) == 1 for batch in run.busy.values())
     if run.phase is Phase.DONE:
         assert not run.busy, "a batch in flight after the end"

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_gold.policy.runtypes import (
+    EVERY_ENGINE_LOST,
+    NO_ENGINE_HAS_TIME,
     Abandoned,
     Action,
     EngineLostNotice,
@@ -17,51 +19,74 @@ from pytest_gold.policy.runtypes import (
     Phase,
     StopKind,
 )
+from pytest_gold.protocol.messages import Batch
 
 if TYPE_CHECKING:
     from pytest_gold.policy.run import Run
 
 
-def engine_lost(run: Run, engine_id: int, message: str, now: float) -> list[Action]:
-    """An engine died. Its batch's cases go to other engines up to ``retries`` times
-    (never after a stop); the others fail with ``message``."""
+def take_engine_out(run: Run, engine_id: int) -> list[Batch] | None:
+    """The engine leaves the run (lost, or its job ended): it is lost, and gives back the
+    batches it held, the one it ran first (``None``: it was not in the run)."""
     record = run.engines.get(engine_id)
     if record is None or record.state in (EngineState.LOST, EngineState.LEFT_OUT):
-        return []
-    batch, record.batch = record.batch, None
+        return None
+    batches, record.batches = record.batches, []
     record.state = EngineState.LOST
     if engine_id in run.idle_order:
         run.idle_order.remove(engine_id)
+    return batches
+
+
+def engine_lost(run: Run, engine_id: int, message: str, now: float) -> list[Action]:
+    """An engine died. The cases of the batch it ran go to other engines up to
+    ``retries`` times (never after a stop); the others fail with ``message``. The
+    batches queued behind it never started: their cases go to other engines without
+    counting (after a stop: not run)."""
+    batches = take_engine_out(run, engine_id)
+    if batches is None:
+        return []
     actions: list[Action] = []
     retry: list[str] = []
-    nodeids = batch.nodeids if batch is not None else []
-    if nodeids:
-        for nodeid in nodeids:
-            run.losses[nodeid] = run.losses.get(nodeid, 0) + 1
-            if run.losses[nodeid] <= run.retries and not run.stopped:
-                retry.append(nodeid)
-            else:
-                failure = f"{message} ({run.losses[nodeid]} time(s))"
-                actions.append(run.fail_case(nodeid, engine_id, failure))
-        run.queue.requeue(retry)
-        run.cases_resent += len(retry)
-        run.cases_failed_lost += len(nodeids) - len(retry)
-    actions.append(EngineLostNotice(engine_id, len(nodeids), len(retry), tuple(nodeids)))
+    failed = 0
+    for nodeid in batches[0].nodeids if batches else []:
+        run.losses[nodeid] = run.losses.get(nodeid, 0) + 1
+        if run.losses[nodeid] <= run.retries and not run.stopped:
+            retry.append(nodeid)
+        else:
+            failure = f"{message} ({run.losses[nodeid]} time(s))"
+            actions.append(run.fail_case(nodeid, engine_id, failure))
+            failed += 1
+    for nodeid in (nodeid for batch in batches[1:] for nodeid in batch.nodeids):
+        if run.stopped:
+            run.end_case(nodeid, "not run")
+            run.not_run.append(nodeid)
+        else:
+            retry.append(nodeid)
+    run.queue.requeue(retry)
+    run.cases_resent += len(retry)
+    run.cases_failed_lost += failed
+    nodeids = tuple(nodeid for batch in batches for nodeid in batch.nodeids)
+    actions.append(EngineLostNotice(engine_id, len(nodeids), len(retry), nodeids))
     actions += run.stop_if_no_engines(now)
     run.settle()
     return actions
 
 
-def dispatch_refused(run: Run, engine_id: int, now: float) -> list[Action]:
-    """ipyparallel refused the batch of a :class:`Dispatch` (the engine unregistered
-    meanwhile): its cases go back to the queue, never having run, and the engine is
-    lost while idle."""
+def dispatch_refused(
+    run: Run, engine_id: int, now: float, batch: Batch | None = None
+) -> list[Action]:
+    """ipyparallel refused ``batch`` of a :class:`Dispatch` (default: the last sent; the
+    engine unregistered meanwhile): its cases, and those of any batch sent after it, go
+    back to the queue, never having run, and the engine is lost (with what it runs)."""
     record = run.engines.get(engine_id)
-    if record is None or record.batch is None:
+    if record is None or not record.batches:
         return []
-    batch, record.batch = record.batch, None
-    record.state = EngineState.IDLE
-    run.queue.requeue(list(batch.nodeids))
+    index = record.batches.index(batch) if batch in record.batches else len(record.batches) - 1
+    refused, record.batches = record.batches[index:], record.batches[:index]
+    if not record.batches:
+        record.state = EngineState.IDLE
+    run.queue.requeue([nodeid for batch in refused for nodeid in batch.nodeids])
     return run.engine_lost(engine_id, "", now)
 
 
@@ -69,12 +94,13 @@ def controller_lost(run: Run, message: str) -> list[Action]:
     """The hub stopped answering: every case not finished fails with ``message``;
     nothing waits on the dead controller again."""
     actions: list[Action] = []
-    for eid, batch in sorted(run.busy.items()):
-        for nodeid in batch.nodeids:
-            run.end_case(nodeid, "failed")
-            actions.append(FailCase(nodeid, eid, message, when="setup"))
+    for eid, batches in sorted(run.in_flight.items()):
+        for batch in batches:
+            for nodeid in batch.nodeids:
+                run.end_case(nodeid, "failed")
+                actions.append(FailCase(nodeid, eid, message, when="setup"))
         record = run.engines[eid]
-        record.batch, record.state = None, EngineState.UNRESPONSIVE
+        record.batches, record.state = [], EngineState.UNRESPONSIVE
     for nodeid in run.queue.drain():
         run.end_case(nodeid, "failed")
         actions.append(FailCase(nodeid, None, message, when="setup"))
@@ -86,30 +112,50 @@ def controller_lost(run: Run, message: str) -> list[Action]:
 
 def abandon_unanswered(run: Run) -> list[Action]:
     """After a stop, batches that did not answer within the grace period: their cases
-    were not run (cut short), their engines get nothing more."""
+    were not run (those of the batch an engine ran: cut short), their engines get
+    nothing more."""
     abandoned = []
-    for eid, batch in sorted(run.busy.items()):
-        for nodeid in batch.nodeids:
-            run.end_case(nodeid, "not run")
-            run.not_run.append(nodeid)
-            run.cut_short.append((nodeid, eid))
+    for eid, batches in sorted(run.in_flight.items()):
+        for index, batch in enumerate(batches):
+            for nodeid in batch.nodeids:
+                run.end_case(nodeid, "not run")
+                run.not_run.append(nodeid)
+                if index == 0:
+                    run.cut_short.append((nodeid, eid))
         record = run.engines[eid]
-        record.batch, record.state = None, EngineState.UNRESPONSIVE
+        record.batches, record.state = [], EngineState.UNRESPONSIVE
         abandoned.append(eid)
     return [Abandoned(tuple(abandoned), run.grace())]
 
 
-def batch_errored(run: Run, engine_id: int, message: str) -> list[Action]:
+def batch_errored(
+    run: Run, engine_id: int, message: str, batch: Batch | None = None
+) -> list[Action]:
     """A task raised although its engine lives (a supervisor bug): its cases fail and
     the engine stays in the run."""
-    batch = run.take_back_batch(engine_id)
-    if batch is None:
+    taken = run.take_back_batch(engine_id, batch)
+    if taken is None:
         return []
     actions: list[Action] = []
-    for nodeid in batch.nodeids:
+    for nodeid in taken.nodeids:
         actions.append(run.fail_case(nodeid, engine_id, message))
     run.settle()
     return actions
+
+
+def stop_if_no_engines(run: Run, now: float) -> list[Action]:
+    """Once running, a run with cases left and no engine that could take them (none
+    usable, none being checked) stops."""
+    if (
+        run.phase is Phase.RUNNING
+        and run.queue
+        and not run.engines_in(EngineState.IDLE, EngineState.BUSY, EngineState.CHECKING)
+        and not run.engines_coming
+    ):
+        released = run.engines_in(EngineState.RELEASED)
+        reason = NO_ENGINE_HAS_TIME if released else EVERY_ENGINE_LOST
+        return run.stop_requested(StopKind.NO_ENGINES, reason, now)
+    return []
 
 
 def stop_requested(run: Run, kind: StopKind, reason: str, now: float) -> list[Action]:

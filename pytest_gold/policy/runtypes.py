@@ -32,6 +32,14 @@ class EngineState(enum.Enum):
 #: States in which an engine is part of the run and may get work (now or later).
 USABLE_STATES = frozenset({EngineState.IDLE, EngineState.BUSY})
 
+#: Batches an engine holds at most: the one it runs and, above 1, the next ones, queued
+#: behind it on the engine (ipyparallel runs an engine's tasks one after another), so
+#: that it does not wait for the round trip and the controller's replay between two.
+#: 1 for now: with 2, a case queued behind one that runs far longer than expected (a
+#: hang) waits there while other engines go idle, which end-to-end tests caught
+#: (tests/test_campaign.py resume after interruption); the Run supports more (tests).
+BATCHES_IN_FLIGHT = 1
+
 
 class Phase(enum.Enum):
     #: Before the first dispatch: until ``min_engines`` engines passed the check.
@@ -199,11 +207,18 @@ class EngineRecord:
     state: EngineState
     #: When its check was sent (CHECKING) — to give up on checks never answered.
     checked_at: float = 0.0
-    batch: Batch | None = None
+    #: The batches sent to it and not back yet, in the order sent (the engine runs the
+    #: first; the others wait behind it there). At most :data:`BATCHES_IN_FLIGHT`.
+    batches: list[Batch] = field(default_factory=list)
     used: bool = False
     problems: tuple[str, ...] = ()
     #: When the engine's Slurm job ends, in the Run's clock (``None``: no time limit).
     job_end: float | None = None
+
+    @property
+    def batch(self) -> Batch | None:
+        """The batch the engine runs now (the first sent of those not back)."""
+        return self.batches[0] if self.batches else None
 
 
 def summary_of(

@@ -19,8 +19,10 @@ add up to what fits (:func:`~pytest_gold.policy.walltime.longest_that_fits`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import pytest_gold.policy.runfaults as runfaults
 import pytest_gold.policy.walltime as walltime
 from pytest_gold.policy.runtypes import (
     Action,
@@ -54,11 +56,15 @@ def job_ends_at(run: Run, engine_id: int, at: float | None) -> None:
         record.job_end = at
 
 
-def batch_for(run: Run, engine_id: int, now: float) -> Batch | None:
-    """The next batch for the idle engine: one that fits before its job ends, or
-    ``None`` when no case left does."""
+def batch_for(run: Run, engine_id: int, now: float, holding: Sequence[Batch] = ()) -> Batch | None:
+    """The next batch for the engine, behind ``holding`` (the batches it runs or has
+    queued): one that fits before its job ends after those, or ``None`` when no case
+    left does."""
     job_end = run.engines[engine_id].job_end
     budget = walltime.longest_that_fits(job_end, now, run.margin)
+    budget -= sum(expected_seconds(run, n) for batch in holding for n in batch.nodeids)
+    if budget < 0:
+        return None
     return run.queue.next_batch_within(budget, lambda nodeid: expected_seconds(run, nodeid))
 
 
@@ -81,23 +87,21 @@ def release(run: Run, engine_id: int, now: float) -> list[Action]:
 def job_ended(run: Run, engine_id: int, now: float) -> list[Action]:
     """The engine's Slurm job ended (its time limit, or ``scancel``) with the engine: its
     cases did not fail, they go to other engines, not counted against ``retries`` (after
-    a stop: not run, cut short)."""
-    record = run.engines.get(engine_id)
-    if record is None or record.state in (EngineState.LOST, EngineState.LEFT_OUT):
+    a stop: not run; those of the batch it ran, cut short)."""
+    batches = runfaults.take_engine_out(run, engine_id)
+    if batches is None:
         return []
-    batch, record.batch = record.batch, None
-    record.state = EngineState.LOST
-    if engine_id in run.idle_order:
-        run.idle_order.remove(engine_id)
-    nodeids = list(batch.nodeids) if batch is not None else []
+    nodeids = [nodeid for batch in batches for nodeid in batch.nodeids]
     moved: list[str] = []
-    for nodeid in nodeids:
-        if run.stopped:
-            run.end_case(nodeid, "not run")
-            run.not_run.append(nodeid)
-            run.cut_short.append((nodeid, engine_id))
-        else:
-            moved.append(nodeid)
+    for index, batch in enumerate(batches):
+        for nodeid in batch.nodeids:
+            if run.stopped:
+                run.end_case(nodeid, "not run")
+                run.not_run.append(nodeid)
+                if index == 0:
+                    run.cut_short.append((nodeid, engine_id))
+            else:
+                moved.append(nodeid)
     run.queue.requeue(moved)
     run.cases_moved += len(moved)
     actions: list[Action] = [
