@@ -1,6 +1,7 @@
 """The local processes of a cluster this run started: its launchers' pids and process
 groups, its engines' pids and their children (nannies), found through ipyparallel's
-launchers and Linux ``/proc``; used to stop what a normal stop leaves behind.
+launchers and Linux ``/proc``. Closing a cluster kills with them what ipyparallel's stop
+left behind; a kept cluster records its engines' pids.
 """
 
 from __future__ import annotations
