@@ -114,7 +114,17 @@ def _raw(config: pytest.Config, ini: str) -> str | None:
     return str(value).strip()
 
 
-def _positive_number(config: pytest.Config, ini: str, option: str, default: float) -> float:
+def number_option(
+    config: pytest.Config,
+    ini: str,
+    option: str,
+    default: float,
+    *,
+    zero_allowed: bool = False,
+    unit: str = "seconds",
+) -> float:
+    """A number option (``--gold-X``, else its ini value), ``default`` when neither is
+    given; a usage error for what is not a finite number above zero (or 0 or more)."""
     raw = _raw(config, ini)
     if raw is None:
         return default
@@ -122,26 +132,9 @@ def _positive_number(config: pytest.Config, ini: str, option: str, default: floa
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise pytest.UsageError(
-            f"{option} (ini {ini}) must be a positive number of seconds, not {raw!r}."
-        )
-    return value
-
-
-def _positive_minutes(config: pytest.Config, ini: str, option: str) -> float:
-    raw = _raw(config, ini)
-    if raw is None:
-        return DEFAULT_IDLE_STOP_MINUTES
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise pytest.UsageError(
-            f"{option} (ini {ini}) must be a positive number of minutes (fractions allowed, "
-            f"e.g. 0.5), not {raw!r}."
-        )
+    if not (math.isfinite(value) and (value >= 0 if zero_allowed else value > 0)):
+        kind = f"a number of {unit}, 0 or more" if zero_allowed else f"a positive number of {unit}"
+        raise pytest.UsageError(f"{option} (ini {ini}) must be {kind}, not {raw!r}.")
     return value
 
 
@@ -276,7 +269,7 @@ def from_config(config: pytest.Config) -> GoldSettings:
         log=log,
         status_line=status_line,
         status_file=_raw(config, "gold_status_file"),
-        status_interval=_positive_number(
+        status_interval=number_option(
             config, "gold_status_interval", "--gold-status-interval", STATUS_LINE_SECONDS
         ),
         order=order,
@@ -285,8 +278,8 @@ def from_config(config: pytest.Config) -> GoldSettings:
         profile=profile,
         cluster_id=cluster_id,
         connection_file=connection_file,
-        wait_seconds=_positive_number(config, "gold_wait", "--gold-wait", DEFAULT_WAIT_SECONDS),
-        batch_seconds=_positive_number(
+        wait_seconds=number_option(config, "gold_wait", "--gold-wait", DEFAULT_WAIT_SECONDS),
+        batch_seconds=number_option(
             config, "gold_batch_seconds", "--gold-batch-seconds", DEFAULT_TARGET_BATCH_SECONDS
         ),
         retries=retries,
@@ -299,30 +292,26 @@ def from_config(config: pytest.Config) -> GoldSettings:
         keep_cluster=keep_cluster,
         engines_given=raw_engines is not None,
         idle_stop_seconds=SECONDS_PER_MINUTE
-        * _positive_minutes(config, "gold_idle_stop", "--gold-idle-stop"),
+        * number_option(
+            config,
+            "gold_idle_stop",
+            "--gold-idle-stop",
+            DEFAULT_IDLE_STOP_MINUTES,
+            unit="minutes (fractions allowed, e.g. 0.5)",
+        ),
         timeout_seconds=(
-            _positive_number(config, "gold_timeout", "--gold-timeout", math.inf)
+            number_option(config, "gold_timeout", "--gold-timeout", math.inf)
             if _raw(config, "gold_timeout") is not None
             else None
         ),
-        walltime_margin_seconds=_walltime_margin(config),
+        walltime_margin_seconds=number_option(
+            config,
+            "gold_walltime_margin",
+            "--gold-walltime-margin",
+            DEFAULT_WALLTIME_MARGIN_SECONDS,
+            zero_allowed=True,
+        ),
     )
-
-
-def _walltime_margin(config: pytest.Config) -> float:
-    raw = _raw(config, "gold_walltime_margin")
-    if raw is None:
-        return DEFAULT_WALLTIME_MARGIN_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise pytest.UsageError(
-            f"--gold-walltime-margin (ini gold_walltime_margin) must be a number of seconds, "
-            f"0 or more, not {raw!r}."
-        )
-    return value
 
 
 def time_limits(items: list[pytest.Item], default: float | None) -> dict[str, float]:

@@ -110,6 +110,25 @@ def run(pytester: pytest.Pytester, command: str, *more: str) -> pytest.RunResult
     return pytester.run(*TOOLS[tool], *args, *more, timeout=COMMAND_SECONDS)
 
 
+def refused_run(
+    pytester: pytest.Pytester, ipython_dir: Path, profile: str, create_options: str, *more: str
+) -> tuple[str, pytest.RunResult]:
+    """A new Slurm profile (``create_options`` of ``profile create NAME --slurm``) that
+    ``pytest --gold --gold-profile=NAME`` (and ``more``) refuses as bad input: a usage error
+    without a traceback, and no controller left (no connection file). Its error, on one
+    line, and the run."""
+    create = run(
+        pytester, f"python -m pytest_gold profile create {profile} --slurm {create_options}"
+    )
+    assert create.ret == 0, create.stderr.str()
+    result = run(pytester, f"pytest --gold --gold-profile={profile}", *more)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    # The next run starts the cluster again: no connection file of a stopped controller.
+    assert not list((ipython_dir / f"profile_{profile}" / "security").glob("*.json"))
+    return " ".join(result.stderr.str().split()), result
+
+
 def documented_show_output() -> list[str]:
     """The ``profile show`` sample of the docs page (its first line names a home dir)."""
     text = DOCS_PAGE.read_text()
@@ -227,20 +246,15 @@ def test_jobs_sbatch_refuses_are_said_and_nothing_is_left(
     slurm: str, pytester: pytest.Pytester, ipython_dir: Path, leak_check: str
 ) -> None:
     """A constraint no node has: sbatch refuses the job at once (Slurm 22.05)."""
-    create = run(
+    error, _ = refused_run(
         pytester,
-        "python -m pytest_gold profile create nofeature --slurm --engines 2 --time 5 "
-        "--slurm-option=--constraint=nosuchfeature",
+        ipython_dir,
+        "nofeature",
+        "--engines 2 --time 5 --slurm-option=--constraint=nosuchfeature",
+        "--gold-wait=5",
     )
-    assert create.ret == 0, create.stderr.str()
-    result = run(pytester, "pytest --gold --gold-profile=nofeature --gold-wait=5")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    error = " ".join(result.stderr.str().split())
     assert (
         "sbatch refused the engines' jobs: 'sbatch: error: Batch job submission failed: "
         "Invalid feature specification'. Nothing was submitted" in error
     )
-    assert "Traceback" not in result.stderr.str() + result.stdout.str()
-    # The next run starts the cluster again: no connection file of a stopped controller.
-    assert not list((ipython_dir / "profile_nofeature" / "security").glob("*.json"))
     # leak_check: the controller (and its schedulers) stopped

@@ -21,6 +21,7 @@ from tests.test_slurm import (  # noqa: F401  (fixtures)
     ipython_dir,
     job_ids,
     profile_jobs,
+    refused_run,
     run,
     slurm,
     wait_until_gone,
@@ -128,6 +129,34 @@ def start_inner(
     return process, out
 
 
+def start_on_new_profile(
+    pytester: pytest.Pytester,
+    inner_runs: list[subprocess.Popen],
+    profile: str,
+    engines: int,
+    *more: str,
+    slurm_options: str = "",
+) -> tuple[subprocess.Popen, Path]:
+    """A run on a new profile of two 5-minute jobs of ``engines`` engines in all, that
+    waits for every engine and retries no case (``more``: further options of the run)."""
+    create = run(
+        pytester,
+        f"python -m pytest_gold profile create {profile} --slurm --engines {engines} --jobs 2 "
+        f"--time 5 --partition gold {slurm_options}",
+    )
+    assert create.ret == 0, create.stderr.str()
+    return start_inner(
+        pytester,
+        inner_runs,
+        "--gold",
+        f"--gold-profile={profile}",
+        "--gold-wait=150",
+        f"--gold-min-engines={engines}",
+        "--gold-retries=0",
+        *more,
+    )
+
+
 def wait_for(condition, what: str, process: subprocess.Popen, out: Path):
     deadline = time.monotonic() + INNER_SECONDS
     while time.monotonic() < deadline:
@@ -189,21 +218,7 @@ def test_a_job_cancelled_mid_run_moves_its_cases(
     run's results are a plain run's."""
     pytester.makepyfile(test_cases=CASES)
     expected = plain_run(pytester, markers)
-    create = run(
-        pytester,
-        "python -m pytest_gold profile create hpc --slurm --engines 4 --jobs 2 --time 5 "
-        "--partition gold",
-    )
-    assert create.ret == 0, create.stderr.str()
-    process, out = start_inner(
-        pytester,
-        inner_runs,
-        "--gold",
-        "--gold-profile=hpc",
-        "--gold-wait=150",
-        "--gold-min-engines=4",
-        "--gold-retries=0",
-    )
+    process, out = start_on_new_profile(pytester, inner_runs, "hpc", 4)
 
     def two_jobs_running_cases() -> list[str]:
         """Both jobs, once each of the 4 engines runs a case (one case per batch: their
@@ -264,24 +279,16 @@ def test_no_case_starts_that_cannot_finish_before_its_jobs_time_limit(
     pytester.makepyfile(test_cases=LIMIT_CASES)
     expected = plain_run(pytester, markers)
     monkeypatch.setenv("WALLTIME_SLEEP", "1")
-    create = run(
-        pytester,
-        "python -m pytest_gold profile create short --slurm --engines 2 --jobs 2 --time 5 "
-        "--partition gold --slurm-option=--hold",
-    )
-    assert create.ret == 0, create.stderr.str()
-    profile_dir = ipython_dir / "profile_short"
-    process, out = start_inner(
+    process, out = start_on_new_profile(
         pytester,
         inner_runs,
-        "--gold",
-        "--gold-profile=short",
-        "--gold-wait=150",
-        "--gold-min-engines=2",
-        "--gold-retries=0",
+        "short",
+        2,
         "--gold-timeout=6",
         "--gold-walltime-margin=5",
+        slurm_options="--slurm-option=--hold",
     )
+    profile_dir = ipython_dir / "profile_short"
     # one job array; squeue may list its jobs apart (the run staggers their time limits)
     held = wait_for(lambda: profile_jobs(profile_dir), "the held jobs", process, out)
     (array,) = {job.split("_")[0] for job in held}
@@ -322,21 +329,13 @@ def test_a_profile_whose_jobs_are_too_short_for_every_known_case_submits_nothing
     durations = pytester.path / ".pytest_cache" / "v" / "gold" / "durations"
     durations.parent.mkdir(parents=True)
     durations.write_text(json.dumps({"test_long.py::test_long": 90.0}))
-    create = run(
-        pytester,
-        "python -m pytest_gold profile create tiny --slurm --engines 1 --time 1 --partition gold",
+    error, result = refused_run(
+        pytester, ipython_dir, "tiny", "--engines 1 --time 1 --partition gold"
     )
-    assert create.ret == 0, create.stderr.str()
-    result = run(pytester, "pytest --gold --gold-profile=tiny")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    error = " ".join(result.stderr.str().split())
     assert (
         "--gold-profile tiny: the profile's Slurm jobs have a time limit of 00:01:00 (60 s), "
         "shorter than the shortest case this run knows the duration of: "
         "test_long.py::test_long takes 90 s in its last run" in error
     ), error
-    assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert "submitted Slurm job" not in result.stdout.str()
     assert not profile_jobs(ipython_dir / "profile_tiny")
-    # and no controller was started: no connection file
-    assert not list((ipython_dir / "profile_tiny" / "security").glob("*.json"))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
+
+from pytest_gold.settings import number_option
 
 #: Default seconds between writes of a dataset: what a SIGKILL can lose at most.
 DEFAULT_INTERVAL_SECONDS = 2.0
@@ -30,18 +30,10 @@ def addoption(parser: pytest.Parser) -> None:
 
 
 def interval_seconds(config: pytest.Config) -> float:
-    raw = config.getoption("gold_results_interval")
-    if raw is None:
-        raw = config.getini("gold_results_interval")
-    if raw is None or not str(raw).strip():
-        return DEFAULT_INTERVAL_SECONDS
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise pytest.UsageError(
-            f"--gold-results-interval (ini gold_results_interval) must be a number of "
-            f"seconds, 0 or more, not {raw!r}."
-        )
-    return value
+    return number_option(
+        config,
+        "gold_results_interval",
+        "--gold-results-interval",
+        DEFAULT_INTERVAL_SECONDS,
+        zero_allowed=True,
+    )

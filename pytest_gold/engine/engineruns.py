@@ -32,6 +32,9 @@ FORGET_RUN_SECONDS = 24 * 3600.0
 #: At most this many runs are remembered per engine (the least recently active go first).
 MAX_RUNS = 64
 
+#: A signal handler as :func:`signal.signal` takes it.
+SignalHandler = Callable[[int, Any], None]
+
 
 class Worker(Protocol):
     """What the bookkeeping needs of a :class:`pytest_gold.engine.workerprocess.WorkerProcess`."""
@@ -53,6 +56,29 @@ def run_signal_candidates() -> list[int]:
     lowest and the highest, the likeliest to be used by a library."""
     low, high = getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", 0)
     return list(range(low + 1, high)) if low and high else []
+
+
+def install_interrupt_handlers(
+    shared: int, on_shared: SignalHandler, on_run: SignalHandler
+) -> list[int]:
+    """The handlers of ``shared`` (interrupts any run) and of the per-run signals; returns
+    the per-run signals that have one (only those are handed out: unhandled, they end the
+    engine)."""
+    # At the engine's first call, which ipyparallel runs in the engine's main thread:
+    # from then on these signals never end the engine, even when late. The controller
+    # sends them only to engines that answered a call of its run.
+    try:
+        signal.signal(shared, on_shared)
+    except ValueError:  # not the main thread (imported elsewhere): nothing to install
+        return []
+    installed = []
+    for number in run_signal_candidates():
+        try:
+            signal.signal(number, on_run)
+        except (ValueError, OSError):
+            break
+        installed.append(number)
+    return installed
 
 
 class SignalSlots:

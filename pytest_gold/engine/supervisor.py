@@ -8,32 +8,31 @@ itself never imports or runs a case: it starts a worker (:mod:`pytest_gold.worke
 run, relays batches to it and the worker's events back (:mod:`pytest_gold.engine.relay`), which
 turns the death of a worker into a failed report for the case it was running; it then
 starts a new worker for the rest. Runs that share the engine each keep their own worker
-(:mod:`pytest_gold.engine.engineruns`).
+(:mod:`pytest_gold.engine.engineruns`); the workers no run needs any more are ended
+(:mod:`pytest_gold.engine.reaping`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import dataclasses
 import os
 import platform
-import signal
 import socket
 import sys
 import time
 from collections import deque
 from typing import Any
 
-import pytest_gold.engine.leftovers as leftovers
 import pytest_gold.engine.outputspool as outputspool
+import pytest_gold.engine.reaping as reaping
 import pytest_gold.engine.slurmjob as slurmjob
 from pytest_gold.engine.endofrun import end_worker
 from pytest_gold.engine.engineruns import (
     ControllerId,
     EngineRuns,
     SignalSlots,
-    run_signal_candidates,
+    install_interrupt_handlers,
     this_machine,
 )
 from pytest_gold.engine.relay import BatchRelay
@@ -44,7 +43,7 @@ from pytest_gold.engine.remote import (  # the names the controller used before 
     remote_run_batch,
 )
 from pytest_gold.engine.standby import StandbyWorker
-from pytest_gold.engine.workerprocess import WorkerProcess, WorkerStartFailed, live_pids
+from pytest_gold.engine.workerprocess import WorkerProcess, WorkerStartFailed
 from pytest_gold.protocol.control import (
     INTERRUPT_SIGNAL,
     INTERRUPTED,
@@ -71,9 +70,6 @@ from pytest_gold.protocol.timing import (
     WORKER_FINISH_SECONDS,
 )
 
-#: How often the workers of runs that are gone or idle are looked for, while there are any.
-TIDY_SECONDS = 2.0
-
 __all__ = [
     "INTERRUPT_SIGNAL",
     "WORKER_FINISH_SECONDS",
@@ -99,33 +95,10 @@ def _request_run_interrupt(signum: int, frame: Any) -> None:
         _runs.request_interrupt(signum)
 
 
-def _install_interrupt_handlers() -> list[int]:
-    """The handlers of INTERRUPT_SIGNAL and of the per-run signals; returns the per-run
-    signals that have one (only those are handed out: unhandled, they end the engine)."""
-    # At the engine's first call, which ipyparallel runs in the engine's main thread:
-    # from then on these signals never end the engine, even when late. The controller
-    # sends them only to engines that answered a call of its run.
-    try:
-        signal.signal(INTERRUPT_SIGNAL, _request_interrupt)
-    except ValueError:  # not the main thread (imported elsewhere): nothing to install
-        return []
-    installed = []
-    for number in run_signal_candidates():
-        try:
-            signal.signal(number, _request_run_interrupt)
-        except (ValueError, OSError):
-            break
-        installed.append(number)
-    return installed
-
-
 #: The runs using this engine; made by :func:`_start` at the engine's first call.
 _runs: EngineRuns | None = None
-#: Workers that finished their run and are ending their pytest session.
-_exiting: list[WorkerProcess] = []
 #: The worker started ahead for the next run (see :mod:`pytest_gold.engine.standby`).
 _standby = StandbyWorker()
-_tidy_scheduled = False
 
 
 def _start() -> EngineRuns:
@@ -135,11 +108,16 @@ def _start() -> EngineRuns:
     global _runs
     if _runs is None:
         _runs = EngineRuns(
-            slots=SignalSlots(INTERRUPT_SIGNAL, _install_interrupt_handlers()),
+            slots=SignalSlots(
+                INTERRUPT_SIGNAL,
+                install_interrupt_handlers(
+                    INTERRUPT_SIGNAL, _request_interrupt, _request_run_interrupt
+                ),
+            ),
             clock=time.monotonic,
             exit_grace=WORKER_FINISH_SECONDS + WORKER_EXIT_GRACE_SECONDS,
         )
-        atexit.register(_stop_workers_at_exit)
+        atexit.register(reaping.stop_workers_at_exit, _runs, _standby)
     return _runs
 
 
@@ -326,7 +304,7 @@ def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = Fa
                 spool = outputspool.spool_for(run_id)
                 spool.settle()
             worker_events, output = end_worker(
-                worker, finish_sent, spool, ended, collect_output, _exiting
+                worker, finish_sent, spool, ended, collect_output, reaping.exiting
             )
             events += worker_events
             workeroutput = output if output is not None else workeroutput
@@ -334,61 +312,8 @@ def finish_run(run_id: str, prepare_next: bool = True, collect_output: bool = Fa
         outputspool.finished(run_id)
     if prepare_next and run.worker is not None:
         _standby.schedule(run.worker.spec, engine, busy=runs.busy)
-    _reap_exiting()
+    reaping.reap_exiting()
     return dataclasses.replace(_result(engine, events, spool, ended), workeroutput=workeroutput)
-
-
-def _reap_exiting() -> None:
-    """Close finished workers; kill any that outlived their grace period."""
-    for worker in list(_exiting):
-        if worker.alive and time.monotonic() < worker.exit_deadline:
-            continue
-        _exiting.remove(worker)
-        worker.close()
-
-
-def _tidy(serving: str | None = None) -> None:
-    """End the workers of runs that are gone (their controller was killed) or idle too
-    long, and reap the workers that finished; again later while there are any."""
-    global _tidy_scheduled
-    _tidy_scheduled = False
-    runs = _engine_runs()
-    try:
-        for worker in runs.tidy(serving):
-            if worker.alive:
-                worker.finish()  # fixtures are torn down; nobody reads the reports
-            worker.exit_deadline = time.monotonic() + WORKER_FINISH_SECONDS
-            _exiting.append(worker)
-        _reap_exiting()
-        leftovers.reap_adopted(live_pids())
-    finally:
-        if _exiting or runs.busy():
-            _schedule_tidy()
-
-
-def _schedule_tidy() -> None:
-    """On the engine's event loop: runs between tasks, whether or not more tasks come."""
-    global _tidy_scheduled
-    if _tidy_scheduled:
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not inside the kernel's event loop: the next call tidies
-        return
-    _tidy_scheduled = True
-    loop.call_later(TIDY_SECONDS, _tidy)
-
-
-def _stop_workers_at_exit() -> None:
-    """The engine is shutting down: a worker still running a case must not outlive it."""
-    for run in list(_engine_runs().runs.values()):
-        for worker in (run.worker, run.retired):
-            if worker is not None:
-                worker.close()
-    for worker in _exiting:
-        worker.close()
-    _standby.close()
-    outputspool.close_all()
 
 
 # -- what the functions of pytest_gold.engine.remote call (plain data in and out) -------
@@ -406,7 +331,7 @@ def serve_engine_info(
     and the run gets the signal that interrupts its own batches here."""
     global _engine_id, _interrupt_any
     runs = _start()
-    _adopt_leftovers()
+    reaping.adopt_leftovers()
     _engine_id = engine_id
     _interrupt_any = False
     job, job_end = slurmjob.job_facts()
@@ -422,37 +347,30 @@ def serve_engine_info(
         run = runs.join(run_id, ControllerId(**(controller or {})))
         info = dataclasses.replace(info, interrupt_signal=run.interrupt_signal)
     runs.task_done(None)
-    _tidy(serving=run_id)
+    reaping.tidy(runs, serving=run_id)
     return to_wire(info)
-
-
-def _adopt_leftovers() -> None:
-    """The engine becomes the subreaper of what workers start (see
-    :mod:`pytest_gold.engine.leftovers`), and collects those of them that ended."""
-    leftovers.become_subreaper()
-    leftovers.reap_adopted(live_pids())
 
 
 def serve_run_batch(spec: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     _start()
-    _adopt_leftovers()
+    reaping.adopt_leftovers()
     run_spec = spec_from_wire(spec)
-    _tidy(serving=run_spec.run_id)
+    reaping.tidy(_engine_runs(), serving=run_spec.run_id)
     try:
         return result_to_wire(run_batch(run_spec, batch_from_wire(batch)))
     finally:
-        _schedule_tidy()
+        reaping.schedule_tidy(_engine_runs())
 
 
 def serve_finish_run(
     run_id: str, prepare_next: bool = True, collect_output: bool = False
 ) -> dict[str, Any]:
     _start()
-    _adopt_leftovers()
+    reaping.adopt_leftovers()
     try:
         return result_to_wire(finish_run(run_id, prepare_next, collect_output))
     finally:
-        _tidy()
+        reaping.tidy(_engine_runs())
 
 
 def serve_read_output(run_id: str, start: int, max_bytes: int) -> dict[str, Any]:

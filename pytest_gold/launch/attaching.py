@@ -16,11 +16,11 @@ from typing import Any
 import ipyparallel as ipp
 from ipyparallel.util import disambiguate_ip_address
 
+import pytest_gold.launch.clusterprocesses as clusterprocesses
 from pytest_gold.launch.cluster import (
     ClusterError,
     ClusterHandle,
     Watchdog,
-    _launcher_process_groups,
     abort_start,
     interrupts_deferred,
 )
@@ -276,7 +276,7 @@ def start_from_profile(
         with log.capturing_stderr(), interrupts_deferred():
             cluster.start_cluster_sync()
         handle.slurm_jobs = submitted_jobs(cluster)
-        handle.process_groups = _launcher_process_groups(cluster)
+        handle.process_groups = clusterprocesses.launcher_process_groups(cluster)
         if not keep:
             handle.watchdog = Watchdog(cluster.cluster_file, "", handle.process_groups)
         with interrupts_deferred():

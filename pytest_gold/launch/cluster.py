@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import ipyparallel as ipp
 
+import pytest_gold.launch.clusterprocesses as clusterprocesses
 from pytest_gold.launch.clusterlog import ClusterLog
 from pytest_gold.launch.enginefork import ForkingEngineSetLauncher
 from pytest_gold.launch.watchdog import DONE, kill_process_groups
@@ -31,8 +32,6 @@ from pytest_gold.launch.watchdog import DONE, kill_process_groups
 EMBEDDED_HEARTBEAT_MS = 300
 #: How long the watchdog of a normally stopped cluster gets to exit.
 WATCHDOG_EXIT_SECONDS = 10.0
-#: How long nannies get to follow their stopped engines before they are killed.
-NANNY_EXIT_SECONDS = 2.0
 #: Loopback only: an embedded cluster is never reachable from another machine.
 EMBEDDED_IP = "127.0.0.1"
 
@@ -106,7 +105,7 @@ class ClusterHandle:
             if self.watchdog is not None:
                 self.watchdog.disarm()
             return
-        nannies = _nanny_pids(self.cluster) if self.owned else []
+        nannies = clusterprocesses.nanny_pids(self.cluster) if self.owned else []
         at_once = at_once or self.disposable
         if at_once and self.owned:
             kill_process_groups(self.process_groups)
@@ -127,7 +126,7 @@ class ClusterHandle:
                     # that was killed: each launcher started its own process group. Nannies
                     # run in sessions of their own and usually follow their engine out.
                     kill_process_groups(self.process_groups)
-                    _kill_lingering(nannies)
+                    clusterprocesses.kill_lingering(nannies)
                     if self.private_dir:
                         shutil.rmtree(self.private_dir, ignore_errors=True)
                     if self.watchdog is not None:
@@ -218,7 +217,7 @@ def start_embedded(
     try:
         with interrupts_deferred():
             cluster.start_cluster_sync()
-        handle.process_groups = _launcher_process_groups(cluster)
+        handle.process_groups = clusterprocesses.launcher_process_groups(cluster)
         if not keep:  # a kept cluster has its idle watch instead
             handle.watchdog = Watchdog(cluster.cluster_file, profile_dir, handle.process_groups)
         with interrupts_deferred():
@@ -289,106 +288,6 @@ def _stops_engines_at_once(cluster: Any) -> bool:
     return any(isinstance(s, GoldSSHEngineSetLauncher) for s in engine_sets.values())
 
 
-def _local_pid(launcher: Any) -> int | None:
-    """The pid of a launcher's process on this machine; None for remote ones (an SSH
-    launcher's pid is on another host, a batch launcher's is a job)."""
-    from ipyparallel.cluster.launcher import LocalProcessLauncher, SSHLauncher
-
-    if isinstance(launcher, LocalProcessLauncher) and not isinstance(launcher, SSHLauncher):
-        pid = getattr(launcher, "pid", None)
-        return pid if isinstance(pid, int) and pid > 0 else None
-    return None
-
-
-def engine_launchers(engine_set: Any) -> list[Any]:
-    """The launchers of an engine set's processes: one per engine, or the set itself when
-    one process starts them all (the forking launcher, an MPI one)."""
-    launchers = getattr(engine_set, "launchers", None)
-    return list(launchers.values()) if launchers is not None else [engine_set]
-
-
-def engine_pids(cluster: Any) -> list[int]:
-    """The pids of the engine processes of a cluster this run started (local launchers):
-    a forking launcher's engines are its zygote's children (Linux /proc)."""
-    pids: list[int] = []
-    for engine_set in cluster.engines.values():
-        if isinstance(engine_set, ForkingEngineSetLauncher):
-            zygote = _local_pid(engine_set)
-            pids.extend(_children(zygote) if zygote is not None else [])
-            continue
-        pids.extend(pid for pid in map(_local_pid, engine_launchers(engine_set)) if pid)
-    return pids
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as children:
-            return [int(child) for child in children.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def _nanny_pids(cluster: Any) -> list[int]:
-    """The engines' child processes (nannies, workers): in sessions of their own, nannies
-    do not always follow their engine out (Linux /proc; none found elsewhere)."""
-    nannies: list[int] = []
-    for engine_set in cluster.engines.values():
-        for launcher in engine_launchers(engine_set):
-            pid = _local_pid(launcher)
-            if pid is not None:
-                nannies.extend(_children(pid))
-    return nannies
-
-
-def _kill_lingering(pids: list[int], grace_seconds: float = NANNY_EXIT_SECONDS) -> None:
-    deadline = time.monotonic() + grace_seconds
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if _exists(pid)]
-        if alive:
-            time.sleep(0.1)
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _exists(pid: int) -> bool:
-    """Running (an exited process that nobody collected yet, a zombie, does not count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _launcher_process_groups(cluster: Any) -> list[int]:
-    """The process groups of the controller and engine launchers of a cluster."""
-    launchers = [cluster.controller]
-    for engine_set in cluster.engines.values():
-        launchers.extend(engine_launchers(engine_set))
-    groups = []
-    for launcher in launchers:
-        pid = _local_pid(launcher)
-        if pid is None:
-            continue
-        try:
-            group = os.getpgid(pid)
-        except ProcessLookupError:
-            continue
-        if group == pid:  # its own group (start_new_session), never ours
-            groups.append(group)
-    return groups
-
-
 def abort_start(handle: ClusterHandle | None, error: BaseException, message: str) -> NoReturn:
     """A start failed: stop what it started, then raise ``message`` as a ClusterError (an
     interruption is raised as it is)."""
@@ -407,7 +306,7 @@ def _stop_quietly(handle: ClusterHandle) -> None:
         else:
             # The groups before the stop: it forgets the controller, whose schedulers can
             # outlive it (e.g. when the engines' start failed while it was starting).
-            groups = _launcher_process_groups(handle.cluster)
+            groups = clusterprocesses.launcher_process_groups(handle.cluster)
             handle.cluster.stop_cluster_sync()
             kill_process_groups(groups)
             if handle.private_dir:

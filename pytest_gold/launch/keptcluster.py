@@ -26,6 +26,7 @@ from pathlib import Path
 import ipyparallel as ipp
 
 import pytest_gold.launch.cluster as cluster_module
+import pytest_gold.launch.clusterprocesses as clusterprocesses
 from pytest_gold.launch.attaching import permission_warnings
 from pytest_gold.launch.cluster import EMBEDDED_IP, ClusterError, ClusterHandle
 from pytest_gold.launch.idlewatch import (
@@ -284,7 +285,7 @@ def _start(
         raise
     try:
         cluster = handle.cluster
-        engines = cluster_module.engine_pids(cluster)
+        engines = clusterprocesses.engine_pids(cluster)
         connection_file = str(handle.connection_file)
         state = KeptState(
             rootdir=os.path.realpath(rootdir),

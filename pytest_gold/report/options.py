@@ -11,7 +11,7 @@ import pytest
 
 from pytest_gold.report import REPORT_EXTRA, missing_dependency
 from pytest_gold.report.campaignlog import log_path_beside
-from pytest_gold.settings import _positive_number, _raw
+from pytest_gold.settings import _raw, number_option
 
 #: Default seconds between rewrites of the report during a run.
 DEFAULT_REPORT_INTERVAL = 30.0
@@ -58,7 +58,7 @@ class ReportSettings:
 
 
 def _interval(config: pytest.Config) -> float:
-    return _positive_number(
+    return number_option(
         config, "gold_report_interval", "--gold-report-interval", DEFAULT_REPORT_INTERVAL
     )
 
