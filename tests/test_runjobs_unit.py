@@ -222,7 +222,7 @@ def test_job_care_replaces_jobs_while_the_work_does_not_fit() -> None:
     care = JobCare(jobs, lines, grace_seconds=60.0)  # type: ignore[arg-type]
     run = make_run(10)
     run.queue.record([5.0])  # what the cases take, as the run learned it
-    care.tick(run, EngineTime(), now=0.0, answered=[])
+    care.tick(run, EngineTime(), now=0.0, engines={})
     assert cluster.started == [(2, {"jobs": 1})]
     assert lines.lines == [
         "gold: submitted replacement Slurm job 51 for the 10 cases left (squeue -j 51); "
@@ -230,5 +230,5 @@ def test_job_care_replaces_jobs_while_the_work_does_not_fit() -> None:
     ]
     assert run.engines_coming
     assert care.status() == "jobs: 1 running, 1 queued"
-    care.tick(run, EngineTime(), now=1.0, answered=[])  # squeue is not asked again so soon
+    care.tick(run, EngineTime(), now=1.0, engines={})  # squeue is not asked again so soon
     assert len(cluster.started) == 1

@@ -91,18 +91,22 @@ def test_only_jobs_that_ran_a_grace_unheard_are_found(steps: list) -> None:
     assert len(jobs.silent) == len(set(jobs.silent))
 
 
+def job_care(rows: str, max_jobs: int) -> tuple[JobCare, FakeSlurm, FakeCluster, Lines]:
+    """The run's job care on a faked Slurm whose squeue answers ``rows``."""
+    slurm, cluster, lines = FakeSlurm(rows), FakeCluster(), Lines()
+    jobs = jobs_of(slurm, cluster, max_jobs=max_jobs)
+    care = JobCare(jobs, lines, grace_seconds=GRACE)  # type: ignore[arg-type]
+    return care, slurm, cluster, lines
+
+
 def test_job_care_cancels_a_silent_job_and_stops_waiting_for_it() -> None:
     """One job, running, no engine of it ever answers: after --gold-wait it is
     scancelled by id, the terminal names its output, and the run no longer counts on it."""
-    slurm = FakeSlurm("40_0|RUNNING|9:00|10:00\n")
-    cluster = FakeCluster()
-    jobs = jobs_of(slurm, cluster, max_jobs=1)
-    lines = Lines()
-    care = JobCare(jobs, lines, grace_seconds=GRACE)  # type: ignore[arg-type]
+    care, slurm, _, lines = job_care("40_0|RUNNING|9:00|10:00\n", max_jobs=1)
     run = make_run(4)
-    care.tick(run, EngineTime(), now=0.0, answered=[])
+    care.tick(run, EngineTime(), now=0.0, engines={})
     assert run.engines_coming
-    care.tick(run, EngineTime(), now=GRACE + JOB_POLL_SECONDS, answered=[])
+    care.tick(run, EngineTime(), now=GRACE + JOB_POLL_SECONDS, engines={})
     assert ["scancel", "40_0"] in slurm.commands
     assert not run.engines_coming
     assert lines.lines[-1].startswith(
@@ -112,19 +116,16 @@ def test_job_care_cancels_a_silent_job_and_stops_waiting_for_it() -> None:
 
 
 def test_job_care_submits_no_replacement_once_it_gave_up() -> None:
-    slurm = FakeSlurm("40_0|RUNNING|9:00|10:00\n40_1|RUNNING|9:00|10:00\n")
-    cluster = FakeCluster()
-    jobs = jobs_of(slurm, cluster, max_jobs=3)
-    lines = Lines()
-    care = JobCare(jobs, lines, grace_seconds=GRACE)  # type: ignore[arg-type]
+    rows = "40_0|RUNNING|9:00|10:00\n40_1|RUNNING|9:00|10:00\n"
+    care, slurm, cluster, lines = job_care(rows, max_jobs=3)
     run = make_run(10)
     run.queue.record([500.0])  # far more work than the jobs can do: replacements wanted
-    care.tick(run, EngineTime(), now=0.0, answered=[])
+    care.tick(run, EngineTime(), now=0.0, engines={})
     assert len(cluster.started) == 1  # the plan wants one more job while all is well
     slurm.rows = "40_0|RUNNING|8:00|10:00\n40_1|RUNNING|8:00|10:00\n"
-    care.tick(run, EngineTime(), now=GRACE + JOB_POLL_SECONDS, answered=[])
+    care.tick(run, EngineTime(), now=GRACE + JOB_POLL_SECONDS, engines={})
     assert any(line.startswith("gold: no more replacement Slurm jobs") for line in lines.lines)
     started = len(cluster.started)
     slurm.rows = ""  # the silent jobs are gone: the plan would replace them
-    care.tick(run, EngineTime(), now=2 * GRACE, answered=[])
+    care.tick(run, EngineTime(), now=2 * GRACE, engines={})
     assert len(cluster.started) == started

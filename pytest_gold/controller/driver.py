@@ -236,8 +236,7 @@ class Driver:
                     self.apply(run.stop_requested(StopKind.FAILURES, str(reason), now), now)
             self.ticker.tick(run)
             if self.jobs is not None:
-                answered = {info.slurm_job for info in self.info.values()}
-                self.jobs.tick(run, self.progress.engine_time, now, answered)
+                self.jobs.tick(run, self.progress.engine_time, now, self.info)
         engineloss.say_job_ends(self, final=True)
 
     def poll(self) -> None:

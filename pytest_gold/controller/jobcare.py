@@ -10,7 +10,7 @@ running, a run whose engines all left waits for theirs (``Run.engines_coming``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest_gold.policy.silentjobs as silentjobs
@@ -20,6 +20,7 @@ from pytest_gold.launch.runjobs import RunJobs, cancel_jobs, run_jobs_of
 from pytest_gold.policy.eta import EngineTime, estimate_eta
 from pytest_gold.policy.jobplan import describe_jobs
 from pytest_gold.policy.run import Run
+from pytest_gold.protocol.messages import EngineInfo
 
 #: A case must end this long before its job's time limit (Slurm's signal, the report
 #: on its way back), on top of the longest case expected.
@@ -70,11 +71,14 @@ class JobCare:
         self.jobs.poll(now)
         return True
 
-    def tick(self, run: Run, engine_time: EngineTime, now: float, answered: Iterable[str]) -> None:
-        """``answered``: the Slurm jobs of the engines that answered the engine check."""
+    def tick(
+        self, run: Run, engine_time: EngineTime, now: float, engines: Mapping[int, EngineInfo]
+    ) -> None:
+        """``engines``: what the engines that answered the engine check said of themselves
+        (their Slurm jobs among it); read only when squeue was asked."""
         if run.stopped or not self.poll(now):
             return
-        self.cancel_silent(answered, now)
+        self.cancel_silent({info.slurm_job for info in engines.values()}, now)
         work, cases, longest = work_left(run, engine_time)
         count = self.jobs.plan(work, cases, longest + JOB_END_SLACK_SECONDS)
         if count and not self.silent.gave_up:
