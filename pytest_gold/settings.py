@@ -105,7 +105,8 @@ class GoldSettings:
         return f"embedded cluster, {self.engines} engine{plural} on 127.0.0.1{kept}"
 
 
-def _raw(config: pytest.Config, ini: str) -> str | None:
+def option_value(config: pytest.Config, ini: str) -> str | None:
+    """The ``--gold-*`` option's value, else the ini value of the same name; None if blank."""
     value = config.getoption(ini)
     if value is None:
         value = config.getini(ini)
@@ -125,7 +126,7 @@ def number_option(
 ) -> float:
     """A number option (``--gold-X``, else its ini value), ``default`` when neither is
     given; a usage error for what is not a finite number above zero (or 0 or more)."""
-    raw = _raw(config, ini)
+    raw = option_value(config, ini)
     if raw is None:
         return default
     try:
@@ -153,7 +154,7 @@ def _environment(config: pytest.Config) -> dict[str, str]:
 
 
 def _whole_number(config: pytest.Config, ini: str, option: str, default: int) -> int:
-    raw = _raw(config, ini)
+    raw = option_value(config, ini)
     if raw is None:
         return default
     if not raw.isdigit() or int(raw) < 1:
@@ -166,7 +167,7 @@ def _whole_number(config: pytest.Config, ini: str, option: str, default: int) ->
 def from_config(config: pytest.Config) -> GoldSettings:
     """Read and check every pytest-gold option; bad values are a UsageError saying why."""
     conflicts.check(config)
-    raw_engines = _raw(config, "gold_engines")
+    raw_engines = option_value(config, "gold_engines")
     max_engines = _whole_number(
         config, "gold_max_engines", "--gold-max-engines", default_max_engines()
     )
@@ -185,7 +186,7 @@ def from_config(config: pytest.Config) -> GoldSettings:
         if engines > max_engines:
             limit = (
                 "--gold-max-engines"
-                if _raw(config, "gold_max_engines") is not None
+                if option_value(config, "gold_max_engines") is not None
                 else f"{MAX_ENGINES_PER_CPU} per usable CPU by default; {usable_cpus()} here"
             )
             raise pytest.UsageError(
@@ -194,7 +195,7 @@ def from_config(config: pytest.Config) -> GoldSettings:
                 f"({limit}). Give a smaller number, or raise the limit with "
                 "--gold-max-engines (ini gold_max_engines) if the cases mostly wait."
             )
-    raw_min = _raw(config, "gold_min_engines")
+    raw_min = option_value(config, "gold_min_engines")
     min_engines = 1
     if raw_min is not None:
         if not raw_min.isdigit() or int(raw_min) < 1:
@@ -208,7 +209,7 @@ def from_config(config: pytest.Config) -> GoldSettings:
             f"--gold-min-engines {min_engines} is more than the {engines} engines of the "
             "embedded cluster (--gold-engines); lower one of them."
         )
-    raw_retries = _raw(config, "gold_retries")
+    raw_retries = option_value(config, "gold_retries")
     retries = DEFAULT_RETRIES
     if raw_retries is not None:
         if not raw_retries.isdigit():
@@ -217,9 +218,9 @@ def from_config(config: pytest.Config) -> GoldSettings:
                 f"{raw_retries!r}."
             )
         retries = int(raw_retries)
-    profile = _raw(config, "gold_profile")
-    cluster_id = _raw(config, "gold_cluster_id")
-    connection_file = _raw(config, "gold_connection_file")
+    profile = option_value(config, "gold_profile")
+    cluster_id = option_value(config, "gold_cluster_id")
+    connection_file = option_value(config, "gold_connection_file")
     if connection_file and profile:
         raise pytest.UsageError(
             "--gold-connection-file and --gold-profile both name a cluster to attach to; "
@@ -241,24 +242,24 @@ def from_config(config: pytest.Config) -> GoldSettings:
             "--gold-keep-cluster keeps a cluster the run starts; a run never stops a cluster "
             "it attaches to through --gold-connection-file: leave --gold-keep-cluster out."
         )
-    order = _raw(config, "gold_order") or ORDER_DURATION
+    order = option_value(config, "gold_order") or ORDER_DURATION
     if order not in ORDERS:
         raise pytest.UsageError(
             f"--gold-order (ini gold_order) must be one of {', '.join(ORDERS)}, not {order!r}."
         )
-    status_line = _raw(config, "gold_status_line") or STATUS_AUTO
+    status_line = option_value(config, "gold_status_line") or STATUS_AUTO
     if status_line not in STATUS_MODES:
         raise pytest.UsageError(
             f"--gold-status-line (ini gold_status_line) must be one of "
             f"{', '.join(STATUS_MODES)}, not {status_line!r}."
         )
-    leftovers = _raw(config, "gold_leftovers") or LEFTOVERS_END
+    leftovers = option_value(config, "gold_leftovers") or LEFTOVERS_END
     if leftovers not in LEFTOVERS_MODES:
         raise pytest.UsageError(
             f"--gold-leftovers (ini gold_leftovers) must be one of "
             f"{', '.join(LEFTOVERS_MODES)}, not {leftovers!r}."
         )
-    log = _raw(config, "gold_log") or LOG_PYTEST
+    log = option_value(config, "gold_log") or LOG_PYTEST
     if log not in LOG_MODES:
         raise pytest.UsageError(
             f"--gold-log (ini gold_log) must be one of {', '.join(LOG_MODES)}, not {log!r}."
@@ -268,7 +269,7 @@ def from_config(config: pytest.Config) -> GoldSettings:
         leftovers=leftovers,
         log=log,
         status_line=status_line,
-        status_file=_raw(config, "gold_status_file"),
+        status_file=option_value(config, "gold_status_file"),
         status_interval=number_option(
             config, "gold_status_interval", "--gold-status-interval", STATUS_LINE_SECONDS
         ),
@@ -286,7 +287,7 @@ def from_config(config: pytest.Config) -> GoldSettings:
         min_engines=min_engines,
         max_jobs=(
             _whole_number(config, "gold_max_jobs", "--gold-max-jobs", 1)
-            if _raw(config, "gold_max_jobs") is not None
+            if option_value(config, "gold_max_jobs") is not None
             else None
         ),
         keep_cluster=keep_cluster,
@@ -301,7 +302,7 @@ def from_config(config: pytest.Config) -> GoldSettings:
         ),
         timeout_seconds=(
             number_option(config, "gold_timeout", "--gold-timeout", math.inf)
-            if _raw(config, "gold_timeout") is not None
+            if option_value(config, "gold_timeout") is not None
             else None
         ),
         walltime_margin_seconds=number_option(

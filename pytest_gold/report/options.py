@@ -11,7 +11,7 @@ import pytest
 
 from pytest_gold.report import REPORT_EXTRA, missing_dependency
 from pytest_gold.report.campaignlog import log_path_beside
-from pytest_gold.settings import _raw, number_option
+from pytest_gold.settings import number_option, option_value
 
 #: Default seconds between rewrites of the report during a run.
 DEFAULT_REPORT_INTERVAL = 30.0
@@ -87,7 +87,7 @@ def check_writable(path: Path, option: str) -> None:
 def from_config(config: pytest.Config, status_file: str | None) -> ReportSettings | None:
     """What to record for a --gold run: a report, and the campaign log it is drawn from
     (also kept beside a --gold-status-file, so a report can be made after the run)."""
-    raw = _raw(config, "gold_report")
+    raw = option_value(config, "gold_report")
     interval = _interval(config)
     base = config.invocation_params.dir
     report = (base / Path(raw).expanduser()).resolve() if raw else None
