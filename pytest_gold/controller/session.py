@@ -216,7 +216,7 @@ class GoldController:
             controller_id=self.controller_id,
             # pytest-xdist's protocol: one node per engine, for xdist-aware plugins.
             engine_nodes=EngineNodes(config, self.run_id, self.terminal.write_line),
-            replayer=Replayer(config, compact=self.compact),
+            replayer=Replayer(config, compact=self.compact, items=items),
             ticker=ticker,
             stream_output=stream_output,
         )
