@@ -179,7 +179,7 @@ class Replayer:
         if ident is None:  # pytest < 9.2: the node id string, shared already
             return
         item = self.items.get(report.nodeid)
-        item_id = None if item is None else item.__dict__.get("_id")
+        item_id = getattr(item, "_id", None)  # a slot of pytest >= 9.2's nodes
         if item_id is not None and item_id == ident:
             report.__dict__["_id"] = self.last_id = item_id
         elif ident == self.last_id:
