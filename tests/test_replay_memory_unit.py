@@ -106,3 +106,80 @@ def test_a_case_without_properties_has_no_properties_element(tmp_path):
     xml = LogXML(str(tmp_path / "a.xml"), None)
     _, element = case_xml(xml, "t.py::a", [], SharedProperties((HOST_PROPERTY,)))
     assert element.find("properties") is None
+
+
+def test_a_report_takes_its_items_parsed_node_id(pytestconfig, request):
+    from pytest_gold.controller.reporting import Replayer
+
+    item = request.node
+    if getattr(item, "_id", None) is None:
+        pytest.skip("this pytest keeps the node id string only")
+    wire = [dict(data, nodeid=item.nodeid) for data in wire_reports("x")]
+    reports = [
+        pytestconfig.hook.pytest_report_from_serializable(
+            config=pytestconfig, data=report_data_from_wire(data)
+        )
+        for data in json.loads(json.dumps(wire))
+    ]
+    replayer = Replayer(pytestconfig, items=[item])
+    for report in reports:
+        replayer.share_node_id(report)
+    assert all(vars(report)["_id"] is item._id for report in reports)
+    assert all(report.nodeid is item.nodeid for report in reports)
+
+
+class FakeItem:
+    """What ``Replayer.release`` touches of a collected ``Function``."""
+
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
+        self._request = object()
+        self.funcargs: dict | None = {"x": 1}
+
+
+def test_a_done_item_lets_go_of_its_request_as_after_pytests_own_run(pytestconfig):
+    from pytest_gold.controller.reporting import Replayer
+
+    done, other = FakeItem("t.py::a"), FakeItem("t.py::b")
+    replayer = Replayer(pytestconfig, items=[done, other])  # type: ignore[list-item]
+    replayer.release("t.py::a")
+    assert done._request is False and done.funcargs is None
+    assert other._request and other.funcargs == {"x": 1}
+    assert "t.py::a" not in replayer.items
+
+
+def test_keyword_names_are_shared_without_a_table_entry_per_case(monkeypatch):
+    import pytest_gold.protocol.serialization as serialization
+
+    monkeypatch.setattr(serialization, "_names", {})
+    monkeypatch.setattr(serialization, "_NAMES_LIMIT", 8)
+    decoded = [
+        report_data_from_wire(data)
+        for i in range(20)
+        for data in json.loads(
+            json.dumps([{"keywords": {f"test_x[{i}]": 1, "test_a.py": 1}, "location": None}])
+        )
+    ]
+    firsts = [next(name for name in data["keywords"] if name == "test_a.py") for data in decoded]
+    assert firsts[1] is firsts[2] is firsts[3]
+    assert len(serialization._names) <= 8  # the cases' own names do not pile up
+
+
+def test_the_heap_is_frozen_for_a_run_and_thawed_after_it(monkeypatch):
+    import gc
+
+    import pytest_gold.controller.heap as heap
+
+    registered = []
+    monkeypatch.setattr(heap.atexit, "register", registered.append)
+    monkeypatch.setattr(heap, "_state", {"frozen": False, "exit_registered": False})
+    try:
+        heap.freeze_run()
+        assert gc.get_freeze_count() > 0
+        heap.thaw_and_freeze_at_exit()
+        assert gc.get_freeze_count() == 0
+        heap.freeze_run()
+        heap.thaw_and_freeze_at_exit()
+        assert registered == [heap.freeze_survivors]  # once per process
+    finally:
+        gc.unfreeze()

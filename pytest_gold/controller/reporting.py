@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -83,8 +84,14 @@ def logstart_caller(config: pytest.Config, without_terminal: bool) -> Any:
 
 
 class Replayer:
-    def __init__(self, config: pytest.Config, compact: bool = False) -> None:
+    def __init__(
+        self, config: pytest.Config, compact: bool = False, items: Iterable[pytest.Item] = ()
+    ) -> None:
         self.config = config
+        #: The controller's items of the cases to replay, until each is done: a report
+        #: takes its item's parsed node id (pytest's own reports of a case share the
+        #: item's), and a done item lets go of its fixture request (see ``release``).
+        self.items: dict[str, pytest.Item] = {item.nodeid: item for item in items}
         self.hook = config.hook
         self.nodes: dict[EngineInfo, GoldNode] = {}
         self.case_reports: dict[str, list[pytest.TestReport]] = defaultdict(list)
@@ -120,6 +127,7 @@ class Replayer:
                 reports = self.case_reports.pop(event.nodeid, [])
                 if any(report.outcome == RERUN for report in reports):
                     continue  # pytest-rerunfailures runs it again: its last attempt counts
+                self.release(event.nodeid)
                 outcome.finished[event.nodeid] = sum(r.duration for r in reports)
                 outcome.outcomes[event.nodeid] = case_outcome(reports)
                 self.hook.pytest_gold_case_finished(
@@ -170,10 +178,23 @@ class Replayer:
         ident = report.__dict__.get("_id")
         if ident is None:  # pytest < 9.2: the node id string, shared already
             return
-        if ident == self.last_id:
+        item = self.items.get(report.nodeid)
+        item_id = getattr(item, "_id", None)  # a slot of pytest >= 9.2's nodes
+        if item_id is not None and item_id == ident:
+            report.__dict__["_id"] = self.last_id = item_id
+        elif ident == self.last_id:
             report.__dict__["_id"] = self.last_id
         else:
             self.last_id = ident
+
+    def release(self, nodeid: str) -> None:
+        """A case is done: its item lets go of its fixture request and arguments, as
+        pytest's own ``runtestprotocol`` has an item do after its run (the controller
+        never runs it; each item would keep them to the end of the run)."""
+        item = self.items.pop(nodeid, None)
+        if item is not None and getattr(item, "_request", None):
+            item._request = False  # type: ignore[attr-defined]
+            item.funcargs = None  # type: ignore[attr-defined]
 
     def junit_xml(self) -> Any:
         """pytest's LogXML plugin, when --junitxml is on."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import pytest_gold.controller.heap as heap
 import pytest_gold.policy.resume as resume
 from pytest_gold.conflicts import runs_without_cluster
 from pytest_gold.controller.campaign import (
@@ -137,6 +138,7 @@ class GoldController:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close_cluster()
+        heap.thaw_and_freeze_at_exit()
 
     # -- the run loop --------------------------------------------------------------------
 
@@ -152,6 +154,9 @@ class GoldController:
         if not session.items:
             return True
         items = list(dict.fromkeys(session.items))
+        # The collected items live to the end of the run: full collections during the
+        # run no longer scan them.
+        heap.freeze_run()
         if self.compact:
             start_compact_log(self.config)
         if self.config.getoption("gold_resume"):
@@ -216,7 +221,7 @@ class GoldController:
             controller_id=self.controller_id,
             # pytest-xdist's protocol: one node per engine, for xdist-aware plugins.
             engine_nodes=EngineNodes(config, self.run_id, self.terminal.write_line),
-            replayer=Replayer(config, compact=self.compact),
+            replayer=Replayer(config, compact=self.compact, items=items),
             ticker=ticker,
             stream_output=stream_output,
         )

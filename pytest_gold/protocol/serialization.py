@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +27,24 @@ _REPORT_WORDS = {
     word: word
     for word in ("passed", "failed", "skipped", "setup", "call", "teardown", "TestReport")
 }
+
+
+#: Keyword names and location parts decoded lately, each shared by the reports that have
+#: it (module, function and marker names repeat from case to case). Not ``sys.intern``:
+#: a case's own name (``test_x[17]``) would hold an entry of the interpreter's table to
+#: the end of the run; this one is emptied when it grows past :data:`_NAMES_LIMIT`.
+_names: dict[str, str] = {}
+_NAMES_LIMIT = 4096
+
+
+def _shared_name(name: str) -> str:
+    shared = _names.get(name)
+    if shared is not None:
+        return shared
+    if len(_names) >= _NAMES_LIMIT:
+        _names.clear()
+    _names[name] = name
+    return name
 
 
 class UnserializableValue(TypeError):
@@ -160,11 +177,11 @@ def report_data_from_wire(
 def _field_from_wire(key: str, value: Any) -> Any:
     if key == "keywords" and type(value) is dict:  # {name: 1}, by pytest
         return {
-            sys.intern(name): flag if type(flag) is int else from_jsonable(flag)
+            _shared_name(name): flag if type(flag) is int else from_jsonable(flag)
             for name, flag in value.items()
         }
     if key == "location" and value is not None:
-        return tuple(sys.intern(part) if isinstance(part, str) else part for part in value)
+        return tuple(_shared_name(part) if isinstance(part, str) else part for part in value)
     if key == "sections":
         return [tuple(section) for section in from_jsonable(value)]
     if key == "user_properties":
