@@ -21,8 +21,12 @@ end with ``python -m pytest_gold cluster stop``; every process of the runs is ta
 
 Usage::
 
-    python benchmarks/bench_coldstart.py [--workers N] [--cases C] [--repeat K]
+    python benchmarks/bench_coldstart.py [--workers N] [--cases C] [--repeat K] [--pause S]
                                          [--cpus LIST] [--gold-arg=ARG ...] [--timeout S]
+
+``--pause S`` waits S seconds (untimed) before each timed run: what an engine does between
+two runs (a kept cluster's workers prepare the next run's session once the last run's
+``pytest`` exited) then happens while nobody waits, as between a user's runs.
 
 ``--cpus LIST`` (``0``, ``0,1``, ``0-3``) pins the script before it starts anything, so every
 process of every run inherits the affinity, as under ``taskset -c LIST``.
@@ -104,6 +108,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="LIST",
         help="pin the script and every process it starts to these CPUs (0 or 0,1 or 0-3)",
+    )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds before each timed run, as between a user's runs (default 0)",
     )
     add_repeat_option(parser, "do each run")
     add_timeout_option(parser, 300.0)
@@ -309,6 +320,7 @@ def measure(args: argparse.Namespace, suite: Path, env: dict[str, str]) -> dict[
 
     def timed(what: str, pytest_args: list[str], attempt: int) -> None:
         print(f"  {what} run {attempt + 1}/{args.repeat} ...", end="", flush=True)
+        time.sleep(args.pause)  # not timed: the machine between two of a user's runs
         wall = run(pytest_args, suite, env, args.timeout, expected)
         walls[what].append(wall)
         shown = ", ".join(f"{label} {value:.2f}" for label, value in PHASE_LOG[-1].items())
