@@ -13,13 +13,13 @@ results waiting for their turn).
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import time
 from typing import Any
 
 import pytest
 
 import pytest_gold.controller.engineloss as engineloss
+import pytest_gold.controller.taskresults as taskresults
 import pytest_gold.controller.tasks as tasks
 from pytest_gold.controller.enginepool import (
     CHECK_POLL_SECONDS,
@@ -28,26 +28,20 @@ from pytest_gold.controller.enginepool import (
     expected_of,
 )
 from pytest_gold.controller.faults import (
-    NO_ENGINE,
     controller_lost_cause,
-    is_engine_lost,
-    lost_case_message,
     signal_engines,
-    supervisor_failed_message,
 )
 from pytest_gold.controller.jobcare import JobCare
 from pytest_gold.controller.jobends import JobEnds, in_run_clock
 from pytest_gold.controller.liveness import HubMonitor
 from pytest_gold.controller.progress import Progress
 from pytest_gold.controller.reporting import Replayer
-from pytest_gold.controller.taskoutput import OutputRelay, TaskMemory, note_leftovers
+from pytest_gold.controller.taskoutput import OutputRelay, TaskMemory
 from pytest_gold.controller.terminal import Terminal
 from pytest_gold.controller.ticker import StatusTicker
-from pytest_gold.controller.verdicts import failed_reports, finishes, stops
 from pytest_gold.policy.run import (
     Abandoned,
     Action,
-    BatchSummary,
     CheckEngine,
     Dispatch,
     EngineJoinedRun,
@@ -63,25 +57,13 @@ from pytest_gold.policy.run import (
 )
 from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import (
-    Batch,
     BatchResult,
     EngineInfo,
     ExitRequested,
-    NotRun,
-    result_from_wire,
     to_wire,
 )
-from pytest_gold.protocol.synthetic import failed_case_events
 from pytest_gold.protocol.timing import CONTROLLER_POLL_SECONDS as POLL_SECONDS
 from pytest_gold.protocol.xdistcompat import EngineNodes
-
-
-def task_seconds(metadata: Any) -> float:
-    """How long a task ran on its engine, as ipyparallel timed it there (0: not known)."""
-    try:
-        return float((metadata["completed"] - metadata["started"]).total_seconds())
-    except (KeyError, TypeError, AttributeError):
-        return 0.0
 
 
 class TooFewEngines(Exception):
@@ -130,10 +112,8 @@ class Driver:
         self.failed_check: dict[int, FailedCheck] = {}
         #: Engines lost during the run, as they were known.
         self.lost: dict[int, EngineInfo] = {}
-        #: Tasks in flight (batches), with their engines, in the order sent; and the
-        #: batch each carries.
-        self.futures: dict[Any, int] = {}
-        self.batches: dict[Any, Batch] = {}
+        #: Tasks in flight (batches), in the order sent: the engine and batch of each.
+        self.sent: dict[Any, taskresults.SentBatch] = {}
         #: Results the Run holds back for pytest's order, by node id; and of those, the
         #: failures made up here (no duration to learn from).
         self.held_results: dict[str, BatchResult] = {}
@@ -242,13 +222,13 @@ class Driver:
     def poll(self) -> None:
         """Wait a little for tasks to finish; take in those that did."""
         done, _ = concurrent.futures.wait(
-            list(self.futures), timeout=POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
+            list(self.sent), timeout=POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
         )
-        self.output.take((future.metadata, eid) for future, eid in self.futures.items())
+        self.output.take((future.metadata, sent.engine_id) for future, sent in self.sent.items())
         # In the order sent: an engine's batches are taken in in the order it ran them.
-        for future in [future for future in self.futures if future in done]:
-            if future in self.futures:  # (not given up meanwhile)
-                self.collect(future)
+        for future in [future for future in self.sent if future in done]:
+            if future in self.sent:  # (not given up meanwhile)
+                taskresults.collect(self, future)
 
     def interrupt(self, session: pytest.Session | None) -> None:
         """Ctrl-C: interrupt the running cases and report what finished (in pytest's
@@ -267,106 +247,9 @@ class Driver:
         dead controller again (no end-of-run teardown on the engines)."""
         cause = controller_lost_cause(silent, self.run.wait_seconds)
         self.controller_lost = True
-        self.futures.clear()
+        self.sent.clear()
         self.apply(self.run.controller_lost(cause), time.monotonic())
         self.terminal.write_line(f"gold: {cause.removeprefix('pytest-gold: ')}", problem=True)
-
-    # -- results -----------------------------------------------------------------------
-
-    def collect(self, future: Any) -> None:
-        eid = self.futures.pop(future)
-        batch = self.batches.pop(future, None)
-        now = time.monotonic()
-        try:
-            data = future.get()
-        except Exception as error:
-            self.output.lost(future, eid)
-            self.batch_failed(eid, error, now, batch)
-            return
-        result = result_from_wire(data)
-        self.progress.engine_time.came_back(eid)
-        self.progress.task_ran(eid, task_seconds(future.metadata))
-        # Its output first, all of it (output and results travel apart).
-        self.output.settle(future.metadata, eid, result)
-        self.memory.forget(future)
-        nodeids = batch.nodeids if batch is not None else []
-        if self.run.in_order is not None and len(nodeids) == 1 and finishes(result, nodeids[0]):
-            self.held_results[nodeids[0]] = result
-            self.run.result_held(eid, nodeids[0], failed_reports(result), stops(result))
-            self.release(now)
-            return
-        # (in a run in pytest's order, a case that did not run holds back the later ones
-        # for good)
-        self.apply(self.run.batch_returned(eid, now, batch), now)  # its next batch first
-        try:
-            summary = self.replay(result, measured=True)
-        except BaseException:  # Ctrl-C in the replay: what was not replayed did not run
-            finished = self.replayer.replaying.finished
-            unreplayed = [nodeid for nodeid in nodeids if nodeid not in finished]
-            summary = BatchSummary(finished, unreplayed, measured=False)
-            self.run.batch_done(eid, summary, now, batch)
-            raise
-        self.apply(self.run.batch_done(eid, summary, now, batch), now)
-
-    def release(self, now: float) -> None:
-        """Replay the held-back results whose turn came."""
-        session = self.session
-        while (ready := self.run.release_next()) is not None:
-            nodeid, eid = ready
-            result = self.held_results.pop(nodeid)
-            measured = nodeid not in self.made_up
-            self.made_up.discard(nodeid)
-            summary = self.replay(result, measured=measured)
-            stopping = session is not None and (session.shouldfail or session.shouldstop)
-            if stopping or self.exit_request is not None:
-                self.run.hold_rest()  # pytest stops here; the loop stops the rest
-            self.apply(self.run.case_released(nodeid, eid, summary, now), now)
-
-    def replay(self, result: BatchResult, measured: bool) -> BatchSummary:
-        """Replay through pytest's hooks; what the Run needs to know of it."""
-        outcome = self.replayer.replay(result)
-        note_leftovers(self.terminal, result)
-        engine = result.engine
-        for nodeid, seconds in outcome.finished.items():
-            self.progress.finished(engine.host, outcome.outcomes.get(nodeid, ""), seconds)
-        if measured:
-            self.progress.engine_time.done(engine.engine_id, list(outcome.finished.values()))
-            self.durations.update(outcome.finished)
-        for crash in outcome.crashes:
-            if crash.nodeid is None:
-                self.terminal.write_line(
-                    f"gold: the worker on {engine.tag} died between cases; the rest of "
-                    f"its batch went to a new worker. {crash.cause}",
-                    problem=True,
-                )
-        if outcome.exit_request is not None and self.exit_request is None:
-            self.exit_request = outcome.exit_request
-        cut_short = [n for e in result.events if isinstance(e, NotRun) for n in e.cut_short]
-        return BatchSummary(
-            finished=outcome.finished,
-            not_run=outcome.not_run,
-            cut_short=cut_short,
-            exit_nodeid=outcome.exit_request.nodeid if outcome.exit_request else None,
-            measured=measured,
-        )
-
-    def batch_failed(self, eid: int, error: Exception, now: float, batch: Batch | None) -> None:
-        """A task raised instead of returning: its engine died, or the supervisor failed."""
-        engine = self.info[eid]
-        if not is_engine_lost(error):
-            message = supervisor_failed_message(engine, error)
-            self.apply(self.run.batch_errored(eid, message, batch), now)
-            return
-        actions = engineloss.lose_engine(self, eid, lost_case_message(engine), now)
-        self.apply(
-            [
-                dataclasses.replace(a, message=f"{a.message}; {error}")
-                if isinstance(a, FailCase)
-                else a
-                for a in actions
-            ],
-            now,
-        )
 
     # -- actions -----------------------------------------------------------------------
 
@@ -381,7 +264,7 @@ class Driver:
                 engines = {eid: self.info[eid] for eid in action.engine_ids}
                 signal_engines(self.client, engines, tasks.INTERRUPT_SIGNAL)
             elif isinstance(action, FailCase):
-                self.fail_case(action)
+                taskresults.fail_case(self, action)
             elif isinstance(action, EngineJoinedRun):
                 self.progress.add_engine(self.info[action.engine_id].host, action.engine_id)
             elif isinstance(action, EngineLeftOut):
@@ -395,7 +278,7 @@ class Driver:
             elif isinstance(action, GiveUpWaiting):
                 raise TooFewEngines(action)
         if self.held_results:
-            self.release(now)  # e.g. a failure made up here whose turn it is
+            taskresults.release(self, now)  # e.g. a failure made up here whose turn it is
 
     def dispatch(self, action: Dispatch, now: float) -> None:
         eid, batch = action.engine_id, action.batch
@@ -410,20 +293,9 @@ class Driver:
         except IndexError:  # unregistered (lost) since drop_lost_idle looked
             self.apply(self.run.dispatch_refused(eid, now, batch), now)
             return
-        self.futures[future] = eid
-        self.batches[future] = batch
+        self.sent[future] = taskresults.SentBatch(eid, batch)
         self.progress.engine_time.sent(eid)
         for nodeid in batch.nodeids:
             self.config.hook.pytest_gold_case_scheduled(
                 config=self.config, nodeid=nodeid, engine=engine
             )
-
-    def fail_case(self, action: FailCase) -> None:
-        engine = NO_ENGINE if action.engine_id is None else self.info[action.engine_id]
-        events = failed_case_events(action.nodeid, None, {}, action.when, action.message)
-        result = BatchResult(engine=engine, events=events)
-        if action.nodeid in self.run.held:  # its turn comes (pytest's order)
-            self.held_results[action.nodeid] = result
-            self.made_up.add(action.nodeid)
-            return
-        self.replay(result, measured=False)

@@ -74,8 +74,7 @@ def released(driver: Driver, action: EngineReleased) -> None:
 def abandoned(driver: Driver, action: Abandoned) -> None:
     # Nothing more is waited for there (not even the end-of-run teardown).
     gone = set(action.engine_ids)
-    driver.futures = {f: eid for f, eid in driver.futures.items() if eid not in gone}
-    driver.batches = {f: batch for f, batch in driver.batches.items() if f in driver.futures}
+    driver.sent = {f: sent for f, sent in driver.sent.items() if sent.engine_id not in gone}
     if driver.run.stop_kind is not StopKind.INTERRUPT:  # Ctrl-C: no more waiting
         tags = [driver.tag_of(eid) for eid in action.engine_ids]
         driver.terminal.write_line(abandoned_line(tags), problem=True)

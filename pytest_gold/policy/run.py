@@ -34,6 +34,7 @@ import pytest_gold.policy.runbatches as runbatches
 import pytest_gold.policy.runfaults as runfaults
 import pytest_gold.policy.runjoin as runjoin
 import pytest_gold.policy.runorder as runorder
+import pytest_gold.policy.runtick as runtick
 import pytest_gold.policy.runwalltime as runwalltime
 from pytest_gold.policy.runchecks import check_invariants, describe_state
 from pytest_gold.policy.runtypes import (
@@ -347,27 +348,7 @@ class Run:
         """Time passed: dispatch to idle engines, give up on overdue checks, the first
         wait, and batches that did not answer after a stop. ``failures_reported``: the
         failures pytest counted so far (what --maxfail has left)."""
-        if self.phase is Phase.DONE:
-            return []
-        if failures_reported is not None:
-            self.failures_reported = failures_reported
-        actions: list[Action] = []
-        self.start_if_ready(now)
-        for eid in self.engines_in(EngineState.CHECKING):
-            if now - self.engines[eid].checked_at > self.wait_seconds:
-                actions += self.engine_checked(
-                    eid, [f"no answer to the engine check within {self.wait_seconds:g} s"], now
-                )
-        if self.phase is Phase.WAITING:
-            if now - self.started_at > self.wait_seconds:
-                self.phase, self.gave_up = Phase.DONE, True
-                actions.append(GiveUpWaiting(len(self.usable), self.min_engines))
-            return actions
-        if self.phase is Phase.STOPPING and self.busy and now > self.stop_deadline:
-            actions += runfaults.abandon_unanswered(self)
-        actions += runbatches.dispatch(self, now)
-        self.settle()
-        return actions
+        return runtick.tick(self, now, failures_reported)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -393,27 +374,14 @@ class Run:
     def fail_case(self, nodeid: str, engine_id: int, message: str) -> FailCase:
         """The case fails on the controller's behalf. In in-order runs its failure waits
         its turn like any result (``nodeid in held``: the driver holds the report too)."""
-        if self.in_order is None:
-            self.end_case(nodeid, "failed")
-        else:
-            self.in_order.add(nodeid, nodeid, failures=1)
-            self.held[nodeid] = engine_id
-        return FailCase(nodeid, engine_id, message)
+        return runbatches.fail_case(self, nodeid, engine_id, message)
 
     def end_case(self, nodeid: str, how: str) -> None:
-        if nodeid in self.ended:
-            raise AssertionError(f"{nodeid} ended twice ({self.ended[nodeid]}, then {how})")
-        self.ended[nodeid] = how
+        return runbatches.end_case(self, nodeid, how)
 
     def settle(self) -> None:
         """Move to DONE once nothing is in flight and nothing more will be dispatched."""
-        if self.phase is Phase.DONE or self.busy or self.returned:
-            return
-        if self.in_order is not None and self.in_order.has_ready():
-            return  # the driver replays it first (it may stop the run)
-        if self.phase is Phase.STOPPING or (self.phase is Phase.RUNNING and not self.queue):
-            self.phase = Phase.DONE
-            self.leave_out_held()
+        return runtick.settle(self)
 
     # -- for tests ---------------------------------------------------------------------
 

@@ -130,3 +130,18 @@ def ended_by(
         actions += run.stop_requested(StopKind.EXIT, f"pytest.exit() in {summary.exit_nodeid}", now)
     run.settle()
     return actions
+
+
+def fail_case(run: Run, nodeid: str, engine_id: int, message: str) -> FailCase:
+    if run.in_order is None:
+        end_case(run, nodeid, "failed")
+    else:
+        run.in_order.add(nodeid, nodeid, failures=1)
+        run.held[nodeid] = engine_id
+    return FailCase(nodeid, engine_id, message)
+
+
+def end_case(run: Run, nodeid: str, how: str) -> None:
+    if nodeid in run.ended:
+        raise AssertionError(f"{nodeid} ended twice ({run.ended[nodeid]}, then {how})")
+    run.ended[nodeid] = how
