@@ -66,6 +66,24 @@ def test_replacements_stop_after_silent_jobs_in_a_row_and_a_heard_job_resets() -
     assert jobs.silent == ["1_0", "3_0", "4_0"]
 
 
+def test_once_it_gave_up_a_job_whose_engines_all_registered_brings_no_more() -> None:
+    """While the run replaces jobs, a running job counts as engines coming even with all
+    its engines there (its end brings a replacement); once it gave up, only a queued job
+    or one with engines yet to register does: a run whose engines are gone or released
+    stops rather than wait for the job's time limit."""
+    jobs = silentjobs.SilentJobs(GRACE)
+    answered = ["1_0", "1_0", "1_1"]  # 1_0: both engines; 1_1: one of two
+    jobs.look([running("1_0"), running("1_1")], answered, now=0.0)
+    assert jobs.coming([running("1_0")])
+    for job in ("2_0", "3_0")[: silentjobs.SILENT_JOBS_IN_A_ROW]:
+        jobs.look([running(job)], answered, now=GRACE)
+        jobs.look([running(job)], answered, now=2 * GRACE)
+    assert jobs.gave_up
+    assert not jobs.coming([running("1_0")])
+    assert jobs.coming([running("1_1")])
+    assert jobs.coming([queued("4_0")])
+
+
 @given(
     st.lists(
         st.tuples(st.integers(0, 3), st.booleans(), st.booleans(), st.floats(0, 200)),

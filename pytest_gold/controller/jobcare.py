@@ -78,7 +78,7 @@ class JobCare:
         (their Slurm jobs among it); read only when squeue was asked."""
         if run.stopped or not self.poll(now):
             return
-        self.cancel_silent({info.slurm_job for info in engines.values()}, now)
+        self.cancel_silent([info.slurm_job for info in engines.values()], now)
         work, cases, longest = work_left(run, engine_time)
         count = self.jobs.plan(work, cases, longest + JOB_END_SLACK_SECONDS)
         if count and not self.silent.gave_up:
