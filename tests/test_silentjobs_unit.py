@@ -11,7 +11,8 @@ from pytest_gold.controller.jobcare import JobCare
 from pytest_gold.launch.runjobs import JOB_POLL_SECONDS
 from pytest_gold.policy.eta import EngineTime
 from pytest_gold.policy.jobplan import JobView
-from tests.test_run_machine import make_run
+from pytest_gold.policy.runtypes import EVERY_ENGINE_LOST
+from tests.test_run_machine import join, make_run
 from tests.test_runjobs_unit import FakeCluster, FakeSlurm, Lines, jobs_of
 
 GRACE = 60.0
@@ -147,3 +148,19 @@ def test_job_care_submits_no_replacement_once_it_gave_up() -> None:
     slurm.rows = ""  # the silent jobs are gone: the plan would replace them
     care.tick(run, EngineTime(), now=2 * GRACE, engines={})
     assert len(cluster.started) == started
+
+
+def test_a_run_whose_engines_left_stops_once_the_job_it_waited_for_is_silent() -> None:
+    """The run's last engine left while a job of it was running (engines coming): the
+    run waits. When that job turns out silent and is cancelled, nothing is coming any
+    more: the run stops then, rather than waiting for an engine event that never comes."""
+    care, _, _, _ = job_care("40_0|RUNNING|9:00|10:00\n", max_jobs=1)
+    run = make_run(4, retries=1)
+    join(run, 0)
+    run.tick(0.0)
+    assert care.tick(run, EngineTime(), now=0.0, engines={}) == []
+    run.engine_lost(0, "lost", now=1.0)
+    assert run.stop_reason is None and not run.over
+    care.tick(run, EngineTime(), now=GRACE + JOB_POLL_SECONDS, engines={})
+    assert run.stop_reason == EVERY_ENGINE_LOST and run.over
+    assert set(run.not_run) == run.selected
