@@ -11,7 +11,8 @@ from pytest_gold.controller.jobcare import JobCare
 from pytest_gold.launch.runjobs import JOB_POLL_SECONDS
 from pytest_gold.policy.eta import EngineTime
 from pytest_gold.policy.jobplan import JobView
-from tests.test_run_machine import make_run
+from pytest_gold.policy.runtypes import EVERY_ENGINE_LOST
+from tests.test_run_machine import join, make_run
 from tests.test_runjobs_unit import FakeCluster, FakeSlurm, Lines, jobs_of
 
 GRACE = 60.0
@@ -64,6 +65,24 @@ def test_replacements_stop_after_silent_jobs_in_a_row_and_a_heard_job_resets() -
         jobs.look([running(job)], [], now=3 * GRACE)
     assert jobs.gave_up
     assert jobs.silent == ["1_0", "3_0", "4_0"]
+
+
+def test_once_it_gave_up_a_job_whose_engines_all_registered_brings_no_more() -> None:
+    """While the run replaces jobs, a running job counts as engines coming even with all
+    its engines there (its end brings a replacement); once it gave up, only a queued job
+    or one with engines yet to register does: a run whose engines are gone or released
+    stops rather than wait for the job's time limit."""
+    jobs = silentjobs.SilentJobs(GRACE)
+    answered = ["1_0", "1_0", "1_1"]  # 1_0: both engines; 1_1: one of two
+    jobs.look([running("1_0"), running("1_1")], answered, now=0.0)
+    assert jobs.coming([running("1_0")])
+    for job in ("2_0", "3_0")[: silentjobs.SILENT_JOBS_IN_A_ROW]:
+        jobs.look([running(job)], answered, now=GRACE)
+        jobs.look([running(job)], answered, now=2 * GRACE)
+    assert jobs.gave_up
+    assert not jobs.coming([running("1_0")])
+    assert jobs.coming([running("1_1")])
+    assert jobs.coming([queued("4_0")])
 
 
 @given(
@@ -129,3 +148,19 @@ def test_job_care_submits_no_replacement_once_it_gave_up() -> None:
     slurm.rows = ""  # the silent jobs are gone: the plan would replace them
     care.tick(run, EngineTime(), now=2 * GRACE, engines={})
     assert len(cluster.started) == started
+
+
+def test_a_run_whose_engines_left_stops_once_the_job_it_waited_for_is_silent() -> None:
+    """The run's last engine left while a job of it was running (engines coming): the
+    run waits. When that job turns out silent and is cancelled, nothing is coming any
+    more: the run stops then, rather than waiting for an engine event that never comes."""
+    care, _, _, _ = job_care("40_0|RUNNING|9:00|10:00\n", max_jobs=1)
+    run = make_run(4, retries=1)
+    join(run, 0)
+    run.tick(0.0)
+    assert care.tick(run, EngineTime(), now=0.0, engines={}) == []
+    run.engine_lost(0, "lost", now=1.0)
+    assert run.stop_reason is None and not run.over
+    care.tick(run, EngineTime(), now=GRACE + JOB_POLL_SECONDS, engines={})
+    assert run.stop_reason == EVERY_ENGINE_LOST and run.over
+    assert set(run.not_run) == run.selected

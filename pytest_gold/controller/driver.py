@@ -216,7 +216,7 @@ class Driver:
                     self.apply(run.stop_requested(StopKind.FAILURES, str(reason), now), now)
             self.ticker.tick(run)
             if self.jobs is not None:
-                self.jobs.tick(run, self.progress.engine_time, now, self.info)
+                self.apply(self.jobs.tick(run, self.progress.engine_time, now, self.info), now)
         engineloss.say_job_ends(self, final=True)
 
     def poll(self) -> None:

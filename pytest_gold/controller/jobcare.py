@@ -20,6 +20,7 @@ from pytest_gold.launch.runjobs import RunJobs, cancel_jobs, run_jobs_of
 from pytest_gold.policy.eta import EngineTime, estimate_eta
 from pytest_gold.policy.jobplan import describe_jobs
 from pytest_gold.policy.run import Run
+from pytest_gold.policy.runtypes import Action
 from pytest_gold.protocol.messages import EngineInfo
 
 #: A case must end this long before its job's time limit (Slurm's signal, the report
@@ -73,12 +74,13 @@ class JobCare:
 
     def tick(
         self, run: Run, engine_time: EngineTime, now: float, engines: Mapping[int, EngineInfo]
-    ) -> None:
+    ) -> list[Action]:
         """``engines``: what the engines that answered the engine check said of themselves
-        (their Slurm jobs among it); read only when squeue was asked."""
+        (their Slurm jobs among it); read only when squeue was asked. Returns the run's
+        stop when its last engines left while jobs were still coming and none is now."""
         if run.stopped or not self.poll(now):
-            return
-        self.cancel_silent({info.slurm_job for info in engines.values()}, now)
+            return []
+        self.cancel_silent([info.slurm_job for info in engines.values()], now)
         work, cases, longest = work_left(run, engine_time)
         count = self.jobs.plan(work, cases, longest + JOB_END_SLACK_SECONDS)
         if count and not self.silent.gave_up:
@@ -87,6 +89,9 @@ class JobCare:
                 self.replaced += submitted
                 self.terminal.write_line(replacement_line(submitted, cases))
         run.engines_coming = self.silent.coming(self.jobs.views) and not self.jobs.cancelled
+        # The run checks for engines left when one leaves: a job that stopped coming
+        # afterwards (cancelled as silent, gone from squeue) is no event of its own.
+        return [] if run.engines_coming else run.stop_if_no_engines(now)
 
     def cancel_silent(self, answered: Iterable[str], now: float) -> None:
         """Cancel the jobs that run with no engine registering (see

@@ -10,10 +10,14 @@ a run grants engines to register at its start) without one of its engines answer
 engine check is *silent*: the run cancels it and no longer waits for it. After
 :data:`SILENT_JOBS_IN_A_ROW` silent jobs with no job in between whose engines answered,
 the run submits no more replacements: the next would most likely fail the same way.
+From then on a running job whose engines have all registered brings no more (its end
+brings no replacement): a run whose engines are gone or released stops instead of
+waiting for that job's time limit.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +37,8 @@ class SilentJobs:
     running_since: dict[str, float] = field(default_factory=dict)
     #: Jobs one of whose engines answered the engine check.
     heard: set[str] = field(default_factory=set)
+    #: How many engines of each job answered it.
+    registered: Counter[str] = field(default_factory=Counter)
     #: Jobs found silent, in the order found.
     silent: list[str] = field(default_factory=list)
     #: Silent jobs since the last job that was heard from.
@@ -40,10 +46,11 @@ class SilentJobs:
 
     def look(self, views: Sequence[JobView], answered: Iterable[str], now: float) -> list[str]:
         """The jobs found silent now. ``views``: the run's jobs queued or running, as
-        squeue showed them last; ``answered``: the jobs of the engines that answered the
-        engine check so far."""
-        for job in answered:
-            if job and job not in self.heard:
+        squeue showed them last; ``answered``: the job of each engine that answered the
+        engine check so far (a job once per engine)."""
+        self.registered = Counter(job for job in answered if job)
+        for job in self.registered:
+            if job not in self.heard:
                 self.heard.add(job)
                 self.in_a_row = 0
         found = []
@@ -68,8 +75,14 @@ class SilentJobs:
         return self.in_a_row >= SILENT_JOBS_IN_A_ROW
 
     def coming(self, views: Sequence[JobView]) -> bool:
-        """Whether any job queued or running may still bring engines."""
-        return any(view.job_id not in self.silent for view in views)
+        """Whether any job queued or running may still bring engines: queued, or running
+        with engines yet to register, or (while the run replaces jobs) running at all:
+        its end brings a replacement. Never a silent one."""
+        return any(
+            view.job_id not in self.silent
+            and (view.pending or self.registered[view.job_id] < view.engines or not self.gave_up)
+            for view in views
+        )
 
 
 def silent_line(job: str, grace_seconds: float, log_pattern: str) -> str:
