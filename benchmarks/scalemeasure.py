@@ -20,7 +20,8 @@ MARKER_VARIABLE = "BENCH_SCALE_RUN_ID"
 POLL_SECONDS = 0.1
 #: Seconds between samples of the CPU time of the run's other processes.
 TREE_POLL_SECONDS = 0.5
-#: A run is stopped (the script fails) when the machine has less memory available.
+#: A run is stopped (the script fails) when the machine has less memory available
+#: (RAM available plus free swap: a run may use a swap file set up for it).
 MIN_AVAILABLE_BYTES = 2**30
 #: (text in its command line, kind) of the processes a run starts, first match wins.
 PROCESS_KINDS = (
@@ -107,7 +108,7 @@ class Sampler:
             self.peak = max(self.peak, self.handle.memory_info().rss)
             if time.monotonic() >= self.next_tree_poll:
                 self.next_tree_poll = time.monotonic() + TREE_POLL_SECONDS
-                available = psutil.virtual_memory().available
+                available = psutil.virtual_memory().available + psutil.swap_memory().free
                 if available < MIN_AVAILABLE_BYTES:  # stopped before the OOM killer picks
                     raise BenchError(
                         f"stopped: {available / 2**20:.0f} MiB of memory left on the machine"
