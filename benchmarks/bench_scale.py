@@ -203,7 +203,8 @@ def part_million(root: Path, cases: int, engines: int, gold_args: list[str], tim
     total_gib /= 1024
     rows = [
         f"{cases} x pass on {engines} engines: wall {gold.wall:.1f} s, controller CPU "
-        f"{gold.cpu:.1f} s (getrusage at exit, collection included)",
+        f"{gold.cpu:.1f} s (getrusage at exit, collection included; system "
+        f"{gold.system_cpu:.1f} s, {gold.major_faults} major page faults)",
         f"peak RSS: controller {gold.maxrss_mib:.0f} MiB (polled {gold.polled_rss_mib:.0f}), "
         f"one worker {worker:.0f} MiB (ru_maxrss at its exit "
         f"{'?' if gold.workers_maxrss_mib is None else f'{gold.workers_maxrss_mib:.0f}'}, "

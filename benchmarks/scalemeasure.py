@@ -51,7 +51,14 @@ _OUT = Path(__file__).with_name(f"rusage-{os.getpid()}.json")
 def _write_rusage():
     usage = resource.getrusage(resource.RUSAGE_SELF)  # this process only, all threads
     _OUT.write_text(
-        json.dumps({"cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss})
+        json.dumps(
+            {
+                "cpu": usage.ru_utime + usage.ru_stime,
+                "system": usage.ru_stime,
+                "major_faults": usage.ru_majflt,
+                "maxrss_kb": usage.ru_maxrss,
+            }
+        )
     )
 """
 
@@ -79,6 +86,10 @@ class Measured:
     #: The largest ``ru_maxrss`` the other processes that import the suite's conftest.py
     #: (the workers) wrote at their exit, in MiB; None if none wrote one.
     workers_maxrss_mib: float | None = None
+    #: Of ``cpu``, the system's part, and the controller's major page faults (pages read
+    #: back from swap: a run that does not fit in memory pays for them in system time).
+    system_cpu: float = 0.0
+    major_faults: int = 0
 
     def case_share(self, workers: int) -> float | None:
         """The summary's "use" computed alike for every mode: case time over workers x
@@ -208,6 +219,8 @@ def measure(args: list[str], cwd: Path, cases: int, timeout: float, label: str) 
         children_cpu=peak.cpu_by_kind(),
         children_peak_mib={kind: rss / 2**20 for kind, rss in peak.rss_by_kind.items()},
         workers_maxrss_mib=max(workers_kb) / 1024 if workers_kb else None,
+        system_cpu=usage.get("system", 0.0),
+        major_faults=usage.get("major_faults", 0),
     )
     for arg in args:
         if arg.startswith("--junitxml="):
