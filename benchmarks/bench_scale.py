@@ -77,7 +77,7 @@ LATENCY_ENGINES = 4
 #: How long the daemonized cluster of part 5 may take to register its engines.
 CLUSTER_START_SECONDS = 120.0
 #: Pause between the two gold runs of part 5: the engines start the next run's worker
-#: ahead (``pytest_gold.engine.standby``) a second after a run ends.
+#: ahead (``pytest_gold.engine.standby``) once the last run's pytest has exited.
 STANDBY_WAIT_SECONDS = 3.0
 
 # Goals of issue 12.
