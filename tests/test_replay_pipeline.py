@@ -73,3 +73,32 @@ def test_reports_of_a_case_share_location_and_keywords(pytester: pytest.Pytester
         assert " (1, 1) " in gold_line, gold_line
         # Same keywords and location as the plain run's reports.
         assert gold_line.split(") ", 1)[1] == plain_line.split(") ", 1)[1]
+
+
+def test_pytest_ends_its_session_with_the_run_heap_still_frozen(
+    pytester: pytest.Pytester, gold_args
+):
+    """pytest's own end of session makes full collections (for unraisable exceptions):
+    they run before the heap is thawed, so they skip what the run froze, and the heap
+    is thawed once pytest's cleanups are done (pytest may run again in this process)."""
+    seen = pytester.path / "frozen.txt"
+    pytester.makeconftest(
+        f"""
+        import gc
+
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_unconfigure(config):
+            if not hasattr(config, "workerinput"):
+                with open({str(seen)!r}, "w") as f:
+                    f.write(str(gc.get_freeze_count()))
+        """
+    )
+    pytester.makepyfile("def test_one():\n    pass\n")
+    result = pytester.runpytest_inprocess(*gold_args, "-p", "no:cacheprovider")
+    assert result.ret == 0
+    assert int(seen.read_text()) > 0  # the last pytest_unconfigure: still frozen
+    import gc
+
+    assert gc.get_freeze_count() == 0  # thawed after the cleanups

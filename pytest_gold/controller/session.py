@@ -69,6 +69,10 @@ class GoldController:
         self.passed_before = 0
         #: What becomes of the kept embedded cluster, for the end of the summary.
         self.kept_line: str | None = None
+        # Registered before pytest's own plugins add theirs (this runs in an earlier
+        # pytest_configure), so it runs after them: the full collections pytest makes at
+        # its end (for unraisable exceptions) skip the run's frozen heap.
+        config.add_cleanup(heap.thaw_and_freeze_at_exit)
 
     # -- reporting hooks -----------------------------------------------------------------
 
@@ -138,7 +142,6 @@ class GoldController:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close_cluster()
-        heap.thaw_and_freeze_at_exit()
 
     # -- the run loop --------------------------------------------------------------------
 
