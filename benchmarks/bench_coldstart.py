@@ -22,7 +22,12 @@ end with ``python -m pytest_gold cluster stop``; every process of the runs is ta
 Usage::
 
     python benchmarks/bench_coldstart.py [--workers N] [--cases C] [--repeat K] [--pause S]
-                                         [--cpus LIST] [--gold-arg=ARG ...] [--timeout S]
+                                         [--cpus LIST] [--gold-arg=ARG ...]
+                                         [--pytest-arg=ARG ...] [--timeout S]
+
+``--pytest-arg`` goes to every run, xdist's and gold's: ``--pytest-arg=-p
+--pytest-arg=no:zarr`` measures the same suite without a plugin the environment installs
+(zarr's ``pytest11`` entry point imports zarr and numpy in every pytest process).
 
 ``--pause S`` waits S seconds (untimed) before each timed run: what an engine does between
 two runs (a kept cluster's workers prepare the next run's session once the last run's
@@ -96,6 +101,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="ARG",
         help="pass ARG to every gold run (--gold-arg=--gold-batch-seconds=1)",
+    )
+    parser.add_argument(
+        "--pytest-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to every run, xdist's and gold's (--pytest-arg=-p --pytest-arg=no:zarr)",
     )
     parser.add_argument(
         "--keep-environment",
@@ -313,7 +325,8 @@ PHASE_LOG: list[dict[str, float]] = []
 
 def measure(args: argparse.Namespace, suite: Path, env: dict[str, str]) -> dict[str, list[float]]:
     expected = f"{args.cases} passed"
-    gold = ["--gold", f"--gold-engines={args.workers}", *args.gold_arg]
+    gold = ["--gold", f"--gold-engines={args.workers}", *args.gold_arg, *args.pytest_arg]
+    xdist = ["-n", str(args.workers), "-p", "no:cacheprovider", *args.pytest_arg]
     cache = suite / ".pytest_cache"
     times = durations(args.cases)
     walls: dict[str, list[float]] = {"xdist": [], "cold": [], "known": [], "warm": []}
@@ -330,10 +343,11 @@ def measure(args: argparse.Namespace, suite: Path, env: dict[str, str]) -> dict[
         print(f" {wall:.2f} s ({shown})")
 
     # Untimed: the bytecode caches of pytest's plugins and the suite are written, once.
-    run(["-n", "2", "-p", "no:cacheprovider", "-k", "c000"], suite, env, args.timeout, "1 passed")
+    warm_up = ["-n", "2", "-p", "no:cacheprovider", "-k", "c000", *args.pytest_arg]
+    run(warm_up, suite, env, args.timeout, "1 passed")
     PHASE_LOG.pop()
     for attempt in range(args.repeat):
-        timed("xdist", ["-n", str(args.workers), "-p", "no:cacheprovider"], attempt)
+        timed("xdist", xdist, attempt)
         shutil.rmtree(cache, ignore_errors=True)
         timed("cold", gold, attempt)
         timed("known", gold, attempt)  # the cold run's durations are in the cache
@@ -359,7 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lpt = lpt_makespan(times, args.workers)
     bound = "total / N" if total / args.workers >= longest else "the longest case"
     print_setup(f"{args.cases} long-tailed sleep cases on {args.workers} workers, {args.repeat} "
-                f"runs each, gold args {args.gold_arg or 'none'}; runs on CPUs {cpus}")  # fmt: skip
+                f"runs each, gold args {args.gold_arg or 'none'}, args of every run "
+                f"{args.pytest_arg or 'none'}; runs on CPUs {cpus}")  # fmt: skip
     print(f"cases: total {total:.2f} s, median {statistics.median(times):.2f} s, longest "
           f"{longest:.2f} s; ideal makespan {ideal:.2f} s (lower bound, {bound}); "
           f"LPT schedule {lpt:.2f} s")  # fmt: skip

@@ -476,6 +476,12 @@ class RunMachine(RuleBasedStateMachine):
         actions = self.run.controller_lost("hub gone")
         assert not any(isinstance(a, Dispatch) for a in actions)
 
+    @precondition(lambda self: not self.run.over)
+    @rule(coming=st.booleans())
+    def jobs_come_and_go(self, coming: bool) -> None:
+        """Slurm jobs queued or starting (engines on their way), or none any more."""
+        self.apply(self.run.set_engines_coming(coming, self.now), then_tick=True)
+
     @precondition(lambda self: self.run.over)
     @rule()
     def an_over_run_does_nothing(self) -> None:
@@ -486,6 +492,15 @@ class RunMachine(RuleBasedStateMachine):
     @invariant()
     def bookkeeping_holds(self) -> None:
         self.run.check_invariants()
+
+    @invariant()
+    def a_run_never_waits_for_nothing(self) -> None:
+        """Cases queued, no engine to take them and none coming: the run has stopped
+        (else it would wait forever)."""
+        run = self.run
+        if run.phase is Phase.RUNNING and run.queue and not run.engines_coming:
+            usable = (EngineState.IDLE, EngineState.BUSY, EngineState.CHECKING)
+            assert run.engines_in(*usable), "running with no engine and none coming"
 
     @invariant()
     def nothing_after_the_stop_point_is_reported(self) -> None:

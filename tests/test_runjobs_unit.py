@@ -157,14 +157,28 @@ def test_run_waits_for_engines_of_queued_jobs() -> None:
     run = make_run(4, retries=1)
     join(run, 0)
     run.tick(0.0)
-    run.engines_coming = True
+    assert run.set_engines_coming(True, now=0.5) == []
     run.engine_lost(0, "lost", now=1.0)
     assert run.stop_reason is None and not run.over
     join(run, 1, now=30.0)
     assert dispatched(run.tick(30.0))  # the replacement's engine gets the cases
-    run.engines_coming = False  # the run has no job left: then it stops
-    run.engine_lost(1, "lost", now=40.0)
+    assert run.set_engines_coming(False, now=35.0) == []  # an engine is still there
+    run.engine_lost(1, "lost", now=40.0)  # the run has no job left: then it stops
     assert run.stop_reason == EVERY_ENGINE_LOST
+
+
+def test_run_stops_when_engines_stop_coming_after_the_last_one_left() -> None:
+    """The last engine left while a job was queued; then the job stopped coming (it was
+    cancelled, or left squeue): no engine leaves then, so that change stops the run."""
+    run = make_run(4, retries=1)
+    join(run, 0)
+    run.tick(0.0)
+    run.set_engines_coming(True, now=0.5)
+    run.engine_lost(0, "lost", now=1.0)
+    assert run.set_engines_coming(True, now=5.0) == [] and run.stop_reason is None
+    run.set_engines_coming(False, now=10.0)
+    assert run.stop_reason == EVERY_ENGINE_LOST and run.stopped
+    assert run.set_engines_coming(False, now=15.0) == []  # said once
 
 
 def test_status_shows_the_jobs() -> None:

@@ -77,7 +77,8 @@ class JobCare:
     ) -> list[Action]:
         """``engines``: what the engines that answered the engine check said of themselves
         (their Slurm jobs among it); read only when squeue was asked. Returns the run's
-        stop when its last engines left while jobs were still coming and none is now."""
+        stop when its last engines left while jobs were still coming and none is now
+        (:meth:`Run.set_engines_coming`)."""
         if run.stopped or not self.poll(now):
             return []
         self.cancel_silent([info.slurm_job for info in engines.values()], now)
@@ -88,10 +89,8 @@ class JobCare:
             if submitted:
                 self.replaced += submitted
                 self.terminal.write_line(replacement_line(submitted, cases))
-        run.engines_coming = self.silent.coming(self.jobs.views) and not self.jobs.cancelled
-        # The run checks for engines left when one leaves: a job that stopped coming
-        # afterwards (cancelled as silent, gone from squeue) is no event of its own.
-        return [] if run.engines_coming else run.stop_if_no_engines(now)
+        coming = self.silent.coming(self.jobs.views) and not self.jobs.cancelled
+        return run.set_engines_coming(coming, now)
 
     def cancel_silent(self, answered: Iterable[str], now: float) -> None:
         """Cancel the jobs that run with no engine registering (see

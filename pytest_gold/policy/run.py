@@ -334,6 +334,11 @@ class Run:
         usable, none being checked) stops."""
         return runfaults.stop_if_no_engines(self, now)
 
+    def set_engines_coming(self, coming: bool, now: float) -> list[Action]:
+        """Engines are (still) on their way, or no longer: then a run with none left
+        stops."""
+        return runfaults.set_engines_coming(self, coming, now)
+
     def stop_requested(self, kind: StopKind, reason: str, now: float) -> list[Action]:
         """Stop: nothing new starts; every case not yet dispatched is not run; running
         batches are interrupted and get a grace period (from ``now``) to report."""

@@ -158,6 +158,16 @@ def stop_if_no_engines(run: Run, now: float) -> list[Action]:
     return []
 
 
+def set_engines_coming(run: Run, coming: bool, now: float) -> list[Action]:
+    """Whether engines are still on their way (Slurm jobs queued or starting). A run
+    checks for engines left when one leaves; engines that stop coming afterwards (a job
+    cancelled as silent, or gone from squeue) are no engine's leaving, so their end is
+    where a run with no engine left stops."""
+    stopped_coming = run.engines_coming and not coming
+    run.engines_coming = coming
+    return run.stop_if_no_engines(now) if stopped_coming else []
+
+
 def stop_requested(run: Run, kind: StopKind, reason: str, now: float) -> list[Action]:
     """Stop: nothing new starts; every case not yet dispatched is not run; running
     batches are interrupted and get a grace period (from ``now``) to report."""
