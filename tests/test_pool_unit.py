@@ -297,3 +297,40 @@ def test_a_worker_whose_engine_died_during_its_start_ends_at_once():
     # With its real parent it goes on (and fails here on the bogus socket descriptor).
     child = subprocess.run([*command, str(os.getpid())], capture_output=True, timeout=60)
     assert child.returncode != 0 and b"Bad file descriptor" in child.stderr
+
+
+def test_the_first_wait_reacts_to_an_answer_or_a_registration_at_once():
+    """The wait for engines looks again as soon as a check is answered or an engine
+    registers, not at its next count (which used to be most of a kept cluster's time
+    to the first case); with nothing new it waits the whole poll time."""
+    import threading
+
+    client = FakeClient()
+    driver = make_driver(client)
+    client.ids = [0]
+    driver.discover(100.0)
+    assert set(driver.checks.pending) == {0}
+
+    def answer_later() -> None:
+        client.checks[0].answer = answer(0)
+
+    timer = threading.Timer(0.05, answer_later)
+    timer.start()
+    started = time.monotonic()
+    driver.checks.wait_for_news(registered=1, timeout=30.0)
+    assert time.monotonic() - started < 10.0  # woke on the answer, long before 30 s
+    timer.join()
+    assert client.checks[0].ready()
+
+    driver.discover(101.0)  # the answer taken in: nothing pending now
+    assert not driver.checks.pending
+    timer = threading.Timer(0.05, lambda: client.ids.append(1))
+    timer.start()
+    started = time.monotonic()
+    driver.checks.wait_for_news(registered=1, timeout=30.0)
+    assert time.monotonic() - started < 10.0  # woke on the registration
+    timer.join()
+
+    started = time.monotonic()
+    driver.checks.wait_for_news(registered=2, timeout=0.1)
+    assert time.monotonic() - started >= 0.1  # nothing new: the whole poll time

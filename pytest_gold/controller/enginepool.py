@@ -8,6 +8,7 @@ The functions below word the lines and errors about the cluster's engines.
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,8 @@ from pytest_gold.policy.enginecheck import Expected, advice, describe, mismatche
 from pytest_gold.protocol.identity import ControllerId
 from pytest_gold.protocol.messages import EngineInfo, engine_from_wire
 
-#: How often the registered engines are counted while the run waits for them.
+#: How often the run's first wait for engines says what it waits for, and looks at the
+#: jobs and the deadline (it reacts to an answer or a registration at once).
 WAIT_POLL_SECONDS = 0.2
 #: How often a line saying how many engines registered is printed while waiting.
 WAIT_LINE_SECONDS = 5.0
@@ -98,6 +100,19 @@ class EngineChecks:
                 del self.pending[eid]
                 answered.append((eid, *self.read(result)))
         return requeued, answered
+
+    def wait_for_news(self, registered: int, timeout: float) -> None:
+        """Until a check in flight is answered, the number of registered engines is no
+        longer ``registered``, or ``timeout`` s passed: the first wait for engines then
+        starts the run as soon as the answers are in, not at its next look (which on a
+        running cluster was most of the time to the first case)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(result.ready() for result, _ in self.pending.values()):
+                return
+            if len(self.client.ids) != registered:
+                return
+            time.sleep(CHECK_POLL_SECONDS)
 
     def read(self, result: Any) -> tuple[EngineInfo | None, list[str]]:
         try:  # an answer not there by now (after --gold-wait s) counts as a failure

@@ -126,7 +126,7 @@ def wait_for_engines(driver: Driver, handle: ClusterHandle, settings: GoldSettin
             last_jobs = driver.jobs.status() if driver.jobs is not None else ""
             terminal.write_line(f"{line}; {last_jobs}" if last_jobs else line)
             last_count, last_line = registered, now
-        time.sleep(WAIT_POLL_SECONDS)
+        driver.checks.wait_for_news(registered, WAIT_POLL_SECONDS)
     driver.initial = False
     for line in describe(driver.failed_check):
         terminal.write_line(f"gold: left out of the run, engine check failed: {line}", problem=True)
